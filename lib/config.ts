@@ -1,0 +1,200 @@
+/**
+ * The node's configuration, parsed and checked in one place (SPEC section 8).
+ * Every problem names its variable, so a bad setting stops the node with one clear line.
+ */
+
+export const ALL_SERVICES = [
+	"gateway",
+	"order",
+	"validation",
+	"inventory",
+	"payment",
+	"wallet",
+	"voucher",
+	"notification",
+	"audit",
+] as const;
+export type ServiceName = (typeof ALL_SERVICES)[number];
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+export const TRACING_EXPORTERS = ["none", "console", "zipkin", "jaeger", "event"] as const;
+
+/** Outside production a known secret keeps `npm start` one command; production refuses it. */
+export const DEV_JWT_SECRET = "dev-only-insecure-secret-change-me";
+
+export interface Config {
+	production: boolean;
+	nodeID?: string;
+	namespace: string;
+	transporter?: string;
+	services: ServiceName[];
+	databaseUrl?: string;
+	dataDir: string;
+	dbPoolMax: number;
+	redisUrl?: string;
+	kafkaBrokers?: string[];
+	kafkaTopicPrefix: string;
+	kafkaSessionTimeoutMs: number;
+	paymentGatewayUrl?: string;
+	port: number;
+	jwtSecret: string;
+	smtpUrl?: string;
+	logLevel: (typeof LOG_LEVELS)[number];
+	tracingExporter: (typeof TRACING_EXPORTERS)[number];
+	tracingEndpoint?: string;
+	metricsPort: number;
+	requestTimeoutMs: number;
+	reservationTtlMs: number;
+	sagaStepTimeoutMs: number;
+	storeCurrency: string;
+	voucherThresholdCents: number;
+	voucherAmountCents: number;
+	voucherTtlDays: number;
+	eventMaxAttempts: number;
+	outboxPollMs: number;
+	lockTtlMs: number;
+	lockWaitMs: number;
+	shutdownDrainMs: number;
+}
+
+export class ConfigError extends Error {
+	constructor(
+		readonly variable: string,
+		problem: string,
+	) {
+		super(`${variable}: ${problem}`);
+		this.name = "ConfigError";
+	}
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads one variable; empty strings count as unset so `FOO=` in a .env file means "default". */
+function read(env: Env, name: string): string | undefined {
+	const value = env[name]?.trim();
+	return value === "" ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+	const raw = read(env, name);
+	if (raw === undefined) return fallback;
+	if (!/^-?\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+	const value = Number(raw);
+	if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+	return value;
+}
+
+function oneOf<T extends readonly string[]>(env: Env, name: string, allowed: T, fallback: T[number]): T[number] {
+	const raw = read(env, name)?.toLowerCase();
+	if (raw === undefined) return fallback;
+	if (!allowed.includes(raw)) throw new ConfigError(name, `must be one of ${allowed.join(", ")}, got "${raw}"`);
+	return raw;
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+	const raw = read(env, name);
+	if (raw === undefined) return undefined;
+	let parsed: URL;
+	try {
+		parsed = new URL(raw);
+	} catch {
+		throw new ConfigError(name, `is not a URL: "${raw}"`);
+	}
+	if (!protocols.includes(parsed.protocol)) {
+		throw new ConfigError(name, `must be a ${protocols.map(p => p + "//").join(" or ")} URL, got "${raw}"`);
+	}
+	if (!parsed.hostname && parsed.protocol !== "file:") throw new ConfigError(name, `has no host: "${raw}"`);
+	return raw;
+}
+
+function services(env: Env): ServiceName[] {
+	const raw = read(env, "SERVICES");
+	if (raw === undefined || raw === "*") return [...ALL_SERVICES];
+	const names = raw.split(",").map(s => s.trim()).filter(Boolean);
+	const unknown = names.filter(n => !(ALL_SERVICES as readonly string[]).includes(n));
+	if (unknown.length > 0) {
+		throw new ConfigError("SERVICES", `unknown service "${unknown[0]}" (known: ${ALL_SERVICES.join(", ")})`);
+	}
+	return [...new Set(names)] as ServiceName[];
+}
+
+function kafkaBrokers(env: Env): string[] | undefined {
+	const raw = read(env, "KAFKA_BROKERS");
+	if (raw === undefined) return undefined;
+	const brokers = raw.split(",").map(s => s.trim()).filter(Boolean);
+	for (const broker of brokers) {
+		if (!/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(broker)) {
+			throw new ConfigError("KAFKA_BROKERS", `expects host:port[,host:port], got "${broker}"`);
+		}
+	}
+	return brokers;
+}
+
+/** Parses the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+	const production = read(env, "NODE_ENV") === "production";
+	const jwtSecret = read(env, "JWT_SECRET");
+	if (production && jwtSecret === undefined) {
+		throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
+	}
+	if (jwtSecret !== undefined && jwtSecret.length < 16) {
+		throw new ConfigError("JWT_SECRET", "must be at least 16 characters");
+	}
+	const storeCurrency = (read(env, "STORE_CURRENCY") ?? "EUR").toUpperCase();
+	if (!/^[A-Z]{3}$/.test(storeCurrency)) {
+		throw new ConfigError("STORE_CURRENCY", `must be an ISO 4217 code such as EUR, got "${storeCurrency}"`);
+	}
+	const namespace = read(env, "NAMESPACE") ?? "checkout";
+	if (!/^[A-Za-z0-9_-]+$/.test(namespace)) {
+		throw new ConfigError("NAMESPACE", `may hold letters, digits, "-" and "_" only, got "${namespace}"`);
+	}
+	const tracingExporter = oneOf(env, "TRACING_EXPORTER", TRACING_EXPORTERS, "none");
+
+	const config: Config = {
+		production,
+		nodeID: read(env, "NODE_ID"),
+		namespace,
+		transporter: url(env, "TRANSPORTER", ["nats:", "tls:"]),
+		services: services(env),
+		databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
+		dataDir: read(env, "DATA_DIR") ?? "./data",
+		dbPoolMax: integer(env, "DB_POOL_MAX", 10, 1, 200),
+		redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),
+		kafkaBrokers: kafkaBrokers(env),
+		kafkaTopicPrefix: read(env, "KAFKA_TOPIC_PREFIX") ?? "checkout.",
+		kafkaSessionTimeoutMs: integer(env, "KAFKA_SESSION_TIMEOUT_MS", 30000, 6000, 300000),
+		paymentGatewayUrl: url(env, "PAYMENT_GATEWAY_URL", ["http:", "https:"]),
+		port: integer(env, "PORT", 3000, 0, 65535),
+		jwtSecret: jwtSecret ?? DEV_JWT_SECRET,
+		smtpUrl: url(env, "SMTP_URL", ["smtp:", "smtps:"]),
+		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
+		tracingExporter,
+		tracingEndpoint: url(env, "TRACING_ENDPOINT", ["http:", "https:"]),
+		metricsPort: integer(env, "METRICS_PORT", 3030, 0, 65535),
+		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 10000, 100, 600000),
+		reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 15 * 60 * 1000, 1000, 7 * 24 * 3600 * 1000),
+		sagaStepTimeoutMs: integer(env, "SAGA_STEP_TIMEOUT_MS", 60000, 500, 24 * 3600 * 1000),
+		storeCurrency,
+		voucherThresholdCents: integer(env, "VOUCHER_THRESHOLD_CENTS", 10000, 0, Number.MAX_SAFE_INTEGER),
+		voucherAmountCents: integer(env, "VOUCHER_AMOUNT_CENTS", 500, 1, Number.MAX_SAFE_INTEGER),
+		voucherTtlDays: integer(env, "VOUCHER_TTL_DAYS", 365, 1, 3650),
+		eventMaxAttempts: integer(env, "EVENT_MAX_ATTEMPTS", 5, 1, 100),
+		outboxPollMs: integer(env, "OUTBOX_POLL_MS", 1000, 10, 60000),
+		lockTtlMs: integer(env, "LOCK_TTL_MS", 10000, 100, 600000),
+		lockWaitMs: integer(env, "LOCK_WAIT_MS", 5000, 0, 600000),
+		shutdownDrainMs: integer(env, "SHUTDOWN_DRAIN_MS", 0, 0, 60000),
+	};
+
+	if (config.transporter && !config.databaseUrl && usesDatabase(config.services)) {
+		throw new ConfigError("DATABASE_URL", "is required when TRANSPORTER is set: the embedded database belongs to one process");
+	}
+	if (tracingExporter !== "none" && tracingExporter !== "console" && tracingExporter !== "event" && !config.tracingEndpoint) {
+		throw new ConfigError("TRACING_ENDPOINT", `is required with TRACING_EXPORTER=${tracingExporter}`);
+	}
+	return config;
+}
+
+/** Every service but the gateway owns tables. */
+export function usesDatabase(names: readonly ServiceName[]): boolean {
+	return names.some(n => n !== "gateway");
+}

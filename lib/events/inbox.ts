@@ -1,0 +1,88 @@
+import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import type { Logger } from "moleculer";
+import { quoteIdent } from "../migrations";
+import type { DomainEvent } from "./envelope";
+import { backoffDelay, sleep } from "./backoff";
+
+export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";
+
+/**
+ * Runs `effect` once per eventId for this consumer: the `(consumer, eventId)` record and the
+ * effect commit in one transaction, so a redelivered event finds the record and does nothing.
+ * (Each service has its own schema, so the schema is the consumer.)
+ */
+export async function consumeOnce(
+	sequelize: Sequelize,
+	schema: string,
+	event: DomainEvent,
+	effect: (tx: Transaction) => Promise<void>,
+): Promise<"processed" | "duplicate"> {
+	return sequelize.transaction(async tx => {
+		const inserted = await sequelize.query(
+			`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) VALUES (:id, :name) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
+			{ replacements: { id: event.eventId, name: event.eventName }, type: QueryTypes.SELECT, transaction: tx },
+		);
+		if (inserted.length === 0) return "duplicate";
+		await effect(tx);
+		return "processed";
+	});
+}
+
+export interface DeadLetter {
+	event?: DomainEvent;
+	eventName: string;
+	raw?: string;
+	error: string;
+	attempts: number;
+}
+
+export async function recordDeadLetter(sequelize: Sequelize, schema: string, letter: DeadLetter): Promise<void> {
+	await sequelize.query(
+		`INSERT INTO ${quoteIdent(schema)}.dead_letters (event_id, event_name, envelope, raw, error, attempts) VALUES (:id, :name, :envelope, :raw, :error, :attempts)`,
+		{
+			replacements: {
+				id: letter.event?.eventId ?? null,
+				name: letter.eventName,
+				envelope: letter.event ? JSON.stringify(letter.event) : null,
+				raw: letter.raw ?? null,
+				error: letter.error.slice(0, 4000),
+				attempts: letter.attempts,
+			},
+		},
+	);
+}
+
+export interface RetryPolicy {
+	maxAttempts: number;
+	baseDelayMs: number;
+	/** Called between attempts (Kafka: keeps the consumer's session alive). */
+	between?: () => Promise<void>;
+}
+
+/**
+ * Tries `attempt` up to `maxAttempts` times with exponential backoff, then hands the event to
+ * `deadLetter` and returns, so the events behind it are never blocked for ever.
+ */
+export async function deliverWithRetries(
+	event: DomainEvent,
+	attempt: () => Promise<"processed" | "duplicate">,
+	policy: RetryPolicy,
+	deadLetter: (error: Error, attempts: number) => Promise<void>,
+	logger: Logger,
+): Promise<ConsumeOutcome> {
+	for (let n = 1; ; n++) {
+		try {
+			return await attempt();
+		} catch (err) {
+			const error = err as Error;
+			if (n >= policy.maxAttempts) {
+				logger.error(`Event ${event.eventName} ${event.eventId} failed ${n} times, dead-lettered: ${error.message}`);
+				await deadLetter(error, n);
+				return "dead-lettered";
+			}
+			logger.warn(`Event ${event.eventName} ${event.eventId} failed (attempt ${n}/${policy.maxAttempts}): ${error.message}`);
+			await policy.between?.();
+			await sleep(backoffDelay(n, policy.baseDelayMs));
+		}
+	}
+}

@@ -1,0 +1,155 @@
+import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import type { Logger } from "moleculer";
+import { quoteIdent } from "../migrations";
+import { aggregateKey, createEnvelope, type DomainEvent, type PublishOptions } from "./envelope";
+import { backoffDelay } from "./backoff";
+
+export interface OutboxMessage {
+	seq: string;
+	key: string;
+	event: DomainEvent;
+}
+
+/** Where the relay hands committed events: Kafka, or the Moleculer bus. Throws to keep them. */
+export type PublishBatch = (messages: OutboxMessage[]) => Promise<void>;
+
+/** Writes an event into the service's outbox inside the caller's transaction. */
+export async function writeToOutbox(
+	sequelize: Sequelize,
+	schema: string,
+	tx: Transaction,
+	eventName: string,
+	data: Record<string, any>,
+	producer: DomainEvent["producer"],
+	opts: PublishOptions = {},
+): Promise<DomainEvent> {
+	const event = createEnvelope(eventName, data, producer, opts);
+	await sequelize.query(
+		`INSERT INTO ${quoteIdent(schema)}.outbox (event_id, event_name, aggregate_key, envelope) VALUES (:id, :name, :key, :envelope)`,
+		{
+			replacements: { id: event.eventId, name: eventName, key: aggregateKey(event, opts.key), envelope: JSON.stringify(event) },
+			transaction: tx,
+		},
+	);
+	return event;
+}
+
+const BATCH = 200;
+
+/**
+ * Publishes committed outbox rows in commit order. One relay per service is active in the whole
+ * cluster at a time (a transaction-scoped advisory lock), so an aggregate's events leave in the
+ * order they were written; the rows are marked in the same transaction that published them, so a
+ * crash before the mark republishes (at least once) and consumers deduplicate by eventId.
+ * It is woken after each commit and also sweeps on a timer for what a crash left behind.
+ */
+export class OutboxRelay {
+	private running = false;
+	private loop?: Promise<void>;
+	private wake?: () => void;
+	private pending = false;
+	private failures = 0;
+	private lastCleanup = 0;
+	private readonly table: string;
+
+	constructor(
+		private readonly sequelize: Sequelize,
+		private readonly schema: string,
+		private readonly publish: PublishBatch,
+		private readonly logger: Logger,
+		private readonly pollMs: number,
+	) {
+		this.table = `${quoteIdent(schema)}.outbox`;
+	}
+
+	start(): void {
+		if (this.running) return;
+		this.running = true;
+		this.loop = this.run();
+	}
+
+	/** Called after a commit that wrote events: publish now instead of at the next sweep. */
+	notify(): void {
+		this.pending = true;
+		this.wake?.();
+	}
+
+	async stop(): Promise<void> {
+		this.running = false;
+		this.wake?.();
+		await this.loop;
+	}
+
+	/** Rows written but not yet published (the outbox backlog). */
+	async backlog(): Promise<number> {
+		const [row] = await this.sequelize.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.table} WHERE published_at IS NULL`, {
+			type: QueryTypes.SELECT,
+		});
+		return Number(row.n);
+	}
+
+	private async run(): Promise<void> {
+		while (this.running) {
+			this.pending = false;
+			let wait = this.pollMs;
+			try {
+				await this.drain();
+				await this.cleanup();
+				if (this.failures > 0) this.logger.info(`Outbox of ${this.schema} publishes again.`);
+				this.failures = 0;
+			} catch (err) {
+				this.failures++;
+				wait = backoffDelay(this.failures, 200, 5000);
+				if (this.failures === 1 || this.failures % 20 === 0) {
+					this.logger.warn(`Outbox of ${this.schema} cannot publish yet (${(err as Error).message}); events stay in the outbox.`);
+				}
+			}
+			if (this.running && !this.pending) await this.idle(wait);
+		}
+	}
+
+	private idle(ms: number): Promise<void> {
+		return new Promise<void>(resolve => {
+			const timer = setTimeout(done, ms);
+			function done() {
+				clearTimeout(timer);
+				resolve();
+			}
+			this.wake = done;
+		}).finally(() => (this.wake = undefined));
+	}
+
+	/** Publishes until the outbox is empty or another node holds the relay lock. */
+	async drain(): Promise<void> {
+		for (;;) {
+			const published = await this.sequelize.transaction(async transaction => {
+				const [lock] = await this.sequelize.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok", {
+					replacements: { name: `outbox:${this.schema}` },
+					type: QueryTypes.SELECT,
+					transaction,
+				});
+				if (!lock.ok) return 0;
+				const rows = await this.sequelize.query<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+					`SELECT seq, aggregate_key, envelope FROM ${this.table} WHERE published_at IS NULL ORDER BY seq LIMIT ${BATCH}`,
+					{ type: QueryTypes.SELECT, transaction },
+				);
+				if (rows.length === 0) return 0;
+				await this.publish(rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope })));
+				await this.sequelize.query(`UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:seqs]::bigint[])`, {
+					replacements: { seqs: rows.map(r => r.seq) },
+					transaction,
+				});
+				return rows.length;
+			});
+			if (published < BATCH) return;
+		}
+	}
+
+	/** Published rows are kept a day for inspection, then removed. */
+	private async cleanup(): Promise<void> {
+		if (Date.now() - this.lastCleanup < 60_000) return;
+		this.lastCleanup = Date.now();
+		await this.sequelize.query(`DELETE FROM ${this.table} WHERE published_at < now() - interval '1 day'`);
+	}
+}
+

@@ -1,0 +1,35 @@
+import type { Migration } from "../migrations";
+
+/** The tables every event-using service owns in its own schema: outbox, inbox and dead letters. */
+export const EVENT_TABLE_MIGRATIONS: Migration[] = [
+	{
+		id: "events-001-outbox-inbox-dead-letters",
+		sql: `
+			CREATE TABLE outbox (
+				seq bigserial PRIMARY KEY,
+				event_id uuid NOT NULL UNIQUE,
+				event_name text NOT NULL,
+				aggregate_key text NOT NULL,
+				envelope jsonb NOT NULL,
+				created_at timestamptz NOT NULL DEFAULT now(),
+				published_at timestamptz
+			);
+			CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+			CREATE TABLE processed_events (
+				event_id uuid PRIMARY KEY,
+				event_name text NOT NULL,
+				processed_at timestamptz NOT NULL DEFAULT now()
+			);
+			CREATE TABLE dead_letters (
+				id bigserial PRIMARY KEY,
+				event_id uuid,
+				event_name text NOT NULL,
+				envelope jsonb,
+				raw text,
+				error text NOT NULL,
+				attempts integer NOT NULL,
+				created_at timestamptz NOT NULL DEFAULT now(),
+				replayed_at timestamptz
+			);`,
+	},
+];

@@ -1,0 +1,47 @@
+import type { ServiceBroker } from "moleculer";
+import { runtimeOf } from "./runtime";
+
+export interface Readiness {
+	status: "ok" | "unavailable";
+	/** Each dependency this node uses: "ok" or what is wrong with it. */
+	checks: Record<string, string>;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+	let timer: NodeJS.Timeout | undefined;
+	const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer in ${ms} ms`)), ms)));
+	return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Readiness of this node (SPEC section 4): its database, transporter and, when configured, Redis
+ * and Kafka answer, and it is not shutting down. Checks run in parallel, each bounded.
+ */
+export async function checkReadiness(broker: ServiceBroker, timeoutMs = 2000): Promise<Readiness> {
+	const runtime = runtimeOf(broker);
+	const { config } = runtime;
+	const probes: Record<string, () => Promise<unknown>> = {};
+	if (runtime.usesDatabase) probes.database = async () => (await runtime.database()).sequelize.query("SELECT 1");
+	if (config.transporter) {
+		probes.transporter = async () => {
+			if (!broker.transit?.connected) throw new Error("not connected");
+		};
+	}
+	if (config.redisUrl) probes.redis = async () => runtime.redis()!.ping();
+	if (config.kafkaBrokers) probes.kafka = () => runtime.pingKafka();
+
+	const checks: Record<string, string> = {};
+	if (runtime.shuttingDown) checks.shutdown = "node is shutting down";
+	await Promise.all(
+		Object.entries(probes).map(async ([name, probe]) => {
+			try {
+				await withTimeout(probe(), timeoutMs, name);
+				checks[name] = "ok";
+			} catch (err) {
+				checks[name] = (err as Error).message || String(err);
+			}
+		}),
+	);
+	const status = Object.values(checks).every(v => v === "ok") ? "ok" : "unavailable";
+	return { status, checks };
+}

@@ -1,0 +1,135 @@
+import type { ServiceBroker } from "moleculer";
+import Redis from "ioredis";
+import { Kafka, logLevel as KafkaLogLevel, type Admin, type Producer } from "kafkajs";
+import type { Config } from "./config";
+import { openDatabase, type Database } from "./database";
+import { LocalLocker, RedisLocker, type Locker } from "./locks";
+
+/**
+ * What one node shares between its services: the configuration, one database pool, one Redis
+ * connection, one Kafka client and producer. Created lazily, so a node opens only what its
+ * services use, and closed once when the broker stops.
+ */
+export class Runtime {
+	shuttingDown = false;
+	private db?: Promise<Database>;
+	private redisClient?: Redis;
+	private kafkaClient?: Kafka;
+	private producer?: Promise<Producer>;
+	private admin?: Promise<Admin>;
+	private readonly topics = new Set<string>();
+	private lockerInstance?: Locker;
+
+	constructor(
+		readonly config: Config,
+		readonly nodeID: string,
+	) {}
+
+	database(): Promise<Database> {
+		this.db ??= openDatabase(this.config);
+		return this.db;
+	}
+
+	/** True once a service asked for the database: readiness then checks it. */
+	get usesDatabase(): boolean {
+		return this.db !== undefined;
+	}
+
+	redis(): Redis | undefined {
+		if (!this.config.redisUrl) return undefined;
+		this.redisClient ??= new Redis(this.config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
+		return this.redisClient;
+	}
+
+	kafka(): Kafka | undefined {
+		if (!this.config.kafkaBrokers) return undefined;
+		this.kafkaClient ??= new Kafka({
+			clientId: `${this.config.namespace}-${this.nodeID}`,
+			brokers: this.config.kafkaBrokers,
+			logLevel: KafkaLogLevel.NOTHING,
+			retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2000 },
+			connectionTimeout: 3000,
+		});
+		return this.kafkaClient;
+	}
+
+	/** The node's idempotent producer (one per node: kafkajs sequences per producer id). */
+	kafkaProducer(): Promise<Producer> {
+		const kafka = this.kafka();
+		if (!kafka) return Promise.reject(new Error("KAFKA_BROKERS is not set"));
+		this.producer ??= (async () => {
+			const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+			await producer.connect();
+			return producer;
+		})().catch(err => {
+			this.producer = undefined;
+			throw err;
+		});
+		return this.producer;
+	}
+
+	private kafkaAdmin(): Promise<Admin> {
+		const kafka = this.kafka();
+		if (!kafka) return Promise.reject(new Error("KAFKA_BROKERS is not set"));
+		this.admin ??= (async () => {
+			const admin = kafka.admin();
+			await admin.connect();
+			return admin;
+		})().catch(err => {
+			this.admin = undefined;
+			throw err;
+		});
+		return this.admin;
+	}
+
+	/** Creates the topics this node is about to use, once per node (existing ones are left alone). */
+	async ensureTopics(topics: string[]): Promise<void> {
+		const missing = topics.filter(t => !this.topics.has(t));
+		if (missing.length === 0) return;
+		const admin = await this.kafkaAdmin();
+		try {
+			await admin.createTopics({ topics: missing.map(topic => ({ topic })), waitForLeaders: true });
+		} catch (err) {
+			// Another node created one of them first: that is the state we wanted.
+			if ((err as { type?: string }).type !== "TOPIC_ALREADY_EXISTS") throw err;
+		}
+		missing.forEach(t => this.topics.add(t));
+	}
+
+	/** Readiness probe of the Kafka cluster this node uses. */
+	async pingKafka(): Promise<void> {
+		await (await this.kafkaAdmin()).describeCluster();
+	}
+
+	/** Redlock when Redis is configured (many nodes), else an in-process lock (one node). */
+	locker(): Locker {
+		const redis = this.redis();
+		this.lockerInstance ??= redis ? new RedisLocker(redis, `${this.config.namespace}:lock:`) : new LocalLocker();
+		return this.lockerInstance;
+	}
+
+	async close(): Promise<void> {
+		const producer = this.producer;
+		this.producer = undefined;
+		await producer?.then(p => p.disconnect()).catch(() => undefined);
+		const admin = this.admin;
+		this.admin = undefined;
+		await admin?.then(a => a.disconnect()).catch(() => undefined);
+		this.redisClient?.disconnect();
+		const db = this.db;
+		this.db = undefined;
+		if (db) await (await db).close();
+	}
+}
+
+const runtimes = new WeakMap<ServiceBroker, Runtime>();
+
+export function attachRuntime(broker: ServiceBroker, runtime: Runtime): void {
+	runtimes.set(broker, runtime);
+}
+
+export function runtimeOf(broker: ServiceBroker): Runtime {
+	const runtime = runtimes.get(broker);
+	if (!runtime) throw new Error(`broker ${broker.nodeID} was not created by createNode()`);
+	return runtime;
+}

@@ -1,0 +1,93 @@
+import type { Service, ServiceSchema } from "moleculer";
+import MoleculerDbService from "moleculer-db";
+import SequelizeAdapter from "moleculer-db-adapter-sequelize";
+import type { ModelAttributes, ModelOptions, ModelStatic, Model, Sequelize, Transaction, WhereOptions } from "sequelize";
+import { runtimeOf } from "../lib/runtime";
+import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
+
+export interface DbMixinOptions {
+	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
+	migrations: Migration[];
+	/** The moleculer-db entity of the service, if it has one: a table its migrations created. */
+	model?: { name: string; define: ModelAttributes; options?: ModelOptions };
+}
+
+/** What the mixin adds to a service's `this`. */
+export interface DbMethods {
+	sequelize: Sequelize;
+	prepareDatabase(): Promise<Sequelize>;
+	table(name: string): string;
+	transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
+	lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]>;
+}
+export type DbService = Service & DbMethods;
+
+/** moleculer-db's generated CRUD actions: none is part of the contract, so none is published. */
+const GENERATED_ACTIONS = ["find", "count", "list", "create", "insert", "get", "update", "remove"];
+
+/**
+ * Uses the node's shared Sequelize (one pool per node) instead of opening its own, and defines the
+ * model on the table the migrations made instead of letting Sequelize `sync` it.
+ */
+class SharedSequelizeAdapter extends SequelizeAdapter {
+	declare service: DbService & { schema: { model: NonNullable<DbMixinOptions["model"]> } };
+	declare db: Sequelize;
+	declare model: ModelStatic<Model>;
+
+	override async connect(): Promise<void> {
+		this.db = await this.service.prepareDatabase();
+		const { name, define, options } = this.service.schema.model;
+		this.model = this.db.define(`${this.service.name}.${name}`, define, { tableName: name, ...options, schema: this.service.name });
+		(this.service as any).model = this.model;
+	}
+
+	/** The pool belongs to the node and is closed when the broker stops. */
+	override async disconnect(): Promise<void> {}
+}
+
+/**
+ * Gives a service its tables: the migrations in its own schema (named after the service, so each
+ * service owns its tables), transactions with row locks, and, with a model, a moleculer-db
+ * adapter whose generated actions are disabled.
+ */
+export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
+	const schema: Partial<ServiceSchema> & Record<string, unknown> = {
+		methods: {
+			prepareDatabase(this: DbService & { dbReady?: Promise<Sequelize> }): Promise<Sequelize> {
+				this.dbReady ??= (async () => {
+					const db = await runtimeOf(this.broker).database();
+					const applied = await runMigrations(db.sequelize, this.name, opts.migrations);
+					if (applied.length > 0) this.logger.info(`Applied migrations: ${applied.join(", ")}`);
+					this.sequelize = db.sequelize;
+					return db.sequelize;
+				})().catch(err => {
+					this.dbReady = undefined; // moleculer-db retries connect(); let it really try again
+					throw err;
+				});
+				return this.dbReady;
+			},
+			/** `"service".name`: a fully qualified table of this service, for raw SQL. */
+			table(this: DbService, name: string): string {
+				return `${quoteIdent(this.name)}.${quoteIdent(name)}`;
+			},
+			/** A managed transaction: commits when `fn` resolves, rolls back when it throws. */
+			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+				return this.sequelize.transaction(fn);
+			},
+			/** SELECT … FOR UPDATE in primary-key order, so concurrent lockers never deadlock. */
+			lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]> {
+				return model.findAll({ where, transaction: tx, lock: tx.LOCK.UPDATE, order: [[model.primaryKeyAttribute, "ASC"]] });
+			},
+		},
+		async started() {
+			await this.prepareDatabase();
+		},
+	};
+	if (opts.model) {
+		schema.mixins = [MoleculerDbService as unknown as Partial<ServiceSchema>];
+		schema.adapter = new (SharedSequelizeAdapter as any)();
+		schema.model = opts.model;
+		schema.actions = Object.fromEntries(GENERATED_ACTIONS.map(a => [a, false]));
+	}
+	return schema;
+}

@@ -1,0 +1,118 @@
+import type { Context, ServiceSchema } from "moleculer";
+import type { Transaction } from "sequelize";
+import { runtimeOf } from "../lib/runtime";
+import { runMigrations } from "../lib/migrations";
+import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
+import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
+import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
+import { consumeOnce, deliverWithRetries, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaRecordHandler } from "./kafka-bridge.mixin";
+import type { DbService } from "./db.mixin";
+
+export interface EventsMethods {
+	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): Promise<DomainEvent>;
+	receiveDomainEvent(event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome>;
+	outboxBacklog(): Promise<number>;
+}
+export type EventsService = DbService & EventsMethods & KafkaBridgeMethods & { relay?: OutboxRelay };
+
+/** A domain event handler: runs inside the transaction that also records the event as processed. */
+export type DomainEventHandler = (this: EventsService, event: DomainEvent, tools: { tx: Transaction; ctx: Context }) => Promise<void>;
+
+export interface EventsMixinOptions {
+	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
+	handlers?: Record<string, DomainEventHandler>;
+}
+
+/**
+ * The event backbone of a service (SPEC section 7): `publishEvent` writes to the service's outbox
+ * in the caller's transaction; a relay publishes after commit (to Kafka with KAFKA_BROKERS, else
+ * as balanced Moleculer events); handlers run once per eventId in their own transaction, are
+ * retried with backoff and then dead-lettered. Needs DbMixin on the same service.
+ */
+export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchema> {
+	const handlers = opts.handlers ?? {};
+	const eventNames = Object.keys(handlers);
+	return {
+		mixins: [KafkaBridgeMixin()],
+		// The bus transport: a balanced event reaches one node of each consuming service.
+		events: Object.fromEntries(
+			eventNames.map(name => [
+				name,
+				function (this: EventsService, ctx: Context) {
+					return this.receiveDomainEvent(ctx.params, ctx);
+				},
+			]),
+		),
+		methods: {
+			async publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
+				const event = await writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, publishOpts);
+				tx.afterCommit(() => this.relay?.notify());
+				return event;
+			},
+
+			async receiveDomainEvent(this: EventsService, event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome> {
+				const eventName = isDomainEvent(event) ? event.eventName : "unknown";
+				const handler = handlers[eventName];
+				if (!isDomainEvent(event) || !handler) {
+					await recordDeadLetter(this.sequelize, this.name, { eventName, raw: JSON.stringify(event), error: "not a valid domain event", attempts: 1 });
+					return "dead-lettered";
+				}
+				return deliverWithRetries(
+					event,
+					() => consumeOnce(this.sequelize, this.name, event, tx => handler.call(this, event, { tx, ctx })),
+					{ maxAttempts: runtimeOf(this.broker).config.eventMaxAttempts, baseDelayMs: 100, between },
+					async (error, attempts) => {
+						await recordDeadLetter(this.sequelize, this.name, { event, eventName, error: error.message, attempts });
+						if (runtimeOf(this.broker).kafka()) {
+							await this.kafkaDeadLetter(this.kafkaTopic(eventName), JSON.stringify(event), error, { eventId: event.eventId, eventName });
+						}
+					},
+					this.logger,
+				);
+			},
+
+			outboxBacklog(this: EventsService): Promise<number> {
+				return this.relay ? this.relay.backlog() : Promise.resolve(0);
+			},
+		},
+
+		async started() {
+			const runtime = runtimeOf(this.broker);
+			await this.prepareDatabase();
+			await runMigrations(this.sequelize, this.name, EVENT_TABLE_MIGRATIONS);
+			const kafka = runtime.kafka() !== undefined;
+			const publish = kafka
+				? (messages: OutboxMessage[]) => this.kafkaPublish(messages)
+				: async (messages: OutboxMessage[]) => {
+						// Fire and forget: the consumer side owns retries, dedup and dead letters.
+						for (const m of messages) void this.broker.emit(m.event.eventName, m.event);
+					};
+			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs);
+			this.relay.start();
+			if (kafka && eventNames.length > 0) {
+				const onRecord: KafkaRecordHandler = async ({ topic, value, heartbeat }) => {
+					let event: unknown;
+					try {
+						event = JSON.parse(value);
+					} catch {
+						event = { unparsable: value };
+					}
+					const ctx = this.broker.ContextFactory.create(this.broker, undefined as any, {}, {
+						requestID: isDomainEvent(event) ? (event.correlationId ?? event.eventId) : undefined,
+					});
+					const outcome = await this.receiveDomainEvent(event, ctx, heartbeat);
+					if (outcome === "dead-lettered" && !isDomainEvent(event)) {
+						await this.kafkaDeadLetter(topic, value, new Error("not a valid domain event"));
+					}
+				};
+				await this.kafkaSubscribe(eventNames, onRecord);
+			}
+		},
+
+		async stopped() {
+			await this.kafkaUnsubscribe();
+			await this.relay?.stop();
+		},
+	};
+}

@@ -1,0 +1,98 @@
+import type { Service, ServiceSchema } from "moleculer";
+import type { Consumer, IHeaders } from "kafkajs";
+import { runtimeOf } from "../lib/runtime";
+import type { OutboxMessage } from "../lib/events/relay";
+
+/** Receives one raw Kafka record; resolves once it is processed or dead-lettered. */
+export type KafkaRecordHandler = (record: { topic: string; value: string; heartbeat: () => Promise<void> }) => Promise<void>;
+
+export interface KafkaBridgeMethods {
+	kafkaTopic(eventName: string): string;
+	kafkaPublish(messages: OutboxMessage[]): Promise<void>;
+	kafkaSubscribe(eventNames: string[], handle: KafkaRecordHandler): Promise<void>;
+	kafkaDeadLetter(topic: string, value: string, error: Error, headers?: IHeaders): Promise<void>;
+	kafkaUnsubscribe(): Promise<void>;
+}
+type BridgeService = Service & KafkaBridgeMethods & { kafkaConsumer?: Consumer };
+
+/**
+ * The Kafka side of the event backbone (SPEC section 7): topic = prefix + event name, key = the
+ * aggregate id, the envelope as JSON value with `eventId`/`eventName` headers, the node's
+ * idempotent producer; one consumer group per service that commits an offset only after the
+ * handler's transaction committed (or the record went to `<topic>.dlq`).
+ */
+export function KafkaBridgeMixin(): Partial<ServiceSchema> {
+	return {
+		methods: {
+			kafkaTopic(this: BridgeService, eventName: string): string {
+				return `${runtimeOf(this.broker).config.kafkaTopicPrefix}${eventName}`;
+			},
+
+			async kafkaPublish(this: BridgeService, messages: OutboxMessage[]): Promise<void> {
+				const runtime = runtimeOf(this.broker);
+				const byTopic = new Map<string, OutboxMessage[]>();
+				for (const m of messages) {
+					const topic = this.kafkaTopic(m.event.eventName);
+					byTopic.set(topic, [...(byTopic.get(topic) ?? []), m]);
+				}
+				await runtime.ensureTopics([...byTopic.keys()]);
+				const producer = await runtime.kafkaProducer();
+				await producer.sendBatch({
+					acks: -1,
+					topicMessages: [...byTopic].map(([topic, batch]) => ({
+						topic,
+						messages: batch.map(m => ({
+							key: m.key,
+							value: JSON.stringify(m.event),
+							headers: { eventId: m.event.eventId, eventName: m.event.eventName },
+						})),
+					})),
+				});
+			},
+
+			async kafkaSubscribe(this: BridgeService, eventNames: string[], handle: KafkaRecordHandler): Promise<void> {
+				const runtime = runtimeOf(this.broker);
+				const topics = eventNames.map(n => this.kafkaTopic(n));
+				await runtime.ensureTopics(topics);
+				const sessionTimeout = runtime.config.kafkaSessionTimeoutMs;
+				const consumer = runtime.kafka()!.consumer({
+					groupId: this.name,
+					sessionTimeout,
+					heartbeatInterval: Math.floor(sessionTimeout / 10),
+					rebalanceTimeout: sessionTimeout * 2,
+				});
+				this.kafkaConsumer = consumer;
+				await consumer.connect();
+				await consumer.subscribe({ topics, fromBeginning: true });
+				await consumer.run({
+					autoCommit: false,
+					// Partitions run in parallel; records of one partition (one key) stay in order.
+					partitionsConsumedConcurrently: 3,
+					eachMessage: async ({ topic, partition, message, heartbeat }) => {
+						await handle({ topic, value: message.value?.toString("utf8") ?? "", heartbeat });
+						await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+					},
+				});
+			},
+
+			async kafkaDeadLetter(this: BridgeService, topic: string, value: string, error: Error, headers: IHeaders = {}): Promise<void> {
+				const runtime = runtimeOf(this.broker);
+				const dlq = `${topic}.dlq`;
+				await runtime.ensureTopics([dlq]);
+				const producer = await runtime.kafkaProducer();
+				await producer.send({
+					topic: dlq,
+					acks: -1,
+					messages: [{ value, headers: { ...headers, consumer: this.name, sourceTopic: topic, error: error.message.slice(0, 1000) } }],
+				});
+			},
+
+			async kafkaUnsubscribe(this: BridgeService): Promise<void> {
+				const consumer = this.kafkaConsumer;
+				this.kafkaConsumer = undefined;
+				// disconnect() lets the record in hand finish and commit before leaving the group.
+				await consumer?.disconnect();
+			},
+		},
+	};
+}

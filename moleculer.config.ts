@@ -1,0 +1,72 @@
+import os from "node:os";
+import type { BrokerOptions, Errors } from "moleculer";
+import type { Config } from "./lib/config";
+
+/** Errors worth another try: Moleculer's retryable ones (timeouts, unreachable nodes, 5xx-like). */
+const isRetryable = (err: Error) => Boolean((err as Errors.MoleculerError).retryable);
+
+function tracingExporter(config: Config): NonNullable<Exclude<BrokerOptions["tracing"], boolean>>["exporter"] {
+	switch (config.tracingExporter) {
+		case "console":
+			return { type: "Console", options: { width: 100 } };
+		case "zipkin":
+			return { type: "Zipkin", options: { baseURL: config.tracingEndpoint } };
+		case "jaeger":
+			return { type: "Jaeger", options: { endpoint: config.tracingEndpoint } };
+		case "event":
+			return { type: "Event", options: { eventName: "$tracing.spans", interval: 1000 } };
+		default:
+			return undefined;
+	}
+}
+
+/**
+ * Broker options for one node, from the parsed configuration (SPEC section 8). In the spirit of
+ * the Moleculer project template, everything that differs between a laptop and a cluster is here.
+ */
+export function createBrokerOptions(config: Config): BrokerOptions {
+	const exporter = tracingExporter(config);
+	return {
+		namespace: config.namespace,
+		nodeID: config.nodeID ?? `${os.hostname().toLowerCase()}-${process.pid}`,
+		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: !config.production } },
+		// No transporter: one node with every service in this process.
+		transporter: config.transporter ? { type: "NATS", options: { url: config.transporter } } : null,
+		cacher: config.redisUrl
+			? // ioredis takes the URL as it is; the option's published type wants an object.
+				{ type: "Redis", options: { prefix: `${config.namespace}-cache`, ttl: 30, redis: config.redisUrl as unknown as Record<string, any> } }
+			: { type: "Memory", options: { ttl: 30 } },
+		serializer: "JSON",
+		requestTimeout: config.requestTimeoutMs,
+		// Retries only for retryable errors; actions that are not idempotent set `retryPolicy: { enabled: false }`.
+		retryPolicy: { enabled: true, retries: 3, delay: 100, maxDelay: 2000, factor: 2, check: isRetryable },
+		maxCallLevel: 100,
+		heartbeatInterval: 5,
+		heartbeatTimeout: 15,
+		contextParamsCloning: false,
+		// A stopping node waits for the requests it accepted before it leaves.
+		tracking: { enabled: true, shutdownTimeout: 10000 },
+		disableBalancer: false,
+		registry: { strategy: "RoundRobin", preferLocal: true },
+		circuitBreaker: {
+			enabled: true,
+			threshold: 0.5,
+			minRequestCount: 20,
+			windowTime: 60,
+			halfOpenTime: 10000,
+			check: isRetryable,
+		},
+		bulkhead: { enabled: true, concurrency: 50, maxQueueSize: 500 },
+		validator: true,
+		metrics: {
+			enabled: true,
+			reporter: config.metricsPort > 0 ? [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }] : [],
+		},
+		tracing: {
+			enabled: exporter !== undefined,
+			exporter,
+			events: true,
+			stackTrace: !config.production,
+		},
+	};
+}
