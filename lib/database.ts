@@ -1,5 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { Sequelize } from "sequelize";
+import { PGlite } from "@electric-sql/pglite";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Config } from "./config";
 
 /** The node's one Sequelize instance (one pool) and, in embedded mode, the PGlite behind it. */
@@ -31,8 +33,6 @@ function redact(url: string): string {
  * The socket server queues statements and keeps a transaction's statements on its connection.
  */
 async function openEmbedded(config: Config): Promise<Database> {
-	const { PGlite } = await import("@electric-sql/pglite");
-	const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
 	const inMemory = config.dataDir.startsWith("memory://");
 	if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
 	const pglite = await PGlite.create(inMemory ? config.dataDir : `${config.dataDir}/pgdata`);

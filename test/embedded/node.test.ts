@@ -1,0 +1,186 @@
+/**
+ * The embedded default with no servers at all: one node, every service, PGlite on disk.
+ */
+import { QueryTypes } from "sequelize";
+import { runtimeOf } from "../../lib/runtime";
+import { runMigrations } from "../../lib/migrations";
+import { createEnvelope } from "../../lib/events/envelope";
+import { PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
+import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+
+const data = tempDir();
+let node: TestNode;
+
+const call = <T = any>(action: string, params: Record<string, any> = {}) => node.broker.call<T, Record<string, any>>(action, params);
+const effects = () => call<Array<{ eventId: string; note: string }>>("probe-consumer.effects");
+
+beforeAll(async () => {
+	node = await startTestNode({ DATA_DIR: data.dir }, [ProbeProducer, ProbeConsumer]);
+});
+
+afterAll(async () => {
+	await node?.stop();
+	data.remove();
+});
+
+describe("embedded node", () => {
+	it("answers /health/live and /health/ready with the database checked", async () => {
+		const live = await fetch(`${node.url}/health/live`);
+		expect(live.status).toBe(200);
+		expect(await live.json()).toEqual({ status: "ok" });
+		const ready = await fetch(`${node.url}/health/ready`);
+		expect(ready.status).toBe(200);
+		expect(await ready.json()).toEqual({ status: "ok", checks: { database: "ok" } });
+	});
+
+	it("runs without any server configured", () => {
+		const { config } = runtimeOf(node.broker);
+		expect([config.transporter, config.databaseUrl, config.redisUrl, config.kafkaBrokers]).toEqual([undefined, undefined, undefined, undefined]);
+		expect(node.broker.transit).toBeUndefined();
+	});
+
+	it("keeps each service's tables in its own schema", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const rows = await sequelize.query<{ table_schema: string; table_name: string }>(
+			"SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ('audit', 'probe-consumer') ORDER BY 1, 2",
+			{ type: QueryTypes.SELECT },
+		);
+		expect(rows.map(r => `${r.table_schema}.${r.table_name}`)).toEqual([
+			"audit.audit_log",
+			"audit.dead_letters",
+			"audit.outbox",
+			"audit.processed_events",
+			"audit.schema_migrations",
+			"probe-consumer.critical",
+			"probe-consumer.dead_letters",
+			"probe-consumer.effects",
+			"probe-consumer.outbox",
+			"probe-consumer.processed_events",
+			"probe-consumer.schema_migrations",
+		]);
+	});
+
+	it("runs migrations a second time without harm", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const migrations = [{ id: "again-001", sql: "CREATE TABLE t (id int PRIMARY KEY)" }];
+		expect(await runMigrations(sequelize, "again", migrations)).toEqual(["again-001"]);
+		expect(await runMigrations(sequelize, "again", migrations)).toEqual([]);
+		// Concurrent runs (as from nodes starting together) apply it once between them.
+		const more = [...migrations, { id: "again-002", sql: "ALTER TABLE t ADD COLUMN note text" }];
+		const results = await Promise.all([runMigrations(sequelize, "again", more), runMigrations(sequelize, "again", more)]);
+		expect(results.flat()).toEqual(["again-002"]);
+		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "again".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
+		expect(applied.map(r => r.id)).toEqual(["again-001", "again-002"]);
+	});
+
+	it("refuses a migration list that uses an id twice", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const twice = [
+			{ id: "x", sql: "SELECT 1" },
+			{ id: "x", sql: "SELECT 2" },
+		];
+		await expect(runMigrations(sequelize, "again", twice)).rejects.toThrow(/used twice/);
+	});
+
+	it("delivers events written to the outbox to their consumer after commit", async () => {
+		const ids = await call<string[]>("probe-producer.emit", { count: 3, data: { note: "hello" } });
+		const seen = await eventually("three effects", async () => {
+			const rows = (await effects()).filter(r => ids.includes(r.eventId));
+			return rows.length === 3 && rows;
+		});
+		expect(seen.map(r => r.note)).toEqual(["hello", "hello", "hello"]);
+		await eventually("an empty outbox", async () => (await call<number>("probe-producer.backlog")) === 0);
+	});
+
+	it("does not publish the events of a transaction that rolled back", async () => {
+		const svc = node.broker.getLocalService("probe-producer") as any;
+		await expect(
+			svc.transaction(async (tx: any) => {
+				await svc.publishEvent(tx, PROBE_EVENT, { note: "rolled-back" });
+				throw new Error("abort");
+			}),
+		).rejects.toThrow("abort");
+		await call("probe-producer.emit", { data: { note: "after-rollback" } });
+		await eventually("the later event", async () => (await effects()).some(r => r.note === "after-rollback"));
+		expect((await effects()).some(r => r.note === "rolled-back")).toBe(false);
+	});
+
+	it("gives a redelivered event no second effect", async () => {
+		const event = createEnvelope(PROBE_EVENT, { note: "twice" }, { service: "test", nodeID: "t" });
+		await node.broker.emit(PROBE_EVENT, event);
+		await node.broker.emit(PROBE_EVENT, event);
+		await Promise.all([node.broker.emit(PROBE_EVENT, event), node.broker.emit(PROBE_EVENT, event)]);
+		await eventually("the effect", async () => (await effects()).some(r => r.eventId === event.eventId));
+		expect((await effects()).filter(r => r.eventId === event.eventId)).toHaveLength(1);
+	});
+
+	it("retries a failing handler and applies its effect once it succeeds", async () => {
+		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "flaky", failTimes: 2 } });
+		await eventually("the effect after two failures", async () => (await effects()).some(r => r.eventId === id));
+		expect((await effects()).filter(r => r.eventId === id)).toHaveLength(1);
+	});
+
+	it("dead-letters an event that keeps failing, and the events behind it still flow", async () => {
+		const [poison] = await call<string[]>("probe-producer.emit", { data: { note: "poison", poison: true } });
+		const [next] = await call<string[]>("probe-producer.emit", { data: { note: "behind" } });
+		await eventually("the event behind the poisoned one", async () => (await effects()).some(r => r.eventId === next));
+		const letters = await eventually("a dead letter", async () => {
+			const rows = (await call<any[]>("probe-consumer.deadLetters")).filter(r => r.eventId === poison);
+			return rows.length > 0 && rows;
+		});
+		expect(letters).toEqual([{ eventId: poison, eventName: PROBE_EVENT, error: "poisoned event", attempts: 3 }]);
+		expect((await effects()).some(r => r.eventId === poison)).toBe(false);
+	});
+
+	it("dead-letters what is not a domain event instead of failing on it", async () => {
+		await node.broker.emit(PROBE_EVENT, { not: "an envelope" });
+		await eventually("the malformed event in dead letters", async () =>
+			(await call<any[]>("probe-consumer.deadLetters")).some(r => r.eventId === null && r.error === "not a valid domain event"),
+		);
+	});
+
+	it("publishes rows a crash left in the outbox on its next sweep", async () => {
+		const svc = node.broker.getLocalService("probe-producer") as any;
+		const event = createEnvelope(PROBE_EVENT, { note: "left-behind" }, { service: "probe-producer", nodeID: "crashed" });
+		// Written as a transaction would, but the relay is never woken, as after a crash.
+		await svc.sequelize.query(`INSERT INTO ${svc.table("outbox")} (event_id, event_name, aggregate_key, envelope) VALUES (:id, :name, :id, :envelope)`, {
+			replacements: { id: event.eventId, name: PROBE_EVENT, envelope: JSON.stringify(event) },
+		});
+		await eventually("the swept event", async () => (await effects()).some(r => r.eventId === event.eventId));
+	});
+
+	it("records domain events in the audit log once, as the order timeline", async () => {
+		const orderId = "3f1c2b7e-9a40-4c1e-8d65-0a6f6c1f2e11";
+		await call("probe-producer.emit", { eventName: "order.created", data: { orderId, total: 1234 } });
+		await call("probe-producer.emit", { eventName: "order.confirmed", data: { orderId, total: 1234 } });
+		const timeline = await eventually("two timeline entries", async () => {
+			const rows = await call<any[]>("audit.timeline", { orderId });
+			return rows.length === 2 && rows;
+		});
+		expect(timeline.map(e => e.eventName)).toEqual(["order.created", "order.confirmed"]);
+		expect(timeline[0]).toMatchObject({ producer: { service: "probe-producer", nodeID: node.broker.nodeID }, data: { orderId, total: 1234 } });
+		await expect(call("audit.timeline", { orderId: "not-a-uuid" })).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+	});
+
+	it("answers 503 on readiness while shutting down", async () => {
+		const runtime = runtimeOf(node.broker);
+		runtime.shuttingDown = true;
+		try {
+			const ready = await fetch(`${node.url}/health/ready`);
+			expect(ready.status).toBe(503);
+			expect(((await ready.json()) as { checks: Record<string, string> }).checks.shutdown).toBe("node is shutting down");
+		} finally {
+			runtime.shuttingDown = false;
+		}
+	});
+
+	it("starts again on the same data directory with its data and nothing to migrate", async () => {
+		const before = (await effects()).length;
+		await node.stop();
+		node = await startTestNode({ DATA_DIR: data.dir }, [ProbeProducer, ProbeConsumer]);
+		expect((await effects()).length).toBe(before);
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "probe-consumer".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
+		expect(applied.map(r => r.id)).toEqual(["events-001-outbox-inbox-dead-letters", "probe-001"]);
+	});
+});

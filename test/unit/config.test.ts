@@ -1,0 +1,83 @@
+import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, loadConfig } from "../../lib/config";
+
+function problem(env: Record<string, string>): string {
+	try {
+		loadConfig(env);
+	} catch (err) {
+		expect(err).toBeInstanceOf(ConfigError);
+		return (err as Error).message;
+	}
+	throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+	it("gives the embedded defaults of SPEC section 8 when nothing is set", () => {
+		const c = loadConfig({});
+		expect(c.transporter).toBeUndefined();
+		expect(c.databaseUrl).toBeUndefined();
+		expect(c.redisUrl).toBeUndefined();
+		expect(c.kafkaBrokers).toBeUndefined();
+		expect(c.services).toEqual([...ALL_SERVICES]);
+		expect(c.port).toBe(3000);
+		expect(c.dataDir).toBe("./data");
+		expect(c.storeCurrency).toBe("EUR");
+		expect(c.reservationTtlMs).toBe(15 * 60 * 1000);
+		expect(c.voucherThresholdCents).toBe(10000);
+		expect(c.voucherAmountCents).toBe(500);
+		expect(c.voucherTtlDays).toBe(365);
+		expect(c.jwtSecret).toBe(DEV_JWT_SECRET);
+	});
+
+	it("reads the cluster settings", () => {
+		const c = loadConfig({
+			TRANSPORTER: "nats://127.0.0.1:4222",
+			SERVICES: "order, inventory,order",
+			DATABASE_URL: "postgres://postgres@127.0.0.1:5432/test",
+			REDIS_URL: "redis://127.0.0.1:6379",
+			KAFKA_BROKERS: "127.0.0.1:9092,localhost:9093",
+			PORT: "8080",
+			STORE_CURRENCY: "usd",
+		});
+		expect(c.services).toEqual(["order", "inventory"]);
+		expect(c.kafkaBrokers).toEqual(["127.0.0.1:9092", "localhost:9093"]);
+		expect(c.port).toBe(8080);
+		expect(c.storeCurrency).toBe("USD");
+	});
+
+	it.each([
+		[{ TRANSPORTER: "bogus://x" }, /^TRANSPORTER: must be a nats:\/\/ or tls:\/\/ URL/],
+		[{ TRANSPORTER: "not a url" }, /^TRANSPORTER: is not a URL/],
+		[{ DATABASE_URL: "mysql://x/y" }, /^DATABASE_URL: must be a postgres:/],
+		[{ REDIS_URL: "http://x" }, /^REDIS_URL: /],
+		[{ KAFKA_BROKERS: "localhost" }, /^KAFKA_BROKERS: expects host:port/],
+		[{ PORT: "80a" }, /^PORT: must be a whole number/],
+		[{ PORT: "70000" }, /^PORT: must be between 0 and 65535/],
+		[{ SERVICES: "order,shipping" }, /^SERVICES: unknown service "shipping"/],
+		[{ LOG_LEVEL: "loud" }, /^LOG_LEVEL: must be one of/],
+		[{ TRACING_EXPORTER: "xray" }, /^TRACING_EXPORTER: must be one of/],
+		[{ TRACING_EXPORTER: "zipkin" }, /^TRACING_ENDPOINT: is required with TRACING_EXPORTER=zipkin/],
+		[{ STORE_CURRENCY: "EURO" }, /^STORE_CURRENCY: must be an ISO 4217 code/],
+		[{ RESERVATION_TTL_MS: "-5" }, /^RESERVATION_TTL_MS: must be between/],
+		[{ NODE_ENV: "production" }, /^JWT_SECRET: is required when NODE_ENV=production/],
+		[{ JWT_SECRET: "short" }, /^JWT_SECRET: must be at least 16 characters/],
+		[{ TRANSPORTER: "nats://127.0.0.1:4222" }, /^DATABASE_URL: is required when TRANSPORTER is set/],
+	])("refuses %j with one line naming the variable", (env, message) => {
+		const text = problem(env as Record<string, string>);
+		expect(text).toMatch(message);
+		expect(text).not.toContain("\n");
+	});
+
+	it("lets a gateway-only cluster node run without a database", () => {
+		expect(loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222", SERVICES: "gateway" }).services).toEqual(["gateway"]);
+	});
+
+	it("treats empty variables as unset", () => {
+		expect(loadConfig({ PORT: "", TRANSPORTER: " " }).port).toBe(3000);
+	});
+
+	it("accepts a production secret", () => {
+		const c = loadConfig({ NODE_ENV: "production", JWT_SECRET: "a-long-enough-secret-value" });
+		expect(c.production).toBe(true);
+		expect(c.jwtSecret).toBe("a-long-enough-secret-value");
+	});
+});
