@@ -110,6 +110,7 @@ function url(env: Env, name: string, protocols: string[]): string | undefined {
 function services(env: Env): ServiceName[] {
 	const raw = read(env, "SERVICES");
 	if (raw === undefined || raw === "*") return [...ALL_SERVICES];
+	if (raw === "none") return []; // a node that only joins: the REPL, a test client
 	const names = raw.split(",").map(s => s.trim()).filter(Boolean);
 	const unknown = names.filter(n => !(ALL_SERVICES as readonly string[]).includes(n));
 	if (unknown.length > 0) {

@@ -9,7 +9,7 @@ import { SERVICE_SCHEMAS } from "../services";
  * closed when the broker stops) and the services named in SERVICES. `extra` adds schemas, as
  * the tests do with their probe services.
  */
-export function createNode(config: Config, extra: ServiceSchema[] = []): ServiceBroker {
+export function createNode(config: Config, extra: ServiceSchema<any, any, any, any>[] = []): ServiceBroker {
 	const options = createBrokerOptions(config);
 	const runtime = new Runtime(config, options.nodeID!);
 	const broker = new ServiceBroker({

@@ -88,10 +88,23 @@ export class Runtime {
 		if (missing.length === 0) return;
 		const admin = await this.kafkaAdmin();
 		try {
-			await admin.createTopics({ topics: missing.map(topic => ({ topic })), waitForLeaders: true });
+			await admin.createTopics({ topics: missing.map(topic => ({ topic })), waitForLeaders: false });
 		} catch (err) {
 			// Another node created one of them first: that is the state we wanted.
 			if ((err as { type?: string }).type !== "TOPIC_ALREADY_EXISTS") throw err;
+		}
+		// A new topic is briefly unknown to the broker's metadata (KRaft): wait until every
+		// partition has a leader rather than fail the first send or subscribe.
+		const deadline = Date.now() + 15000;
+		for (;;) {
+			try {
+				const { topics } = await admin.fetchTopicMetadata({ topics: missing });
+				if (topics.every(t => t.partitions.length > 0 && t.partitions.every(p => p.leader >= 0))) break;
+			} catch (err) {
+				if (!(err as { retriable?: boolean }).retriable || Date.now() > deadline) throw err;
+			}
+			if (Date.now() > deadline) throw new Error(`Kafka topics ${missing.join(", ")} have no leader after 15 s`);
+			await new Promise(resolve => setTimeout(resolve, 200));
 		}
 		missing.forEach(t => this.topics.add(t));
 	}

@@ -71,6 +71,10 @@ describe("loadConfig", () => {
 		expect(loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222", SERVICES: "gateway" }).services).toEqual(["gateway"]);
 	});
 
+	it("accepts SERVICES=none for a node that only joins the cluster", () => {
+		expect(loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222", SERVICES: "none" }).services).toEqual([]);
+	});
+
 	it("treats empty variables as unset", () => {
 		expect(loadConfig({ PORT: "", TRANSPORTER: " " }).port).toBe(3000);
 	});

@@ -1,0 +1,184 @@
+/**
+ * The foundation across real processes: NATS between nodes, PostgreSQL per service schema, the
+ * outbox through a real Kafka broker, consumer crash and Kafka outage recovery, dead letters,
+ * and Redlock between nodes.
+ */
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { Kafka, logLevel } from "kafkajs";
+import { Client } from "pg";
+import type { ServiceBroker } from "moleculer";
+import { PROBE_EVENT } from "../fixtures/probe.services";
+import { eventually } from "../helpers/node";
+import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+
+const kafkaScript = (command: string) => execFileSync("bash", [path.join(ROOT, "scripts/kafka.sh"), command], { stdio: "pipe" });
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let env: Record<string, string>;
+let client: ServiceBroker;
+const nodes: NodeProcess[] = [];
+const kafka = new Kafka({ clientId: "cluster-test", brokers: SERVERS.KAFKA_BROKERS.split(","), logLevel: logLevel.NOTHING });
+
+async function start(name: string, extra: Record<string, string>): Promise<NodeProcess> {
+	const node = await spawnNode(name, { ...env, ...extra });
+	nodes.push(node);
+	return node;
+}
+
+const call = <T = any>(action: string, params: Record<string, any> = {}) => client.call<T, Record<string, any>>(action, params);
+/** Read straight from the consumer's table: it must be checkable while no consumer node runs. */
+async function effectsOf(eventId: string): Promise<Array<{ eventId: string; nodeID: string }>> {
+	const pg = new Client({ connectionString: db.url });
+	await pg.connect();
+	try {
+		const { rows } = await pg.query('SELECT event_id AS "eventId", node_id AS "nodeID" FROM "probe-consumer".effects WHERE event_id = $1 ORDER BY id', [eventId]);
+		return rows;
+	} finally {
+		await pg.end();
+	}
+}
+
+/** Every record of a topic, read from the beginning by a throw-away consumer group. */
+async function readTopic(topic: string, until: (records: Array<{ key: string | null; value: string; headers: Record<string, string> }>) => boolean) {
+	const records: Array<{ key: string | null; value: string; headers: Record<string, string> }> = [];
+	const consumer = kafka.consumer({ groupId: `reader-${Date.now()}-${Math.random()}` });
+	await consumer.connect();
+	await consumer.subscribe({ topic, fromBeginning: true });
+	await consumer.run({
+		eachMessage: async ({ message }) => {
+			records.push({
+				key: message.key?.toString() ?? null,
+				value: message.value!.toString(),
+				headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+			});
+		},
+	});
+	try {
+		return await eventually(`records in ${topic}`, async () => until(records) && records, 30000);
+	} finally {
+		await consumer.disconnect();
+	}
+}
+
+beforeAll(async () => {
+	db = await freshDatabase();
+	env = clusterEnv(db.url);
+	await start("node-a", { SERVICES: "gateway", PROBES: "producer" });
+	await start("node-b", { SERVICES: "audit", PROBES: "consumer" });
+	client = await startClient(env);
+	await waitForService(client, "probe-producer");
+	await waitForService(client, "probe-consumer");
+});
+
+afterAll(async () => {
+	await client?.stop();
+	await Promise.all(nodes.map(n => n.stop("SIGKILL")));
+	await db?.drop();
+});
+
+describe("a cluster of node processes", () => {
+	it("calls across nodes over NATS", async () => {
+		const reply = await call<{ asker: string; answer: string }>("probe-producer.askConsumer");
+		expect(reply).toEqual({ asker: "node-a", answer: "node-b" });
+	});
+
+	it("carries an outbox event through Kafka to the consumer on the other node", async () => {
+		const orderId = "5b0f7a52-0c55-4e42-a0d9-3f1f0e7c9a01";
+		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "via-kafka", orderId } });
+		const effects = await eventually("the effect on node-b", async () => {
+			const rows = await effectsOf(id);
+			return rows.length > 0 && rows;
+		});
+		expect(effects).toEqual([expect.objectContaining({ eventId: id, nodeID: "node-b" })]);
+		const records = await readTopic(`${env.KAFKA_TOPIC_PREFIX}${PROBE_EVENT}`, rs => rs.some(r => r.headers.eventId === id));
+		const record = records.find(r => r.headers.eventId === id)!;
+		expect(record.key).toBe(orderId);
+		expect(record.headers.eventName).toBe(PROBE_EVENT);
+		expect(JSON.parse(record.value)).toMatchObject({ eventId: id, eventName: PROBE_EVENT, version: 1, correlationId: orderId, producer: { service: "probe-producer", nodeID: "node-a" } });
+	});
+
+	it("records events of the domain in the audit service on another node, through Kafka", async () => {
+		const orderId = "0e3e9b0c-5d8c-4c61-9a3f-2b7d0f1c4a10";
+		await call("probe-producer.emit", { eventName: "order.created", data: { orderId } });
+		const timeline = await eventually("the audit entry", async () => {
+			const rows = await call<any[]>("audit.timeline", { orderId });
+			return rows.length === 1 && rows;
+		});
+		expect(timeline[0]).toMatchObject({ eventName: "order.created", producer: { service: "probe-producer", nodeID: "node-a" } });
+	});
+
+	it("dead-letters a poisoned event to <topic>.dlq after its retries, and the events behind it still flow", async () => {
+		const orderId = "7c9d4b8e-1f2a-4e3b-8c5d-6e7f8a9b0c1d"; // one key: the same partition, one behind the other
+		const [poison] = await call<string[]>("probe-producer.emit", { data: { note: "poison", poison: true, orderId } });
+		const [behind] = await call<string[]>("probe-producer.emit", { data: { note: "behind", orderId } });
+		await eventually("the event behind the poisoned one", async () => (await effectsOf(behind)).length === 1);
+		const dlq = await readTopic(`${env.KAFKA_TOPIC_PREFIX}${PROBE_EVENT}.dlq`, rs => rs.some(r => r.headers.eventId === poison));
+		const letter = dlq.find(r => r.headers.eventId === poison)!;
+		expect(letter.headers).toMatchObject({ eventName: PROBE_EVENT, consumer: "probe-consumer", error: "poisoned event" });
+		expect(JSON.parse(letter.value).eventId).toBe(poison);
+		const table = await call<any[]>("probe-consumer.deadLetters");
+		expect(table.filter(r => r.eventId === poison)).toEqual([{ eventId: poison, eventName: PROBE_EVENT, error: "poisoned event", attempts: 3 }]);
+		expect(await effectsOf(poison)).toEqual([]);
+	});
+
+	it("redelivers to another consumer an event whose consumer died before committing the offset, with one effect", async () => {
+		const orderId = "2a4c6e8f-0b1d-4f3a-9c5e-7a9b1c3d5e7f";
+		const groupOffsets = async () => {
+			const admin = kafka.admin();
+			await admin.connect();
+			try {
+				const [topic] = await admin.fetchOffsets({ groupId: "probe-consumer", topics: [`${env.KAFKA_TOPIC_PREFIX}${PROBE_EVENT}`] });
+				return topic.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+			} finally {
+				await admin.disconnect();
+			}
+		};
+		// The only consumer left is one that kills itself right after its transaction commits.
+		const nodeB = nodes.find(n => n.name === "node-b")!;
+		const crasher = await start("node-c", { SERVICES: "none", PROBES: "consumer", PROBE_CRASH_AFTER_COMMIT: "1" });
+		await nodeB.stop("SIGTERM");
+		const committedBefore = await groupOffsets();
+		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "crash", crashAfterCommit: true, orderId } });
+		await crasher.exited;
+		expect((await effectsOf(id)).map(e => e.nodeID)).toEqual(["node-c"]); // the effect committed…
+		expect(await groupOffsets()).toBe(committedBefore); // …the offset did not
+		await start("node-d", { SERVICES: "none", PROBES: "consumer" });
+		const [after] = await call<string[]>("probe-producer.emit", { data: { note: "after-crash", orderId } });
+		await eventually("node-d to process past the crashed offset", async () => (await effectsOf(after)).length === 1, 60000);
+		expect(await groupOffsets()).toBe(committedBefore + 2); // the crashed record was consumed again, then the next
+		expect(await effectsOf(id)).toHaveLength(1);
+	});
+
+	it("keeps events in the outbox while Kafka is down and publishes them when it is back", async () => {
+		kafkaScript("stop");
+		try {
+			const [id] = await call<string[]>("probe-producer.emit", { data: { note: "kafka-down" } });
+			await new Promise(r => setTimeout(r, 3000));
+			expect(await call<number>("probe-producer.backlog")).toBeGreaterThanOrEqual(1);
+			expect(await effectsOf(id)).toEqual([]);
+			kafkaScript("start");
+			await eventually("the event after Kafka came back", async () => (await effectsOf(id)).length === 1, 90000);
+			await eventually("an empty outbox", async () => (await call<number>("probe-producer.backlog")) === 0);
+		} finally {
+			kafkaScript("start");
+		}
+	});
+
+	it("never lets two nodes hold the same Redlock keys at once", async () => {
+		await start("node-e", { SERVICES: "none", PROBES: "consumer" });
+		await waitForService(client, "probe-consumer", 2);
+		const keySets = [["p1", "p2"], ["p2", "p3"], ["p3", "p1"], ["p1"]];
+		await Promise.all(Array.from({ length: 40 }, (_, i) => call("probe-consumer.critical", { keys: keySets[i % keySets.length], holdMs: 15 })));
+		const sections = await call<Array<{ nodeID: string; enteredAt: string; leftAt: string; key: string }>>("probe-consumer.criticalSections");
+		expect(sections).toHaveLength(40);
+		expect(new Set(sections.map(s => s.nodeID)).size).toBe(2); // both nodes took part
+		const overlapping = sections.flatMap((a, i) =>
+			sections.slice(i + 1).filter(b => {
+				const shareKey = a.key.split(",").some(k => b.key.split(",").includes(k));
+				return shareKey && new Date(a.enteredAt) < new Date(b.leftAt) && new Date(b.enteredAt) < new Date(a.leftAt);
+			}),
+		);
+		expect(overlapping).toEqual([]);
+	});
+});

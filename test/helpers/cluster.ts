@@ -1,0 +1,106 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { Client } from "pg";
+import type { ServiceBroker } from "moleculer";
+import { loadConfig } from "../../lib/config";
+import { createNode } from "../../lib/node";
+import { TEST_ENV, eventually } from "./node";
+
+export const ROOT = path.resolve(__dirname, "../..");
+
+/** The servers the cluster suite talks to: the environment's, else the local defaults. */
+export const SERVERS = {
+	DATABASE_URL: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
+	REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+	TRANSPORTER: process.env.TRANSPORTER ?? "nats://127.0.0.1:4222",
+	KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? "127.0.0.1:9092",
+};
+
+/** A database of its own for one test file, dropped afterwards. */
+export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+	const name = `checkout_t_${randomBytes(4).toString("hex")}`;
+	const admin = new Client({ connectionString: SERVERS.DATABASE_URL });
+	await admin.connect();
+	await admin.query(`CREATE DATABASE ${name}`);
+	await admin.end();
+	const url = new URL(SERVERS.DATABASE_URL);
+	url.pathname = `/${name}`;
+	return {
+		url: url.toString(),
+		async drop() {
+			const c = new Client({ connectionString: SERVERS.DATABASE_URL });
+			await c.connect();
+			await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+			await c.end();
+		},
+	};
+}
+
+/** One isolated cluster per test file: its own namespace, topic prefix and database. */
+export function clusterEnv(databaseUrl: string): Record<string, string> {
+	const id = randomBytes(3).toString("hex");
+	return {
+		...TEST_ENV,
+		...SERVERS,
+		DATABASE_URL: databaseUrl,
+		NAMESPACE: `t${id}`,
+		KAFKA_TOPIC_PREFIX: `t${id}.`,
+		KAFKA_SESSION_TIMEOUT_MS: "6000",
+		LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+	};
+}
+
+export interface NodeProcess {
+	name: string;
+	child: ChildProcess;
+	output(): string;
+	exited: Promise<number | null>;
+	stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts test/fixtures/probe-node.ts as its own process and waits until it is up. */
+export async function spawnNode(name: string, env: Record<string, string>): Promise<NodeProcess> {
+	const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/probe-node.ts"], {
+		cwd: ROOT,
+		env: { ...process.env, NODE_OPTIONS: "", NODE_ID: name, ...env },
+		stdio: ["ignore", "pipe", "pipe"],
+	});
+	let output = "";
+	child.stdout!.on("data", d => (output += d));
+	child.stderr!.on("data", d => (output += d));
+	const exited = new Promise<number | null>(resolve => child.on("exit", code => resolve(code)));
+	const node: NodeProcess = {
+		name,
+		child,
+		output: () => output,
+		exited,
+		async stop(signal = "SIGTERM") {
+			if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+			return exited;
+		},
+	};
+	await Promise.race([
+		eventually(`node ${name} to start`, async () => output.includes("is up"), 60000),
+		exited.then(code => {
+			throw new Error(`node ${name} exited with ${code} before it was up:\n${output}`);
+		}),
+	]);
+	return node;
+}
+
+/** An in-process node with no services that joins the cluster to call it, as the REPL does. */
+export async function startClient(env: Record<string, string>): Promise<ServiceBroker> {
+	const config = { ...loadConfig({ ...env, SERVICES: "none" }), nodeID: `client-${process.pid}` };
+	const broker = createNode(config);
+	await broker.start();
+	return broker;
+}
+
+/** Waits until `service` is served by `count` nodes in the client's registry. */
+export async function waitForService(client: ServiceBroker, service: string, count = 1): Promise<void> {
+	await eventually(`${count} node(s) with ${service}`, async () => {
+		const list = client.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as Array<{ name: string }>;
+		return list.filter(s => s.name === service).length >= count;
+	}, 30000);
+}
