@@ -9,10 +9,11 @@ function tracingExporter(config: Config): NonNullable<Exclude<BrokerOptions["tra
 	switch (config.tracingExporter) {
 		case "console":
 			return { type: "Console", options: { width: 100 } };
+		// Jaeger's collector accepts Zipkin v2 spans (its :9411 endpoint), which spares the
+		// deprecated jaeger-client package that Moleculer's own Jaeger exporter needs.
 		case "zipkin":
-			return { type: "Zipkin", options: { baseURL: config.tracingEndpoint } };
 		case "jaeger":
-			return { type: "Jaeger", options: { endpoint: config.tracingEndpoint } };
+			return { type: "Zipkin", options: { baseURL: config.tracingEndpoint } };
 		case "event":
 			return { type: "Event", options: { eventName: "$tracing.spans", interval: 1000 } };
 		default:

@@ -2,7 +2,6 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../lib/config";
 import { signToken, type Role } from "../lib/auth";
-import { fail } from "./main";
 
 try {
 	const { values } = parseArgs({
@@ -21,5 +20,7 @@ try {
 	const config = loadConfig();
 	console.log(signToken({ sub: values.sub, role: values.role as Role, name: values.name, email: values.email }, config.jwtSecret, ttl));
 } catch (err) {
-	fail(err);
+	console.error(`token: ${(err as Error).message}`);
+	console.error("usage: npm run token -- --sub <user id> [--role customer|admin] [--name N] [--email E] [--ttl seconds]");
+	process.exit(2);
 }
