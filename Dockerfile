@@ -1,0 +1,22 @@
+# One image for every node group; SERVICES picks what a container runs.
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
+COPY bin ./bin
+COPY lib ./lib
+COPY mixins ./mixins
+COPY services ./services
+RUN npm run build && npm prune --omit=dev
+
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production PORT=3000 METRICS_PORT=3030
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+USER node
+EXPOSE 3000 3030
+# SIGTERM reaches node directly: readiness turns 503, in-flight work finishes, then exit.
+CMD ["node", "dist/bin/node.js"]
