@@ -7,9 +7,11 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import { Client } from "pg";
+import { Sequelize } from "sequelize";
+import { runMigrations } from "../../lib/migrations";
 import type { ServiceBroker } from "moleculer";
 import { PROBE_EVENT } from "../fixtures/probe.services";
-import { eventually } from "../helpers/node";
+import { eventually, freePort } from "../helpers/node";
 import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
 
 const kafkaScript = (command: string) => execFileSync("bash", [path.join(ROOT, "scripts/kafka.sh"), command], { stdio: "pipe" });
@@ -61,10 +63,18 @@ async function readTopic(topic: string, until: (records: Array<{ key: string | n
 	}
 }
 
+let gatewayUrl: string;
+const readiness = async () => {
+	const res = await fetch(`${gatewayUrl}/health/ready`);
+	return { status: res.status, body: (await res.json()) as { status: string; checks: Record<string, string> } };
+};
+
 beforeAll(async () => {
 	db = await freshDatabase();
 	env = clusterEnv(db.url);
-	await start("node-a", { SERVICES: "gateway", PROBES: "producer" });
+	const port = await freePort();
+	gatewayUrl = `http://127.0.0.1:${port}`;
+	await start("node-a", { SERVICES: "gateway", PROBES: "producer", PORT: String(port) });
 	await start("node-b", { SERVICES: "audit", PROBES: "consumer" });
 	client = await startClient(env);
 	await waitForService(client, "probe-producer");
@@ -78,6 +88,28 @@ afterAll(async () => {
 });
 
 describe("a cluster of node processes", () => {
+	it("reports every server the node uses as ready", async () => {
+		expect(await readiness()).toEqual({
+			status: 200,
+			body: { status: "ok", checks: { database: "ok", transporter: "ok", redis: "ok", kafka: "ok" } },
+		});
+	});
+
+	it("applies each migration once when nodes start at once against real PostgreSQL", async () => {
+		const pools = Array.from({ length: 4 }, () => new Sequelize(db.url, { logging: false }));
+		try {
+			const migrations = [
+				{ id: "m-001", sql: "CREATE TABLE things (id int PRIMARY KEY)" },
+				{ id: "m-002", sql: "ALTER TABLE things ADD COLUMN name text" },
+			];
+			const applied = await Promise.all(pools.map(p => runMigrations(p, "concurrent", migrations)));
+			expect(applied.flat().sort()).toEqual(["m-001", "m-002"]);
+			expect(applied.filter(a => a.length > 0)).toHaveLength(1);
+		} finally {
+			await Promise.all(pools.map(p => p.close()));
+		}
+	});
+
 	it("calls across nodes over NATS", async () => {
 		const reply = await call<{ asker: string; answer: string }>("probe-producer.askConsumer");
 		expect(reply).toEqual({ asker: "node-a", answer: "node-b" });
@@ -156,6 +188,10 @@ describe("a cluster of node processes", () => {
 			const [id] = await call<string[]>("probe-producer.emit", { data: { note: "kafka-down" } });
 			await new Promise(r => setTimeout(r, 3000));
 			expect(await call<number>("probe-producer.backlog")).toBeGreaterThanOrEqual(1);
+			const down = await readiness();
+			expect(down.status).toBe(503);
+			expect(down.body.checks).toMatchObject({ database: "ok", transporter: "ok", redis: "ok" });
+			expect(down.body.checks.kafka).not.toBe("ok");
 			expect(await effectsOf(id)).toEqual([]);
 			kafkaScript("start");
 			await eventually("the event after Kafka came back", async () => (await effectsOf(id)).length === 1, 90000);

@@ -3,9 +3,8 @@
  * defaults, shuts down on SIGTERM, and refuses bad settings with one clear line.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
-import { tempDir, eventually } from "../helpers/node";
+import { tempDir, eventually, freePort } from "../helpers/node";
 
 const ROOT = path.resolve(__dirname, "../..");
 const CLEAN_ENV = Object.fromEntries(
@@ -36,15 +35,6 @@ async function refusal(env: Record<string, string>): Promise<string> {
 	const lines = stderr.trim().split("\n");
 	expect(lines).toHaveLength(1);
 	return lines[0];
-}
-
-function freePort(): Promise<number> {
-	return new Promise(resolve => {
-		const srv = net.createServer().listen(0, "127.0.0.1", () => {
-			const { port } = srv.address() as net.AddressInfo;
-			srv.close(() => resolve(port));
-		});
-	});
 }
 
 describe("npm start (bin/node.ts)", () => {

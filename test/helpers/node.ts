@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
@@ -51,4 +52,14 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
 		await new Promise(r => setTimeout(r, everyMs));
 	}
 	throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
+}
+
+/** A TCP port nobody listens on right now. */
+export function freePort(): Promise<number> {
+	return new Promise(resolve => {
+		const srv = net.createServer().listen(0, "127.0.0.1", () => {
+			const { port } = (srv.address() as net.AddressInfo);
+			srv.close(() => resolve(port));
+		});
+	});
 }
