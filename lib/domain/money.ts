@@ -1,0 +1,23 @@
+/** Money is an integer number of minor units (cents); these helpers never produce a fraction. */
+
+export function isCents(value: unknown): value is number {
+	return typeof value === "number" && Number.isSafeInteger(value);
+}
+
+/** `percent` % of `amount`, rounded half up to the cent (SPEC section 6), in integer arithmetic. */
+export function percentOf(amount: number, percent: number): number {
+	if (!isCents(amount) || amount < 0) throw new RangeError(`amount must be non-negative cents, got ${amount}`);
+	if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new RangeError(`percent must be an integer 0..100, got ${percent}`);
+	return Math.floor((amount * percent + 50) / 100);
+}
+
+/** Sums cents, refusing anything that is not a safe integer. */
+export function sumCents(values: readonly number[]): number {
+	let total = 0;
+	for (const v of values) {
+		if (!isCents(v)) throw new RangeError(`not an amount in cents: ${v}`);
+		total += v;
+	}
+	if (!Number.isSafeInteger(total)) throw new RangeError("sum of cents overflows");
+	return total;
+}

@@ -1,0 +1,167 @@
+import { percentOf, sumCents } from "../../lib/domain/money";
+import { checkCart, type CatalogueEntry } from "../../lib/domain/cart";
+import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/promotion";
+import { computeTotals } from "../../lib/domain/totals";
+import { ORDER_STATUSES, canTransition, isTerminal } from "../../lib/domain/order-status";
+import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
+
+describe("money", () => {
+	it("rounds percent discounts half up to the cent", () => {
+		expect(percentOf(2000, 10)).toBe(200); // PROMO10 on 2 x 10.00
+		expect(percentOf(1005, 10)).toBe(101); // 100.5 → 101
+		expect(percentOf(1004, 10)).toBe(100); // 100.4 → 100
+		expect(percentOf(15, 10)).toBe(2); // 1.5 → 2
+		expect(percentOf(0, 10)).toBe(0);
+		expect(percentOf(999, 100)).toBe(999);
+	});
+	it("refuses fractions and out-of-range percents", () => {
+		expect(() => percentOf(10.5, 10)).toThrow(RangeError);
+		expect(() => percentOf(100, 10.5)).toThrow(RangeError);
+		expect(() => percentOf(100, 101)).toThrow(RangeError);
+		expect(() => percentOf(-1, 10)).toThrow(RangeError);
+	});
+	it("sums cents and refuses what is not cents", () => {
+		expect(sumCents([1, 2, 3])).toBe(6);
+		expect(() => sumCents([1, 0.5])).toThrow(RangeError);
+	});
+});
+
+describe("checkCart", () => {
+	const product = (id: string, over: Partial<CatalogueEntry> = {}): CatalogueEntry => ({
+		id,
+		sku: `SKU-${id}`,
+		name: `Product ${id}`,
+		price: 1000,
+		currency: "EUR",
+		active: true,
+		available: 5,
+		...over,
+	});
+	const catalogue = new Map([
+		["a", product("a")],
+		["b", product("b", { price: 250, available: 1 })],
+		["off", product("off", { active: false })],
+		["usd", product("usd", { currency: "USD" })],
+	]);
+	const codes = (items: Parameters<typeof checkCart>[0]) => checkCart(items, catalogue, "EUR").errors.map(e => e.code);
+
+	it("prices a valid cart from the catalogue", () => {
+		const r = checkCart([{ productId: "a", quantity: 2 }, { productId: "b", quantity: 1, price: 250 }], catalogue, "EUR");
+		expect(r.errors).toEqual([]);
+		expect(r.lines).toEqual([
+			{ productId: "a", sku: "SKU-a", name: "Product a", quantity: 2, unitPrice: 1000, lineTotal: 2000 },
+			{ productId: "b", sku: "SKU-b", name: "Product b", quantity: 1, unitPrice: 250, lineTotal: 250 },
+		]);
+		expect(r.subtotal).toBe(2250);
+	});
+	it("accepts a quantity equal to the stock and refuses one more", () => {
+		expect(codes([{ productId: "a", quantity: 5 }])).toEqual([]);
+		const r = checkCart([{ productId: "a", quantity: 6 }], catalogue, "EUR");
+		expect(r.errors).toEqual([expect.objectContaining({ code: "INSUFFICIENT_STOCK", productId: "a", field: "items[0].quantity" })]);
+	});
+	it.each([0, 100, 1.5, -1])("refuses quantity %p", quantity => {
+		expect(codes([{ productId: "a", quantity }])).toEqual(["INVALID_QUANTITY"]);
+	});
+	it("refuses an empty cart and more than 50 lines", () => {
+		expect(codes([])).toEqual(["EMPTY_CART"]);
+		const many = Array.from({ length: 51 }, (_, i) => ({ productId: `p${i}`, quantity: 1 }));
+		expect(codes(many)).toContain("TOO_MANY_LINES");
+	});
+	it("names every failing line, not only the first", () => {
+		const r = checkCart(
+			[
+				{ productId: "nope", quantity: 1 },
+				{ productId: "a", quantity: 1, price: 999 },
+				{ productId: "off", quantity: 1 },
+				{ productId: "b", quantity: 2 },
+				{ productId: "usd", quantity: 1 },
+				{ productId: "a", quantity: 1 },
+			],
+			catalogue,
+			"EUR",
+		);
+		expect(r.errors.map(e => [e.code, e.field])).toEqual([
+			["PRODUCT_NOT_FOUND", "items[0].productId"],
+			["PRICE_CHANGED", "items[1].price"],
+			["PRODUCT_INACTIVE", "items[2].productId"],
+			["INSUFFICIENT_STOCK", "items[3].quantity"],
+			["CURRENCY_MISMATCH", "items[4]"],
+			["DUPLICATE_LINE", "items[5].productId"],
+		]);
+	});
+});
+
+describe("applyPromotion", () => {
+	const now = new Date("2026-06-01T12:00:00Z");
+	const promo = (over: Partial<Promotion> = {}): Promotion => ({ code: "PROMO10", type: "PERCENT", value: 10, redemptions: 0, ...over });
+
+	it("takes PROMO10 off 2 x 10.00 as 2.00", () => {
+		expect(applyPromotion(promo(), "PROMO10", 2000, now)).toEqual({ ok: true, discount: 200 });
+	});
+	it("takes a fixed amount, never more than the subtotal", () => {
+		expect(applyPromotion(promo({ type: "FIXED", value: 500 }), "X", 2000, now)).toEqual({ ok: true, discount: 500 });
+		expect(applyPromotion(promo({ type: "FIXED", value: 5000 }), "X", 2000, now)).toEqual({ ok: true, discount: 2000 });
+	});
+	it.each([
+		["unknown", undefined, /does not exist/],
+		["expired", promo({ endsAt: new Date("2026-05-31T00:00:00Z") }), /has expired/],
+		["not started", promo({ startsAt: new Date("2026-06-02T00:00:00Z") }), /not valid yet/],
+		["exhausted", promo({ maxRedemptions: 3, redemptions: 3 }), /used up/],
+		["below its minimum", promo({ minSubtotal: 5000 }), /at least 5000/],
+	])("refuses a promo code that is %s", (_what, p, message) => {
+		const r = applyPromotion(p, "CODE", 2000, now);
+		expect(r).toEqual({ ok: false, code: "PROMO_INVALID", message: expect.stringMatching(message) });
+	});
+	it("accepts the last redemption and the minimum subtotal exactly", () => {
+		expect(applyPromotion(promo({ maxRedemptions: 3, redemptions: 2, minSubtotal: 2000 }), "X", 2000, now).ok).toBe(true);
+	});
+	it("normalizes codes", () => expect(normalizeCode("  promo10 ")).toBe("PROMO10"));
+});
+
+describe("computeTotals", () => {
+	it("subtracts the promo, then vouchers, never below zero", () => {
+		expect(computeTotals(2000, 200, [])).toEqual({ subtotal: 2000, discount: 200, voucherDiscount: 0, total: 1800 });
+		expect(computeTotals(2000, 200, [500, 500])).toEqual({ subtotal: 2000, discount: 200, voucherDiscount: 1000, total: 800 });
+		expect(computeTotals(1000, 200, [500, 500])).toEqual({ subtotal: 1000, discount: 200, voucherDiscount: 800, total: 0 });
+		expect(computeTotals(1000, 1500, [])).toEqual({ subtotal: 1000, discount: 1000, voucherDiscount: 0, total: 0 });
+	});
+});
+
+describe("order state machine", () => {
+	it("allows the happy path and its compensations", () => {
+		const path = ["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED", "DISPATCHED", "COMPLETED"] as const;
+		for (let i = 1; i < path.length; i++) expect(canTransition(path[i - 1], path[i])).toBe(true);
+		expect(canTransition("CREATED", "FAILED")).toBe(true);
+		expect(canTransition("PAYMENT_PENDING", "PAYMENT_FAILED")).toBe(true);
+		expect(canTransition("PAYMENT_PENDING", "CANCELLED")).toBe(true);
+		expect(canTransition("PAYMENT_SUCCESS", "FAILED")).toBe(true);
+		expect(canTransition("CONFIRMED", "CANCELLED")).toBe(true);
+	});
+	it("refuses skipping steps, going back, and cancelling after dispatch", () => {
+		expect(canTransition("CREATED", "CONFIRMED")).toBe(false);
+		expect(canTransition("CONFIRMED", "PAYMENT_PENDING")).toBe(false);
+		expect(canTransition("DISPATCHED", "CANCELLED")).toBe(false);
+	});
+	it("has no way out of a terminal state", () => {
+		for (const s of ["COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"] as const) {
+			expect(isTerminal(s)).toBe(true);
+			expect(ORDER_STATUSES.filter(to => canTransition(s, to))).toEqual([]);
+		}
+	});
+});
+
+describe("voucher rule", () => {
+	it("issues for strictly more than the threshold", () => {
+		expect(qualifiesForVoucher(10000, 10000)).toBe(false);
+		expect(qualifiesForVoucher(10001, 10000)).toBe(true);
+	});
+	it("makes codes of the documented shape from the CSPRNG", () => {
+		const code = generateVoucherCode();
+		expect(code).toMatch(/^VCH-[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}$/);
+		expect(new Set(Array.from({ length: 1000 }, () => generateVoucherCode())).size).toBe(1000);
+		expect(generateVoucherCode(() => 0)).toBe("VCH-AAAA-AAAA-AAAA");
+	});
+	it("expires after its TTL in days", () => {
+		expect(voucherExpiry(new Date("2026-01-01T00:00:00Z"), 365).toISOString()).toBe("2027-01-01T00:00:00.000Z");
+	});
+});
