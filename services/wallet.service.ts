@@ -1,0 +1,265 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { QueryTypes, type Transaction } from "sequelize";
+import { randomUUID } from "node:crypto";
+import { DbMixin } from "../mixins/db.mixin";
+import { EventsMixin, type EventsService } from "../mixins/events.mixin";
+import { runtimeOf } from "../lib/runtime";
+import { BusinessRuleError } from "../lib/errors";
+import { offsetOf, pageOf, pageParams } from "../lib/paging";
+
+type Reason = "PAYMENT" | "REFUND" | "TOP_UP" | "ADJUSTMENT";
+
+interface LedgerRow {
+	id: string;
+	user_id: string;
+	type: "DEBIT" | "CREDIT";
+	reason: Reason;
+	amount: string;
+	balance_after: string;
+	order_id: string | null;
+	note: string | null;
+	created_at: Date;
+}
+
+interface Movement {
+	userId: string;
+	amount: number;
+	type: "DEBIT" | "CREDIT";
+	reason: Reason;
+	orderId?: string;
+	idempotencyKey?: string;
+	note?: string;
+}
+
+/** bigint columns come back as strings; amounts stay far below 2^53 (checked on the way in). */
+const toLedgerEntry = (r: LedgerRow) => ({
+	id: r.id,
+	type: r.type,
+	reason: r.reason,
+	amount: Number(r.amount),
+	balanceAfter: Number(r.balance_after),
+	orderId: r.order_id ?? undefined,
+	note: r.note ?? undefined,
+	createdAt: new Date(r.created_at).toISOString(),
+});
+type LedgerEntry = ReturnType<typeof toLedgerEntry>;
+
+const amountRule = { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER } as const;
+const userIdRule = { type: "string", min: 1, max: 200 } as const;
+
+type WalletThis = EventsService & {
+	currency(): string;
+	ensureWallet(userId: string, tx?: Transaction): Promise<void>;
+	existingMovement(m: Movement, tx?: Transaction): Promise<LedgerEntry | undefined>;
+	move(m: Movement): Promise<{ transaction: LedgerEntry; balance: number }>;
+	walletOf(userId: string): Promise<{ userId: string; balance: number; currency: string }>;
+};
+
+/**
+ * Balances in cents and their ledger (SPEC section 6, Wallet). Every movement is one transaction:
+ * a conditional UPDATE (never below zero), a ledger row with `balanceAfter`, and the event in the
+ * outbox. Unique indexes hold "one PAYMENT debit and one REFUND credit per order"; a repeated
+ * movement returns the first one's result, so callers may retry.
+ */
+const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, WalletThis> = {
+	name: "wallet",
+	mixins: [
+		DbMixin({
+			migrations: [
+				{
+					id: "wallet-001-wallets-ledger",
+					sql: `
+						CREATE TABLE wallets (
+							user_id text PRIMARY KEY,
+							balance bigint NOT NULL DEFAULT 0 CHECK (balance >= 0),
+							currency char(3) NOT NULL,
+							created_at timestamptz NOT NULL DEFAULT now(),
+							updated_at timestamptz NOT NULL DEFAULT now()
+						);
+						CREATE TABLE wallet_transactions (
+							id uuid PRIMARY KEY,
+							user_id text NOT NULL REFERENCES wallets (user_id),
+							type text NOT NULL CHECK (type IN ('DEBIT', 'CREDIT')),
+							reason text NOT NULL CHECK (reason IN ('PAYMENT', 'REFUND', 'TOP_UP', 'ADJUSTMENT')),
+							amount bigint NOT NULL CHECK (amount > 0),
+							balance_after bigint NOT NULL CHECK (balance_after >= 0),
+							order_id uuid,
+							idempotency_key text,
+							note text,
+							created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+						);
+						CREATE UNIQUE INDEX wallet_one_payment_per_order ON wallet_transactions (order_id) WHERE reason = 'PAYMENT';
+						CREATE UNIQUE INDEX wallet_one_refund_per_order ON wallet_transactions (order_id) WHERE reason = 'REFUND';
+						CREATE UNIQUE INDEX wallet_idempotency ON wallet_transactions (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+						CREATE INDEX wallet_transactions_by_user ON wallet_transactions (user_id, created_at DESC, id);`,
+				},
+			],
+		}),
+		EventsMixin(),
+	],
+
+	actions: {
+		/** The caller's wallet; one at 0 is created on first use. */
+		get: {
+			params: { userId: userIdRule },
+			handler(ctx: Context<{ userId: string }>) {
+				return this.walletOf(ctx.params.userId);
+			},
+		},
+
+		/** A PAYMENT debit for an order (at most one per order). INSUFFICIENT_FUNDS changes nothing. */
+		debit: {
+			params: { userId: userIdRule, amount: amountRule, orderId: { type: "uuid" } },
+			handler(ctx: Context<{ userId: string; amount: number; orderId: string }>) {
+				return this.move({ ...ctx.params, type: "DEBIT", reason: "PAYMENT" });
+			},
+		},
+
+		/** A REFUND of an order's payment (once, at most what was paid) or a TOP_UP (idempotent by key). */
+		credit: {
+			params: {
+				userId: userIdRule,
+				amount: amountRule,
+				reason: { type: "enum", values: ["REFUND", "TOP_UP"] },
+				orderId: { type: "uuid", optional: true },
+				idempotencyKey: { type: "string", min: 1, max: 200, optional: true },
+			},
+			handler(ctx: Context<{ userId: string; amount: number; reason: "REFUND" | "TOP_UP"; orderId?: string; idempotencyKey?: string }>) {
+				const { reason, orderId, idempotencyKey } = ctx.params;
+				if (reason === "REFUND" && !orderId) throw new BusinessRuleError("REFUND_WITHOUT_ORDER", "A refund names the order it refunds");
+				if (reason === "TOP_UP" && !idempotencyKey) throw new BusinessRuleError("IDEMPOTENCY_KEY_REQUIRED", "A top-up needs an idempotency key");
+				return this.move({ ...ctx.params, type: "CREDIT" });
+			},
+		},
+
+		/** Admin adjustment: positive credits, negative debits, never below a zero balance. */
+		adjust: {
+			params: {
+				userId: userIdRule,
+				amount: { type: "number", integer: true, notEqual: 0, min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER },
+				reason: { type: "string", min: 1, max: 500 },
+			},
+			retryPolicy: { enabled: false }, // not idempotent: a retried adjustment would apply twice
+			async handler(ctx: Context<{ userId: string; amount: number; reason: string }>) {
+				const { userId, amount, reason } = ctx.params;
+				await this.move({ userId, amount: Math.abs(amount), type: amount > 0 ? "CREDIT" : "DEBIT", reason: "ADJUSTMENT", note: reason });
+				return this.walletOf(userId);
+			},
+		},
+
+		/** The ledger, newest first, paged. */
+		transactions: {
+			params: { userId: userIdRule, ...pageParams },
+			async handler(ctx: Context<{ userId: string; page: number; pageSize: number }>) {
+				const { userId, page, pageSize } = ctx.params;
+				const [{ n }] = await this.sequelize.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("wallet_transactions")} WHERE user_id = :userId`, {
+					replacements: { userId },
+					type: QueryTypes.SELECT,
+				});
+				const rows = await this.sequelize.query<LedgerRow>(
+					`SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset`,
+					{ replacements: { userId, limit: pageSize, offset: offsetOf(page, pageSize) }, type: QueryTypes.SELECT },
+				);
+				return pageOf(rows.map(toLedgerEntry), Number(n), page, pageSize);
+			},
+		},
+	},
+
+	methods: {
+		currency() {
+			return runtimeOf(this.broker).config.storeCurrency;
+		},
+
+		async ensureWallet(userId: string, tx?: Transaction) {
+			await this.sequelize.query(`INSERT INTO ${this.table("wallets")} (user_id, currency) VALUES (:userId, :currency) ON CONFLICT (user_id) DO NOTHING`, {
+				replacements: { userId, currency: this.currency() },
+				transaction: tx,
+			});
+		},
+
+		async walletOf(userId: string) {
+			await this.ensureWallet(userId);
+			const [w] = await this.sequelize.query<{ balance: string; currency: string }>(`SELECT balance, currency FROM ${this.table("wallets")} WHERE user_id = :userId`, {
+				replacements: { userId },
+				type: QueryTypes.SELECT,
+			});
+			return { userId, balance: Number(w.balance), currency: w.currency };
+		},
+
+		/** The movement this one repeats (same order and reason, or same idempotency key), if any. */
+		async existingMovement(m: Movement, tx?: Transaction) {
+			const byOrder = m.orderId && (m.reason === "PAYMENT" || m.reason === "REFUND");
+			if (!byOrder && !m.idempotencyKey) return undefined;
+			const [row] = await this.sequelize.query<LedgerRow>(
+				byOrder
+					? `SELECT * FROM ${this.table("wallet_transactions")} WHERE order_id = :orderId AND reason = :reason`
+					: `SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId AND idempotency_key = :key`,
+				{ replacements: { orderId: m.orderId ?? null, reason: m.reason, userId: m.userId, key: m.idempotencyKey ?? null }, type: QueryTypes.SELECT, transaction: tx },
+			);
+			return row ? toLedgerEntry(row) : undefined;
+		},
+
+		async move(m: Movement) {
+			const t = (name: string) => this.table(name);
+			try {
+				return await this.transaction(async tx => {
+					await this.ensureWallet(m.userId, tx);
+					const repeated = await this.existingMovement(m, tx);
+					if (repeated) return { transaction: repeated, balance: repeated.balanceAfter };
+					if (m.reason === "REFUND") {
+						const paid = await this.existingMovement({ ...m, reason: "PAYMENT", type: "DEBIT" }, tx);
+						if (!paid) throw new BusinessRuleError("NOTHING_TO_REFUND", "The order has no wallet payment to refund", { orderId: m.orderId });
+						if (m.amount > paid.amount) throw new BusinessRuleError("REFUND_EXCEEDS_PAYMENT", `At most ${paid.amount} can be refunded`, { orderId: m.orderId });
+					}
+					// One conditional statement: concurrent debits serialize on the row and none goes below 0.
+					const updated = await this.sequelize.query<{ balance: string }>(
+						m.type === "DEBIT"
+							? `UPDATE ${t("wallets")} SET balance = balance - :amount, updated_at = now() WHERE user_id = :userId AND balance >= :amount RETURNING balance`
+							: `UPDATE ${t("wallets")} SET balance = balance + :amount, updated_at = now() WHERE user_id = :userId RETURNING balance`,
+						{ replacements: { userId: m.userId, amount: m.amount }, type: QueryTypes.SELECT, transaction: tx },
+					);
+					if (updated.length === 0) {
+						throw new BusinessRuleError("INSUFFICIENT_FUNDS", "The wallet balance does not cover the amount", { userId: m.userId, amount: m.amount });
+					}
+					const balance = Number(updated[0].balance);
+					const [row] = await this.sequelize.query<LedgerRow>(
+						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, idempotency_key, note)
+						 VALUES (:id, :userId, :type, :reason, :amount, :balance, :orderId, :key, :note) RETURNING *`,
+						{
+							replacements: {
+								id: randomUUID(),
+								userId: m.userId,
+								type: m.type,
+								reason: m.reason,
+								amount: m.amount,
+								balance,
+								orderId: m.orderId ?? null,
+								key: m.idempotencyKey ?? null,
+								note: m.note ?? null,
+							},
+							type: QueryTypes.SELECT,
+							transaction: tx,
+						},
+					);
+					await this.publishEvent(tx, m.type === "DEBIT" ? "wallet.debited" : "wallet.credited", {
+						userId: m.userId,
+						amount: m.amount,
+						balanceAfter: balance,
+						orderId: m.orderId,
+						reason: m.reason,
+					}, { key: m.userId, correlationId: m.orderId });
+					return { transaction: toLedgerEntry(row), balance };
+				});
+			} catch (err) {
+				// A concurrent twin committed first: answer with its result, as a retry would get.
+				if ((err as Error).name === "SequelizeUniqueConstraintError") {
+					const repeated = await this.existingMovement(m);
+					if (repeated) return { transaction: repeated, balance: repeated.balanceAfter };
+				}
+				throw err;
+			}
+		},
+	},
+};
+
+export default WalletService;
