@@ -9,7 +9,7 @@ export default tseslint.config(
 		languageOptions: { globals: { require: "readonly", module: "writable", process: "readonly", console: "readonly" } },
 		rules: {
 			"@typescript-eslint/no-explicit-any": "off",
-			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", ignoreRestSiblings: true }],
 		},
 	},
 );

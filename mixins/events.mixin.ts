@@ -2,6 +2,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { Transaction } from "sequelize";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
+import { withLease } from "../lib/locks";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
@@ -19,9 +20,15 @@ export type EventsService = DbService & EventsMethods & KafkaBridgeMethods & { r
 /** A domain event handler: runs inside the transaction that also records the event as processed. */
 export type DomainEventHandler = (this: EventsService, event: DomainEvent, tools: { tx: Transaction; ctx: Context }) => Promise<void>;
 
+/** A handler that needs locks: they are taken before its transaction opens and freed after it ends. */
+export interface LockingHandler {
+	lock: (event: DomainEvent) => string[];
+	handle: DomainEventHandler;
+}
+
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
-	handlers?: Record<string, DomainEventHandler>;
+	handlers?: Record<string, DomainEventHandler | LockingHandler>;
 }
 
 /**
@@ -53,18 +60,26 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 
 			async receiveDomainEvent(this: EventsService, event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome> {
 				const eventName = isDomainEvent(event) ? event.eventName : "unknown";
-				const handler = handlers[eventName];
-				if (!isDomainEvent(event) || !handler) {
+				const declared = handlers[eventName];
+				if (!isDomainEvent(event) || !declared) {
 					await recordDeadLetter(this.sequelize, this.name, { eventName, raw: JSON.stringify(event), error: "not a valid domain event", attempts: 1 });
 					return "dead-lettered";
 				}
+				const runtime = runtimeOf(this.broker);
+				const handler = typeof declared === "function" ? declared : declared.handle;
+				const once = () => consumeOnce(this.sequelize, this.name, event, tx => handler.call(this, event, { tx, ctx }));
+				// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
+				const attempt =
+					typeof declared === "function"
+						? once
+						: () => withLease(runtime.locker(), declared.lock(event), runtime.config.lockTtlMs, runtime.config.lockWaitMs, once);
 				return deliverWithRetries(
 					event,
-					() => consumeOnce(this.sequelize, this.name, event, tx => handler.call(this, event, { tx, ctx })),
-					{ maxAttempts: runtimeOf(this.broker).config.eventMaxAttempts, baseDelayMs: 100, between },
+					attempt,
+					{ maxAttempts: runtime.config.eventMaxAttempts, baseDelayMs: 100, between },
 					async (error, attempts) => {
 						await recordDeadLetter(this.sequelize, this.name, { event, eventName, error: error.message, attempts });
-						if (runtimeOf(this.broker).kafka()) {
+						if (runtime.kafka()) {
 							await this.kafkaDeadLetter(this.kafkaTopic(eventName), JSON.stringify(event), error, { eventId: event.eventId, eventName });
 						}
 					},

@@ -2,11 +2,13 @@ import type { ServiceSchema } from "moleculer";
 import type { ServiceName } from "../lib/config";
 import AuditService from "./audit.service";
 import GatewayService from "./gateway.service";
+import InventoryService from "./inventory.service";
 import WalletService from "./wallet.service";
 
 /** The services this code base provides, by the name SERVICES uses. */
 export const SERVICE_SCHEMAS: Partial<Record<ServiceName, ServiceSchema<any, any, any, any>>> = {
 	gateway: GatewayService,
+	inventory: InventoryService,
 	wallet: WalletService,
 	audit: AuditService,
 };

@@ -4,6 +4,7 @@ import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/
 import { computeTotals } from "../../lib/domain/totals";
 import { ORDER_STATUSES, canTransition, isTerminal } from "../../lib/domain/order-status";
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
+import { findShortages, mergeLines } from "../../lib/domain/stock";
 
 describe("money", () => {
 	it("rounds percent discounts half up to the cent", () => {
@@ -163,5 +164,37 @@ describe("voucher rule", () => {
 	});
 	it("expires after its TTL in days", () => {
 		expect(voucherExpiry(new Date("2026-01-01T00:00:00Z"), 365).toISOString()).toBe("2027-01-01T00:00:00.000Z");
+	});
+});
+
+describe("stock rules", () => {
+	const levels = new Map([
+		["a", { productId: "a", onHand: 10, reserved: 4, active: true }],
+		["b", { productId: "b", onHand: 3, reserved: 0, active: true }],
+		["off", { productId: "off", onHand: 9, reserved: 0, active: false }],
+	]);
+	it("reserves what is available exactly, and names every short line", () => {
+		expect(findShortages([{ productId: "a", quantity: 6 }, { productId: "b", quantity: 3 }], levels)).toEqual([]);
+		expect(
+			findShortages(
+				[
+					{ productId: "a", quantity: 7 },
+					{ productId: "b", quantity: 1 },
+					{ productId: "nope", quantity: 1 },
+					{ productId: "off", quantity: 1 },
+				],
+				levels,
+			),
+		).toEqual([
+			{ productId: "a", requested: 7, available: 6 },
+			{ productId: "nope", requested: 1, available: 0 },
+			{ productId: "off", requested: 1, available: 0 },
+		]);
+	});
+	it("merges a product named twice and sorts by product", () => {
+		expect(mergeLines([{ productId: "b", quantity: 1 }, { productId: "a", quantity: 2 }, { productId: "b", quantity: 3 }])).toEqual([
+			{ productId: "a", quantity: 2 },
+			{ productId: "b", quantity: 4 },
+		]);
 	});
 });

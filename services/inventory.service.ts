@@ -1,0 +1,613 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { QueryTypes, type Transaction } from "sequelize";
+import { randomUUID } from "node:crypto";
+import { DbMixin } from "../mixins/db.mixin";
+import { EventsMixin, type EventsService } from "../mixins/events.mixin";
+import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
+import { runtimeOf } from "../lib/runtime";
+import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
+import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { findShortages, mergeLines, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
+import type { CatalogueEntry } from "../lib/domain/cart";
+import type { DomainEvent } from "../lib/events/envelope";
+import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
+
+interface ProductRow {
+	id: string;
+	sku: string;
+	name: string;
+	description: string;
+	category: string;
+	price: string;
+	currency: string;
+	image_url: string | null;
+	active: boolean;
+	on_hand: number;
+	reserved: number;
+}
+
+type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "RETURNED" | "FAILED";
+interface ReservationRow {
+	order_id: string;
+	status: ReservationStatus;
+	expires_at: Date;
+	shortages: Shortage[] | null;
+	release_reason: string | null;
+}
+
+export type ReleaseReason = "PAYMENT_FAILED" | "EXPIRED" | "CANCELLED";
+export type ReserveResult = { ok: true; expiresAt: string } | { ok: false; reason: "OUT_OF_STOCK"; lines: Shortage[] } | { ok: false; reason: "RELEASED" };
+export type CommitResult = { ok: true } | { ok: false; reason: "NO_RESERVATION" | "RESERVATION_GONE" };
+
+const productKey = (id: string) => `product:${id}`;
+const toProduct = (r: ProductRow) => ({
+	id: r.id,
+	sku: r.sku,
+	name: r.name,
+	description: r.description,
+	category: r.category,
+	price: Number(r.price),
+	currency: r.currency,
+	imageUrl: r.image_url,
+	available: r.on_hand - r.reserved,
+	active: r.active,
+});
+const toLevel = (r: ProductRow) => ({ productId: r.id, sku: r.sku, name: r.name, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved });
+
+const SORTS: Record<string, string> = { price: "price ASC, id", "-price": "price DESC, id", name: "name ASC, id" };
+const itemsRule = {
+	type: "array",
+	min: 1,
+	max: 50,
+	items: { type: "object", strict: "remove", props: { productId: { type: "uuid" }, quantity: { type: "number", integer: true, min: 1, max: 99 } } },
+} as const;
+
+type InventoryThis = EventsService &
+	RedlockMethods & {
+		sweepTimer?: NodeJS.Timeout;
+		sweeping?: Promise<void>;
+		ttlMs(): number;
+		sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+		productRow(id: string): Promise<ProductRow>;
+		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
+		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): Promise<void>;
+		reservationFor(orderId: string, tx: Transaction): Promise<ReservationRow | undefined>;
+		reserveIn(tx: Transaction, orderId: string, items: RequestedLine[], cause?: DomainEvent): Promise<ReserveResult>;
+		commitIn(tx: Transaction, orderId: string, cause?: DomainEvent): Promise<CommitResult>;
+		releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus>;
+		releaseExpired(): Promise<number>;
+		seedCatalogue(): Promise<number>;
+	};
+
+/**
+ * Catalogue, stock levels and reservations (SPEC sections 5 and 6). A reservation takes every line
+ * or none, under the Redlock of each product (sorted keys) and the products' row locks, so neither
+ * many nodes nor concurrent orders can oversell. Levels never go negative (CHECK constraints), and a
+ * stock movement ledger records every change of `onHand`.
+ */
+const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, InventoryThis> = {
+	name: "inventory",
+	mixins: [
+		DbMixin({
+			migrations: [
+				{
+					id: "inventory-001-products-reservations",
+					sql: `
+						CREATE TABLE products (
+							id uuid PRIMARY KEY,
+							sku text NOT NULL UNIQUE,
+							name text NOT NULL,
+							description text NOT NULL DEFAULT '',
+							category text NOT NULL,
+							price bigint NOT NULL CHECK (price >= 0),
+							currency char(3) NOT NULL,
+							image_url text,
+							active boolean NOT NULL DEFAULT true,
+							on_hand integer NOT NULL CHECK (on_hand >= 0),
+							reserved integer NOT NULL DEFAULT 0 CHECK (reserved >= 0 AND reserved <= on_hand),
+							created_at timestamptz NOT NULL DEFAULT now(),
+							updated_at timestamptz NOT NULL DEFAULT now()
+						);
+						CREATE INDEX products_category ON products (category, price);
+						CREATE TABLE reservations (
+							order_id uuid PRIMARY KEY,
+							status text NOT NULL CHECK (status IN ('RESERVED', 'COMMITTED', 'RELEASED', 'RETURNED', 'FAILED')),
+							expires_at timestamptz NOT NULL,
+							shortages jsonb,
+							release_reason text,
+							created_at timestamptz NOT NULL DEFAULT now(),
+							updated_at timestamptz NOT NULL DEFAULT now()
+						);
+						CREATE INDEX reservations_expiring ON reservations (expires_at) WHERE status = 'RESERVED';
+						CREATE TABLE reservation_lines (
+							order_id uuid NOT NULL REFERENCES reservations (order_id),
+							product_id uuid NOT NULL REFERENCES products (id),
+							quantity integer NOT NULL CHECK (quantity > 0),
+							PRIMARY KEY (order_id, product_id)
+						);
+						CREATE TABLE stock_movements (
+							id bigserial PRIMARY KEY,
+							product_id uuid NOT NULL REFERENCES products (id),
+							kind text NOT NULL CHECK (kind IN ('INITIAL', 'RESTOCK', 'COMMIT', 'RETURN')),
+							quantity integer NOT NULL,
+							order_id uuid,
+							created_at timestamptz NOT NULL DEFAULT now()
+						);`,
+				},
+			],
+		}),
+		EventsMixin({
+			handlers: {
+				"order.created": {
+					lock: event => (event.data.items as RequestedLine[]).map(i => productKey(i.productId)),
+					async handle(event, { tx }) {
+						await (this as InventoryThis).reserveIn(tx, event.data.orderId, event.data.items, event);
+					},
+				},
+				async "payment.authorized"(event, { tx }) {
+					await (this as InventoryThis).commitIn(tx, event.data.orderId, event);
+				},
+				async "payment.failed"(event, { tx }) {
+					await (this as InventoryThis).releaseIn(tx, event.data.orderId, "PAYMENT_FAILED", event);
+				},
+				async "order.cancelled"(event, { tx }) {
+					await (this as InventoryThis).releaseIn(tx, event.data.orderId, "CANCELLED", event);
+				},
+			},
+		}),
+		RedlockMixin(),
+	],
+
+	actions: {
+		/** The public catalogue: active products, filtered, sorted and paged. */
+		list: {
+			cache: { keys: ["category", "search", "minPrice", "maxPrice", "sort", "page", "pageSize"], ttl: 5 },
+			params: {
+				category: { type: "string", max: 100, optional: true },
+				search: { type: "string", max: 200, optional: true },
+				minPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
+				maxPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
+				sort: { type: "enum", values: Object.keys(SORTS), optional: true },
+				...pageParams,
+			},
+			async handler(ctx: Context<{ category?: string; search?: string; minPrice?: number; maxPrice?: number; sort?: string; page: number; pageSize: number }>) {
+				const p = ctx.params;
+				const where = ["active"];
+				if (p.category) where.push("category = :category");
+				if (p.search) where.push("(name ILIKE :search OR description ILIKE :search OR sku ILIKE :search)");
+				if (p.minPrice !== undefined) where.push("price >= :minPrice");
+				if (p.maxPrice !== undefined) where.push("price <= :maxPrice");
+				const replacements = {
+					...p,
+					search: p.search ? `%${p.search.replace(/[\\%_]/g, c => `\\${c}`)}%` : undefined,
+					limit: p.pageSize,
+					offset: offsetOf(p.page, p.pageSize),
+				};
+				const filter = where.join(" AND ");
+				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("products")} WHERE ${filter}`, replacements);
+				const rows = await this.sql<ProductRow>(
+					`SELECT * FROM ${this.table("products")} WHERE ${filter} ORDER BY ${SORTS[p.sort ?? "name"]} LIMIT :limit OFFSET :offset`,
+					replacements,
+				);
+				return pageOf(
+					rows.map(r => {
+						const { active, ...product } = toProduct(r); // every listed product is active
+						return product;
+					}),
+					Number(n),
+					p.page,
+					p.pageSize,
+				);
+			},
+		},
+
+		get: {
+			cache: { keys: ["id"], ttl: 5 },
+			params: { id: { type: "uuid" } },
+			async handler(ctx: Context<{ id: string }>) {
+				return toProduct(await this.productRow(ctx.params.id));
+			},
+		},
+
+		/** What validation reads: price, state and availability of some products (cached, invalidated on every stock change). */
+		availability: {
+			cache: { keys: ["productIds"], ttl: 5 },
+			params: { productIds: { type: "array", items: { type: "uuid" }, min: 1, max: 100 } },
+			async handler(ctx: Context<{ productIds: string[] }>): Promise<CatalogueEntry[]> {
+				const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[])`, { ids: ctx.params.productIds });
+				return rows.map(r => ({ id: r.id, sku: r.sku, name: r.name, price: Number(r.price), currency: r.currency, active: r.active, available: r.on_hand - r.reserved }));
+			},
+		},
+
+		create: {
+			retryPolicy: { enabled: false },
+			params: {
+				sku: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9._-]+$/ },
+				name: { type: "string", min: 1, max: 200, trim: true },
+				description: { type: "string", max: 2000, optional: true, default: "" },
+				category: { type: "string", min: 1, max: 100, trim: true },
+				price: { type: "number", integer: true, min: 0, max: 1_000_000_000 },
+				currency: { type: "string", length: 3, uppercase: true, optional: true },
+				imageUrl: { type: "url", optional: true },
+				stock: { type: "number", integer: true, min: 0, max: 1_000_000 },
+			},
+			async handler(ctx: Context<{ sku: string; name: string; description: string; category: string; price: number; currency?: string; imageUrl?: string; stock: number }>) {
+				const p = ctx.params;
+				const currency = runtimeOf(this.broker).config.storeCurrency;
+				if (p.currency && p.currency !== currency) throw new BusinessRuleError("CURRENCY_MISMATCH", `Prices are in the store currency ${currency}`, { currency: p.currency });
+				const id = randomUUID();
+				try {
+					const row = await this.transaction(async tx => {
+						const [created] = await this.sql<ProductRow>(
+							`INSERT INTO ${this.table("products")} (id, sku, name, description, category, price, currency, image_url, on_hand)
+							 VALUES (:id, :sku, :name, :description, :category, :price, :currency, :imageUrl, :stock) RETURNING *`,
+							{ ...p, id, currency, imageUrl: p.imageUrl ?? null },
+							tx,
+						);
+						if (p.stock > 0) {
+							await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:id, 'INITIAL', :stock)`, { id, stock: p.stock }, tx);
+						}
+						await this.stockChanged([created], tx);
+						return created;
+					});
+					return toProduct(row);
+				} catch (err) {
+					if ((err as Error).name === "SequelizeUniqueConstraintError") throw new ConflictError("SKU_EXISTS", `A product with SKU ${p.sku} exists`, { sku: p.sku });
+					throw err;
+				}
+			},
+		},
+
+		update: {
+			params: {
+				id: { type: "uuid" },
+				name: { type: "string", min: 1, max: 200, trim: true, optional: true },
+				description: { type: "string", max: 2000, optional: true },
+				category: { type: "string", min: 1, max: 100, trim: true, optional: true },
+				price: { type: "number", integer: true, min: 0, max: 1_000_000_000, optional: true },
+				imageUrl: { type: "url", optional: true, nullable: true },
+				active: { type: "boolean", optional: true },
+			},
+			async handler(ctx: Context<Record<string, any> & { id: string }>) {
+				const columns: Record<string, string> = { name: "name", description: "description", category: "category", price: "price", imageUrl: "image_url", active: "active" };
+				const changes = Object.keys(columns).filter(k => ctx.params[k] !== undefined);
+				if (changes.length === 0) return toProduct(await this.productRow(ctx.params.id));
+				const row = await this.transaction(async tx => {
+					const [updated] = await this.sql<ProductRow>(
+						`UPDATE ${this.table("products")} SET ${changes.map(k => `${columns[k]} = :${k}`).join(", ")}, updated_at = now() WHERE id = :id RETURNING *`,
+						ctx.params,
+						tx,
+					);
+					if (!updated) throw new NotFoundError("Product", { id: ctx.params.id });
+					await this.stockChanged([updated], tx);
+					return updated;
+				});
+				return toProduct(row);
+			},
+		},
+
+		restock: {
+			retryPolicy: { enabled: false }, // a retried restock would add the stock twice
+			params: { productId: { type: "uuid" }, quantity: { type: "number", integer: true, min: 1, max: 1_000_000 } },
+			async handler(ctx: Context<{ productId: string; quantity: number }>) {
+				const { productId, quantity } = ctx.params;
+				const row = await this.withLock([productKey(productId)], () =>
+					this.transaction(async tx => {
+						const [updated] = await this.sql<ProductRow>(
+							`UPDATE ${this.table("products")} SET on_hand = on_hand + :quantity, updated_at = now() WHERE id = :productId RETURNING *`,
+							{ productId, quantity },
+							tx,
+						);
+						if (!updated) throw new NotFoundError("Product", { id: productId });
+						await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:productId, 'RESTOCK', :quantity)`, { productId, quantity }, tx);
+						await this.stockChanged([updated], tx);
+						return updated;
+					}),
+				);
+				return toLevel(row);
+			},
+		},
+
+		/** Stock levels of every product (admin), paged. */
+		levels: {
+			params: { ...pageParams },
+			async handler(ctx: Context<{ page: number; pageSize: number }>) {
+				const { page, pageSize } = ctx.params;
+				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("products")}`);
+				const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} ORDER BY sku LIMIT :limit OFFSET :offset`, {
+					limit: pageSize,
+					offset: offsetOf(page, pageSize),
+				});
+				return pageOf(rows.map(toLevel), Number(n), page, pageSize);
+			},
+		},
+
+		/** Reserves every line of an order or none; repeated for the same order, answers the same. */
+		reserve: {
+			params: { orderId: { type: "uuid" }, items: itemsRule },
+			handler(ctx: Context<{ orderId: string; items: RequestedLine[] }>) {
+				const { orderId, items } = ctx.params;
+				return this.withLock(
+					items.map(i => productKey(i.productId)),
+					() => this.transaction(tx => this.reserveIn(tx, orderId, items)),
+				);
+			},
+		},
+
+		commit: {
+			params: { orderId: { type: "uuid" } },
+			handler(ctx: Context<{ orderId: string }>) {
+				return this.transaction(tx => this.commitIn(tx, ctx.params.orderId));
+			},
+		},
+
+		release: {
+			params: { orderId: { type: "uuid" }, reason: { type: "enum", values: ["PAYMENT_FAILED", "EXPIRED", "CANCELLED"] } },
+			async handler(ctx: Context<{ orderId: string; reason: ReleaseReason }>) {
+				return { status: await this.transaction(tx => this.releaseIn(tx, ctx.params.orderId, ctx.params.reason)) };
+			},
+		},
+
+		/** An order's reservation: status, expiry and lines (404 if the order never reached inventory). */
+		reservation: {
+			params: { orderId: { type: "uuid" } },
+			async handler(ctx: Context<{ orderId: string }>) {
+				const [r] = await this.sql<ReservationRow>(`SELECT * FROM ${this.table("reservations")} WHERE order_id = :orderId`, ctx.params);
+				if (!r) throw new NotFoundError("Reservation", ctx.params);
+				const lines = await this.sql<{ product_id: string; quantity: number }>(
+					`SELECT product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = :orderId ORDER BY product_id`,
+					ctx.params,
+				);
+				return {
+					orderId: r.order_id,
+					status: r.status,
+					expiresAt: new Date(r.expires_at).toISOString(),
+					releaseReason: r.release_reason ?? undefined,
+					shortages: r.shortages ?? undefined,
+					items: lines.map(l => ({ productId: l.product_id, quantity: l.quantity })),
+				};
+			},
+		},
+
+		/** Loads the demo catalogue (products whose SKU is missing); returns how many it added. */
+		seed: {
+			retryPolicy: { enabled: false },
+			handler() {
+				return this.seedCatalogue();
+			},
+		},
+
+		/** Releases the reservations past their expiry now (the sweep does it on a timer too). */
+		releaseExpired: {
+			handler() {
+				return this.releaseExpired();
+			},
+		},
+	},
+
+	events: {
+		/** A hint that cached availability is stale: every inventory node drops its cached reads. */
+		async "inventory.cache.invalidated"() {
+			await this.broker.cacher?.clean(`${this.name}.**`);
+		},
+	},
+
+	methods: {
+		ttlMs() {
+			return runtimeOf(this.broker).config.reservationTtlMs;
+		},
+
+		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
+			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
+		},
+
+		async productRow(id: string) {
+			const [row] = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = :id`, { id });
+			if (!row) throw new NotFoundError("Product", { id });
+			return row;
+		},
+
+		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
+		async lockProducts(ids: string[], tx: Transaction) {
+			const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[]) ORDER BY id FOR UPDATE`, { ids }, tx);
+			return new Map(rows.map(r => [r.id, r]));
+		},
+
+		/** `stock.updated` per changed product, and cached reads dropped once the change is committed. */
+		async stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent) {
+			for (const r of rows) {
+				await this.publishEvent(tx, "stock.updated", { productId: r.id, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved }, {
+					key: r.id,
+					causedBy: cause,
+					correlationId: cause?.correlationId ?? r.id,
+				});
+			}
+			tx.afterCommit(() => {
+				void this.broker.broadcast("inventory.cache.invalidated");
+			});
+		},
+
+		async reservationFor(orderId: string, tx: Transaction) {
+			const [r] = await this.sql<ReservationRow>(`SELECT * FROM ${this.table("reservations")} WHERE order_id = :orderId FOR UPDATE`, { orderId }, tx);
+			return r;
+		},
+
+		async reserveIn(tx: Transaction, orderId: string, items: RequestedLine[], cause?: DomainEvent): Promise<ReserveResult> {
+			const existing = await this.reservationFor(orderId, tx);
+			if (existing) {
+				if (existing.status === "FAILED") return { ok: false, reason: "OUT_OF_STOCK", lines: existing.shortages ?? [] };
+				if (existing.status === "RESERVED" || existing.status === "COMMITTED") return { ok: true, expiresAt: new Date(existing.expires_at).toISOString() };
+				return { ok: false, reason: "RELEASED" }; // cancelled before it was reserved, or already let go
+			}
+			const lines = mergeLines(items);
+			const rows = await this.lockProducts(lines.map(l => l.productId), tx);
+			const levels = new Map<string, StockLevel>([...rows.values()].map(r => [r.id, { productId: r.id, onHand: r.on_hand, reserved: r.reserved, active: r.active }]));
+			const shortages = findShortages(lines, levels);
+			const opts = { causedBy: cause, correlationId: orderId, key: orderId };
+			const expiresAt = new Date(Date.now() + this.ttlMs());
+			if (shortages.length > 0) {
+				await this.sql(
+					`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at, shortages) VALUES (:orderId, 'FAILED', :expiresAt, :shortages)`,
+					{ orderId, expiresAt, shortages: JSON.stringify(shortages) },
+					tx,
+				);
+				await this.publishEvent(tx, "stock.failed", { orderId, reason: "OUT_OF_STOCK", lines: shortages }, opts);
+				return { ok: false, reason: "OUT_OF_STOCK", lines: shortages };
+			}
+			const updated = await this.sql<ProductRow>(
+				`UPDATE ${this.table("products")} p SET reserved = p.reserved + l.quantity, updated_at = now()
+				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity)
+				 WHERE p.id = l.product_id RETURNING p.*`,
+				{ ids: lines.map(l => l.productId), quantities: lines.map(l => l.quantity) },
+				tx,
+			);
+			await this.sql(`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at) VALUES (:orderId, 'RESERVED', :expiresAt)`, { orderId, expiresAt }, tx);
+			await this.sql(
+				`INSERT INTO ${this.table("reservation_lines")} (order_id, product_id, quantity) SELECT :orderId, * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[])`,
+				{ orderId, ids: lines.map(l => l.productId), quantities: lines.map(l => l.quantity) },
+				tx,
+			);
+			await this.publishEvent(tx, "stock.reserved", { orderId, items: lines, expiresAt: expiresAt.toISOString() }, opts);
+			await this.stockChanged(updated, tx, cause);
+			return { ok: true, expiresAt: expiresAt.toISOString() };
+		},
+
+		async commitIn(tx: Transaction, orderId: string, cause?: DomainEvent): Promise<CommitResult> {
+			const r = await this.reservationFor(orderId, tx);
+			if (!r) return { ok: false, reason: "NO_RESERVATION" };
+			if (r.status === "COMMITTED") return { ok: true };
+			if (r.status === "RESERVED" && new Date(r.expires_at) <= new Date()) {
+				// Paid too late: the stock goes back now, and the payment side refunds.
+				await this.releaseIn(tx, orderId, "EXPIRED", cause);
+				return { ok: false, reason: "RESERVATION_GONE" };
+			}
+			if (r.status !== "RESERVED") return { ok: false, reason: "RESERVATION_GONE" };
+			const lines = await this.sql<{ product_id: string; quantity: number }>(
+				`SELECT product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = :orderId ORDER BY product_id`,
+				{ orderId },
+				tx,
+			);
+			await this.lockProducts(lines.map(l => l.product_id), tx);
+			const updated = await this.sql<ProductRow>(
+				`UPDATE ${this.table("products")} p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity, updated_at = now()
+				 FROM ${this.table("reservation_lines")} l WHERE l.order_id = :orderId AND p.id = l.product_id RETURNING p.*`,
+				{ orderId },
+				tx,
+			);
+			await this.sql(
+				`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity, order_id) SELECT product_id, 'COMMIT', -quantity, order_id FROM ${this.table("reservation_lines")} WHERE order_id = :orderId`,
+				{ orderId },
+				tx,
+			);
+			await this.sql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = :orderId`, { orderId }, tx);
+			const items = lines.map(l => ({ productId: l.product_id, quantity: l.quantity }));
+			await this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
+			await this.stockChanged(updated, tx, cause);
+			return { ok: true };
+		},
+
+		async releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus> {
+			const r = await this.reservationFor(orderId, tx);
+			if (!r) {
+				// Released before it was reserved (e.g. cancelled first): a tombstone keeps a late reserve from taking stock.
+				await this.sql(
+					`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at, release_reason) VALUES (:orderId, 'RELEASED', now(), :reason)`,
+					{ orderId, reason },
+					tx,
+				);
+				return "RELEASED";
+			}
+			const returning = r.status === "COMMITTED" && reason === "CANCELLED";
+			if (r.status !== "RESERVED" && !returning) return r.status;
+			const lines = await this.sql<{ product_id: string }>(`SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = :orderId`, { orderId }, tx);
+			await this.lockProducts(lines.map(l => l.product_id), tx);
+			const updated = await this.sql<ProductRow>(
+				returning
+					? `UPDATE ${this.table("products")} p SET on_hand = p.on_hand + l.quantity, updated_at = now() FROM ${this.table("reservation_lines")} l WHERE l.order_id = :orderId AND p.id = l.product_id RETURNING p.*`
+					: `UPDATE ${this.table("products")} p SET reserved = p.reserved - l.quantity, updated_at = now() FROM ${this.table("reservation_lines")} l WHERE l.order_id = :orderId AND p.id = l.product_id RETURNING p.*`,
+				{ orderId },
+				tx,
+			);
+			if (returning) {
+				await this.sql(
+					`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity, order_id) SELECT product_id, 'RETURN', quantity, order_id FROM ${this.table("reservation_lines")} WHERE order_id = :orderId`,
+					{ orderId },
+					tx,
+				);
+			}
+			const status: ReservationStatus = returning ? "RETURNED" : "RELEASED";
+			await this.sql(`UPDATE ${this.table("reservations")} SET status = :status, release_reason = :reason, updated_at = now() WHERE order_id = :orderId`, { orderId, status, reason }, tx);
+			await this.publishEvent(tx, "stock.released", { orderId, reason }, { causedBy: cause, correlationId: orderId, key: orderId });
+			await this.stockChanged(updated, tx, cause);
+			return status;
+		},
+
+		/** Each expired reservation in its own transaction (skipping ones another node is releasing). */
+		async releaseExpired() {
+			const due = await this.sql<{ order_id: string }>(
+				`SELECT order_id FROM ${this.table("reservations")} WHERE status = 'RESERVED' AND expires_at <= now() ORDER BY expires_at LIMIT 100`,
+			);
+			let released = 0;
+			for (const { order_id: orderId } of due) {
+				const done = await this.transaction(async tx => {
+					const [still] = await this.sql(
+						`SELECT 1 FROM ${this.table("reservations")} WHERE order_id = :orderId AND status = 'RESERVED' AND expires_at <= now() FOR UPDATE SKIP LOCKED`,
+						{ orderId },
+						tx,
+					);
+					if (!still) return false;
+					await this.releaseIn(tx, orderId, "EXPIRED");
+					return true;
+				});
+				if (done) released++;
+			}
+			return released;
+		},
+
+		async seedCatalogue() {
+			const currency = runtimeOf(this.broker).config.storeCurrency;
+			let added = 0;
+			await this.transaction(async tx => {
+				for (const p of DEMO_CATALOGUE) {
+					const [row] = await this.sql<ProductRow>(
+						`INSERT INTO ${this.table("products")} (id, sku, name, description, category, price, currency, on_hand)
+						 VALUES (:id, :sku, :name, :description, :category, :price, :currency, :stock) ON CONFLICT (sku) DO NOTHING RETURNING *`,
+						{ ...p, id: randomUUID(), currency },
+						tx,
+					);
+					if (!row) continue;
+					added++;
+					await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:id, 'INITIAL', :stock)`, { id: row.id, stock: p.stock }, tx);
+					await this.stockChanged([row], tx);
+				}
+			});
+			return added;
+		},
+	},
+
+	async started() {
+		const { config } = runtimeOf(this.broker);
+		// The embedded default starts with something to buy; a cluster is seeded with `npm run seed`.
+		if (!config.databaseUrl) {
+			const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("products")}`);
+			if (Number(n) === 0) this.logger.info(`Loaded ${await this.seedCatalogue()} demo products.`);
+		}
+		const every = Math.max(200, Math.min(5000, Math.floor(this.ttlMs() / 4)));
+		this.sweepTimer = setInterval(() => {
+			if (this.sweeping) return;
+			this.sweeping = this.releaseExpired()
+				.then(n => {
+					if (n > 0) this.logger.info(`Released ${n} expired reservation(s).`);
+				})
+				.catch(err => this.logger.warn(`Reservation expiry sweep failed: ${(err as Error).message}`))
+				.finally(() => (this.sweeping = undefined));
+		}, every);
+	},
+
+	async stopped() {
+		clearInterval(this.sweepTimer);
+		await this.sweeping;
+	},
+};
+
+export default InventoryService;
