@@ -1,0 +1,63 @@
+/**
+ * No oversell across nodes: 200 concurrent orders for one product with stock 50, balanced over two
+ * inventory nodes that share PostgreSQL and lock through Redis (Redlock).
+ */
+import { randomUUID } from "node:crypto";
+import type { ServiceBroker } from "moleculer";
+import { Client } from "pg";
+import { clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let client: ServiceBroker;
+const nodes: NodeProcess[] = [];
+const call = <T = any>(action: string, params: Record<string, any> = {}) => client.call<T, Record<string, any>>(action, params);
+
+beforeAll(async () => {
+	db = await freshDatabase();
+	const env = { ...clusterEnv(db.url), SERVICES: "inventory" };
+	nodes.push(...(await Promise.all([spawnNode("inventory-1", env), spawnNode("inventory-2", env)])));
+	client = await startClient(env);
+	await waitForService(client, "inventory", 2);
+});
+
+afterAll(async () => {
+	await client?.stop();
+	await Promise.all(nodes.map(n => n.stop("SIGKILL")));
+	await db?.drop();
+});
+
+it("reserves and commits exactly the stock there is, never below zero", async () => {
+	const hot = await call("inventory.create", { sku: "HOT-1", name: "Hot product", category: "x", price: 999, stock: 50 });
+	const other = await call("inventory.create", { sku: "HOT-2", name: "Companion", category: "x", price: 100, stock: 1000 });
+	// Half the orders also take the companion product, in the opposite line order.
+	const orders = Array.from({ length: 200 }, (_, i) => ({
+		orderId: randomUUID(),
+		items: i % 2 ? [{ productId: hot.id, quantity: 1 }, { productId: other.id, quantity: 1 }] : [{ productId: hot.id, quantity: 1 }],
+	}));
+	const results = await Promise.all(orders.map(o => call("inventory.reserve", o).then(r => ({ ...r, order: o }))));
+	const reserved = results.filter(r => r.ok);
+	expect(reserved).toHaveLength(50);
+	expect(results.filter(r => !r.ok).every(r => r.reason === "OUT_OF_STOCK")).toBe(true);
+
+	await Promise.all(reserved.map(r => call("inventory.commit", { orderId: r.order.orderId })));
+	const levels = (await call("inventory.levels", { pageSize: 100 })).rows;
+	expect(levels.find((l: any) => l.productId === hot.id)).toMatchObject({ onHand: 0, reserved: 0, available: 0 });
+	const companionSold = reserved.filter(r => r.order.items.length === 2).length;
+	expect(levels.find((l: any) => l.productId === other.id)).toMatchObject({ onHand: 1000 - companionSold, reserved: 0 });
+
+	// Conservation straight from the tables: initial + restocks + (−committed) = onHand, for every product.
+	const pg = new Client({ connectionString: db.url });
+	await pg.connect();
+	try {
+		const { rows } = await pg.query(
+			"SELECT p.id, p.on_hand, p.reserved, COALESCE(SUM(m.quantity), 0)::int AS moved FROM inventory.products p LEFT JOIN inventory.stock_movements m ON m.product_id = p.id GROUP BY p.id",
+		);
+		for (const r of rows) {
+			expect(r.on_hand).toBeGreaterThanOrEqual(0);
+			expect(r.reserved).toBeGreaterThanOrEqual(0);
+			expect(r.moved).toBe(r.on_hand);
+		}
+	} finally {
+		await pg.end();
+	}
+});
