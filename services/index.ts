@@ -3,12 +3,16 @@ import type { ServiceName } from "../lib/config";
 import AuditService from "./audit.service";
 import GatewayService from "./gateway.service";
 import InventoryService from "./inventory.service";
+import ValidationService from "./validation.service";
+import VoucherService from "./voucher.service";
 import WalletService from "./wallet.service";
 
 /** The services this code base provides, by the name SERVICES uses. */
 export const SERVICE_SCHEMAS: Partial<Record<ServiceName, ServiceSchema<any, any, any, any>>> = {
 	gateway: GatewayService,
+	validation: ValidationService,
 	inventory: InventoryService,
+	voucher: VoucherService,
 	wallet: WalletService,
 	audit: AuditService,
 };

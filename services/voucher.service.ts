@@ -1,0 +1,213 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { QueryTypes, type Transaction } from "sequelize";
+import { randomUUID } from "node:crypto";
+import { DbMixin } from "../mixins/db.mixin";
+import { EventsMixin, type EventsService } from "../mixins/events.mixin";
+import { runtimeOf } from "../lib/runtime";
+import { BusinessRuleError } from "../lib/errors";
+import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../lib/domain/voucher";
+import type { DomainEvent } from "../lib/events/envelope";
+
+interface VoucherRow {
+	id: string;
+	code: string;
+	user_id: string;
+	order_id: string;
+	amount: string;
+	currency: string;
+	status: "ACTIVE" | "REDEEMED";
+	expires_at: Date;
+	held_by: string | null;
+	redeemed_by: string | null;
+	created_at: Date;
+}
+
+/** EXPIRED is derived from the date, so a voucher expires on time without a sweep. */
+const statusOf = (r: VoucherRow, now = new Date()) => (r.status === "ACTIVE" && new Date(r.expires_at) <= now ? "EXPIRED" : r.status);
+const toVoucher = (r: VoucherRow) => ({
+	id: r.id,
+	code: r.code,
+	amount: Number(r.amount),
+	currency: r.currency,
+	status: statusOf(r),
+	orderId: r.order_id,
+	expiresAt: new Date(r.expires_at).toISOString(),
+	createdAt: new Date(r.created_at).toISOString(),
+});
+
+export interface VoucherCheck {
+	code: string;
+	ok: boolean;
+	amount?: number;
+	message?: string;
+}
+
+const codesRule = { type: "array", items: { type: "string", min: 1, max: 64 }, max: 10 } as const;
+const MAX_CODE_ATTEMPTS = 5;
+
+type VoucherThis = EventsService & {
+	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+	issueFor(event: DomainEvent, tx: Transaction): Promise<void>;
+	checkCodes(userId: string, codes: string[], orderId?: string, tx?: Transaction): Promise<VoucherCheck[]>;
+	restore(orderId: string, tx: Transaction): Promise<void>;
+};
+
+/**
+ * Vouchers (SPEC section 6): one per qualifying order when it is dispatched, with a crypto-random
+ * code; held by an order that uses it, REDEEMED when that order is confirmed, ACTIVE again if it
+ * fails or is cancelled. A unique index on the issuing order makes redelivery harmless.
+ */
+const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, VoucherThis> = {
+	name: "voucher",
+	mixins: [
+		DbMixin({
+			migrations: [
+				{
+					id: "voucher-001-vouchers",
+					sql: `
+						CREATE TABLE vouchers (
+							id uuid PRIMARY KEY,
+							code text NOT NULL UNIQUE,
+							user_id text NOT NULL,
+							order_id uuid NOT NULL UNIQUE,
+							amount bigint NOT NULL CHECK (amount > 0),
+							currency char(3) NOT NULL,
+							status text NOT NULL CHECK (status IN ('ACTIVE', 'REDEEMED')),
+							expires_at timestamptz NOT NULL,
+							held_by uuid,
+							redeemed_by uuid,
+							created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+						);
+						CREATE INDEX vouchers_by_user ON vouchers (user_id, created_at DESC);
+						CREATE INDEX vouchers_held_by ON vouchers (held_by) WHERE held_by IS NOT NULL;`,
+				},
+			],
+		}),
+		EventsMixin({
+			handlers: {
+				async "order.dispatched"(event, { tx }) {
+					await (this as VoucherThis).issueFor(event, tx);
+				},
+				async "order.confirmed"(event, { tx }) {
+					const self = this as VoucherThis;
+					await self.sql(
+						`UPDATE ${self.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by = :orderId AND status = 'ACTIVE'`,
+						{ orderId: event.data.orderId },
+						tx,
+					);
+				},
+				async "order.failed"(event, { tx }) {
+					await (this as VoucherThis).restore(event.data.orderId, tx);
+				},
+				async "order.cancelled"(event, { tx }) {
+					await (this as VoucherThis).restore(event.data.orderId, tx);
+				},
+			},
+		}),
+	],
+
+	actions: {
+		/** The caller's vouchers, newest first. */
+		list: {
+			params: { userId: { type: "string", min: 1 }, ...pageParams },
+			async handler(ctx: Context<{ userId: string; page: number; pageSize: number }>) {
+				const { userId, page, pageSize } = ctx.params;
+				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("vouchers")} WHERE user_id = :userId`, { userId });
+				const rows = await this.sql<VoucherRow>(`SELECT * FROM ${this.table("vouchers")} WHERE user_id = :userId ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset`, {
+					userId,
+					limit: pageSize,
+					offset: offsetOf(page, pageSize),
+				});
+				return pageOf(rows.map(toVoucher), Number(n), page, pageSize);
+			},
+		},
+
+		/** Whether each code can pay part of this user's order now (validation's question). */
+		check: {
+			params: { userId: { type: "string", min: 1 }, codes: codesRule, orderId: { type: "uuid", optional: true } },
+			handler(ctx: Context<{ userId: string; codes: string[]; orderId?: string }>) {
+				return this.checkCodes(ctx.params.userId, ctx.params.codes, ctx.params.orderId);
+			},
+		},
+
+		/** Holds every code for an order, or none (VOUCHER_INVALID names the failing codes). Idempotent. */
+		hold: {
+			params: { userId: { type: "string", min: 1 }, codes: codesRule, orderId: { type: "uuid" } },
+			async handler(ctx: Context<{ userId: string; codes: string[]; orderId: string }>) {
+				const { userId, codes, orderId } = ctx.params;
+				if (codes.length === 0) return { held: [] };
+				return this.transaction(async tx => {
+					await this.sql(`SELECT 1 FROM ${this.table("vouchers")} WHERE code = ANY(ARRAY[:codes]::text[]) ORDER BY id FOR UPDATE`, { codes }, tx);
+					const checks = await this.checkCodes(userId, codes, orderId, tx);
+					const refused = checks.filter(c => !c.ok);
+					if (refused.length > 0) throw new BusinessRuleError("VOUCHER_INVALID", refused.map(c => c.message).join("; "), { codes: refused.map(c => c.code) });
+					await this.sql(`UPDATE ${this.table("vouchers")} SET held_by = :orderId WHERE code = ANY(ARRAY[:codes]::text[])`, { orderId, codes }, tx);
+					return { held: checks.map(c => ({ code: c.code, amount: c.amount })) };
+				});
+			},
+		},
+	},
+
+	methods: {
+		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
+			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
+		},
+
+		async checkCodes(userId: string, codes: string[], orderId?: string, tx?: Transaction) {
+			const rows = codes.length
+				? await this.sql<VoucherRow>(`SELECT * FROM ${this.table("vouchers")} WHERE code = ANY(ARRAY[:codes]::text[])`, { codes }, tx)
+				: [];
+			const byCode = new Map(rows.map(r => [r.code, r]));
+			const seen = new Set<string>();
+			return codes.map((code): VoucherCheck => {
+				const r = byCode.get(code);
+				const refuse = (message: string) => ({ code, ok: false, message });
+				// Another user's voucher reads as unknown: its existence is not theirs to learn.
+				if (!r || r.user_id !== userId) return refuse(`Voucher ${code} does not exist`);
+				if (seen.has(code)) return refuse(`Voucher ${code} is named twice`);
+				seen.add(code);
+				const status = statusOf(r);
+				if (status === "EXPIRED") return refuse(`Voucher ${code} has expired`);
+				if (status === "REDEEMED") return refuse(`Voucher ${code} has been used`);
+				if (r.held_by && r.held_by !== orderId) return refuse(`Voucher ${code} is held by another order`);
+				return { code, ok: true, amount: Number(r.amount) };
+			});
+		},
+
+		async restore(orderId: string, tx: Transaction) {
+			await this.sql(`UPDATE ${this.table("vouchers")} SET status = 'ACTIVE', held_by = NULL, redeemed_by = NULL WHERE held_by = :orderId`, { orderId }, tx);
+		},
+
+		/** One voucher per qualifying order; a unique code, drawn again on the rare collision. */
+		async issueFor(event: DomainEvent, tx: Transaction) {
+			const { config } = runtimeOf(this.broker);
+			const { orderId, userId, total } = event.data as { orderId: string; userId: string; total: number };
+			if (!qualifiesForVoucher(total, config.voucherThresholdCents)) return;
+			const issuedAt = new Date();
+			for (let attempt = 1; ; attempt++) {
+				const id = randomUUID();
+				const code = generateVoucherCode();
+				const inserted = await this.sql<VoucherRow>(
+					`INSERT INTO ${this.table("vouchers")} (id, code, user_id, order_id, amount, currency, status, expires_at)
+					 VALUES (:id, :code, :userId, :orderId, :amount, :currency, 'ACTIVE', :expiresAt)
+					 ON CONFLICT DO NOTHING RETURNING *`,
+					{ id, code, userId, orderId, amount: config.voucherAmountCents, currency: config.storeCurrency, expiresAt: voucherExpiry(issuedAt, config.voucherTtlDays) },
+					tx,
+				);
+				if (inserted.length > 0) {
+					await this.publishEvent(tx, "voucher.issued", { voucherId: id, code, userId, orderId, amount: config.voucherAmountCents, currency: config.storeCurrency }, {
+						causedBy: event,
+						key: orderId,
+					});
+					return;
+				}
+				const [forOrder] = await this.sql(`SELECT 1 FROM ${this.table("vouchers")} WHERE order_id = :orderId`, { orderId }, tx);
+				if (forOrder) return; // this order has its voucher already
+				if (attempt >= MAX_CODE_ATTEMPTS) throw new Error(`no unique voucher code after ${attempt} draws`);
+			}
+		},
+	},
+};
+
+export default VoucherService;
