@@ -36,6 +36,12 @@ export interface Config {
 	kafkaTopicPrefix: string;
 	kafkaSessionTimeoutMs: number;
 	paymentGatewayUrl?: string;
+	paymentTimeoutMs: number;
+	paymentRetries: number;
+	refundMaxAttempts: number;
+	paymentBreakerThreshold: number;
+	paymentBreakerOpenMs: number;
+	refundRetryBaseMs: number;
 	port: number;
 	jwtSecret: string;
 	smtpUrl?: string;
@@ -165,6 +171,12 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaTopicPrefix: read(env, "KAFKA_TOPIC_PREFIX") ?? "checkout.",
 		kafkaSessionTimeoutMs: integer(env, "KAFKA_SESSION_TIMEOUT_MS", 30000, 6000, 300000),
 		paymentGatewayUrl: url(env, "PAYMENT_GATEWAY_URL", ["http:", "https:"]),
+		paymentTimeoutMs: integer(env, "PAYMENT_TIMEOUT_MS", 5000, 50, 120000),
+		paymentRetries: integer(env, "PAYMENT_RETRIES", 3, 0, 10),
+		refundMaxAttempts: integer(env, "REFUND_MAX_ATTEMPTS", 6, 1, 50),
+		paymentBreakerThreshold: integer(env, "PAYMENT_BREAKER_THRESHOLD", 5, 1, 1000),
+		paymentBreakerOpenMs: integer(env, "PAYMENT_BREAKER_OPEN_MS", 10000, 100, 600000),
+		refundRetryBaseMs: integer(env, "REFUND_RETRY_BASE_MS", 1000, 10, 600000),
 		port: integer(env, "PORT", 3000, 0, 65535),
 		jwtSecret: jwtSecret ?? DEV_JWT_SECRET,
 		smtpUrl: url(env, "SMTP_URL", ["smtp:", "smtps:"]),

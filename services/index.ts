@@ -3,6 +3,7 @@ import type { ServiceName } from "../lib/config";
 import AuditService from "./audit.service";
 import GatewayService from "./gateway.service";
 import InventoryService from "./inventory.service";
+import PaymentService from "./payment.service";
 import ValidationService from "./validation.service";
 import VoucherService from "./voucher.service";
 import WalletService from "./wallet.service";
@@ -12,6 +13,7 @@ export const SERVICE_SCHEMAS: Partial<Record<ServiceName, ServiceSchema<any, any
 	gateway: GatewayService,
 	validation: ValidationService,
 	inventory: InventoryService,
+	payment: PaymentService,
 	voucher: VoucherService,
 	wallet: WalletService,
 	audit: AuditService,

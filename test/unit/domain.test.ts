@@ -5,6 +5,7 @@ import { computeTotals } from "../../lib/domain/totals";
 import { ORDER_STATUSES, canTransition, isTerminal } from "../../lib/domain/order-status";
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
 import { findShortages, mergeLines } from "../../lib/domain/stock";
+import { CircuitBreaker } from "../../lib/circuit-breaker";
 
 describe("money", () => {
 	it("rounds percent discounts half up to the cent", () => {
@@ -196,5 +197,41 @@ describe("stock rules", () => {
 			{ productId: "a", quantity: 2 },
 			{ productId: "b", quantity: 4 },
 		]);
+	});
+});
+
+describe("CircuitBreaker", () => {
+	it("opens after the threshold, refuses while open, lets one trial through, closes on its success", () => {
+		let t = 0;
+		const cb = new CircuitBreaker(3, 1000, () => t);
+		cb.failure();
+		cb.failure();
+		expect(cb.allow()).toBe(true);
+		cb.failure();
+		expect(cb.state).toBe("open");
+		expect(cb.allow()).toBe(false);
+		t = 1000;
+		expect(cb.state).toBe("half-open");
+		expect(cb.allow()).toBe(true);
+		expect(cb.allow()).toBe(false); // one trial at a time
+		cb.success();
+		expect(cb.state).toBe("closed");
+		expect(cb.allow()).toBe(true);
+	});
+	it("opens again at once when the trial fails", () => {
+		let t = 0;
+		const cb = new CircuitBreaker(1, 500, () => t);
+		cb.failure();
+		t = 500;
+		expect(cb.allow()).toBe(true);
+		cb.failure();
+		expect(cb.state).toBe("open");
+	});
+	it("counts failures in a row only", () => {
+		const cb = new CircuitBreaker(2, 1000, () => 0);
+		cb.failure();
+		cb.success();
+		cb.failure();
+		expect(cb.state).toBe("closed");
 	});
 });

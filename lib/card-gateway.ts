@@ -1,0 +1,75 @@
+import { CircuitBreaker } from "./circuit-breaker";
+import { backoffDelay, sleep } from "./events/backoff";
+
+export type FailureCode = "PAYMENT_DECLINED" | "INSUFFICIENT_FUNDS" | "PROVIDER_UNAVAILABLE";
+export type ChargeOutcome = { ok: true; chargeId: string } | { ok: false; code: FailureCode; reason: string };
+export type RefundOutcome = { ok: true; refundId: string } | { ok: false; reason: string };
+
+export interface CardGatewayOptions {
+	timeoutMs: number;
+	/** Further tries after the first, for network errors, timeouts and 5xx only. */
+	retries: number;
+	retryBaseMs?: number;
+	breaker?: CircuitBreaker;
+}
+
+type Answer = { kind: "ok"; body: any } | { kind: "refused"; status: number; body: any } | { kind: "unavailable"; reason: string };
+
+/**
+ * The HTTP client of the card payment gateway. Declines are final and never retried; network
+ * errors, timeouts and 5xx are retried with exponential backoff, then PROVIDER_UNAVAILABLE; a
+ * circuit breaker stops calling a gateway that keeps failing. Every call carries the caller's
+ * Idempotency-Key, so a retry can never charge twice.
+ */
+export class CardGateway {
+	readonly breaker: CircuitBreaker;
+
+	constructor(
+		private readonly baseUrl: string,
+		private readonly opts: CardGatewayOptions,
+	) {
+		this.breaker = opts.breaker ?? new CircuitBreaker(5, 10000);
+	}
+
+	async charge(req: { amount: number; currency: string; token: string; idempotencyKey: string }): Promise<ChargeOutcome> {
+		const answer = await this.post("/charges", { amount: req.amount, currency: req.currency, token: req.token }, req.idempotencyKey);
+		if (answer.kind === "ok") return { ok: true, chargeId: answer.body.id };
+		if (answer.kind === "unavailable") return { ok: false, code: "PROVIDER_UNAVAILABLE", reason: answer.reason };
+		const code = answer.body?.error?.code === "insufficient_funds" ? "INSUFFICIENT_FUNDS" : "PAYMENT_DECLINED";
+		return { ok: false, code, reason: answer.body?.error?.code ?? `declined (HTTP ${answer.status})` };
+	}
+
+	async refund(req: { chargeId: string; amount: number; idempotencyKey: string }): Promise<RefundOutcome> {
+		const answer = await this.post("/refunds", { charge: req.chargeId, amount: req.amount }, req.idempotencyKey);
+		if (answer.kind === "ok") return { ok: true, refundId: answer.body.id };
+		return { ok: false, reason: answer.kind === "unavailable" ? answer.reason : (answer.body?.error?.code ?? `HTTP ${answer.status}`) };
+	}
+
+	private async post(path: string, body: unknown, idempotencyKey: string): Promise<Answer> {
+		let reason = "";
+		for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+			if (attempt > 0) await sleep(backoffDelay(attempt, this.opts.retryBaseMs ?? 200, 5000));
+			if (!this.breaker.allow()) return { kind: "unavailable", reason: "circuit open: the gateway failed too often" };
+			try {
+				const res = await fetch(`${this.baseUrl}${path}`, {
+					method: "POST",
+					headers: { "Content-Type": "application/json", "Idempotency-Key": idempotencyKey },
+					body: JSON.stringify(body),
+					signal: AbortSignal.timeout(this.opts.timeoutMs),
+				});
+				const answer = await res.json().catch(() => ({}));
+				if (res.status >= 500) {
+					this.breaker.failure();
+					reason = `HTTP ${res.status}`;
+					continue;
+				}
+				this.breaker.success();
+				return res.ok ? { kind: "ok", body: answer } : { kind: "refused", status: res.status, body: answer };
+			} catch (err) {
+				this.breaker.failure();
+				reason = (err as Error).name === "TimeoutError" ? `no answer in ${this.opts.timeoutMs} ms` : (err as Error).message;
+			}
+		}
+		return { kind: "unavailable", reason };
+	}
+}

@@ -1,0 +1,343 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { QueryTypes, type Transaction } from "sequelize";
+import { createHash, randomUUID } from "node:crypto";
+import { DbMixin } from "../mixins/db.mixin";
+import { EventsMixin, type EventsService } from "../mixins/events.mixin";
+import { runtimeOf } from "../lib/runtime";
+import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
+import { CardGateway, type FailureCode } from "../lib/card-gateway";
+import { CircuitBreaker } from "../lib/circuit-breaker";
+import { startMockGateway, type MockGateway } from "../lib/mock-gateway";
+import { backoffDelay } from "../lib/events/backoff";
+import { Errors } from "moleculer";
+
+export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
+export type PaymentMethod = "WALLET" | "CARD";
+
+interface PaymentRow {
+	id: string;
+	order_id: string;
+	user_id: string;
+	method: PaymentMethod;
+	amount: string;
+	currency: string;
+	status: PaymentStatus;
+	charge_id: string | null;
+	failure_code: FailureCode | null;
+	failure_reason: string | null;
+	refund_attempts: number;
+	refund_reason: string | null;
+}
+
+export type AuthorizeResult =
+	| { ok: true; paymentId: string; method: PaymentMethod; amount: number; status: PaymentStatus }
+	| { ok: false; paymentId: string; code: FailureCode; reason: string };
+
+const resultOf = (p: PaymentRow): AuthorizeResult =>
+	p.status === "FAILED"
+		? { ok: false, paymentId: p.id, code: p.failure_code!, reason: p.failure_reason ?? "" }
+		: { ok: true, paymentId: p.id, method: p.method, amount: Number(p.amount), status: p.status };
+
+/** Keys the gateway sees: derived from the order, so every retry of one order's charge is one charge. */
+const chargeKey = (orderId: string) => `order-${orderId}-charge`;
+const refundKey = (orderId: string) => `order-${orderId}-refund`;
+
+/**
+ * Actions that call the card gateway take up to (retries + 1) × PAYMENT_TIMEOUT_MS plus backoff:
+ * their callers wait this long (Moleculer's timeout middleware reads `timeout` from the action,
+ * which its published types omit).
+ */
+const GATEWAY_CALL: Record<string, unknown> = { timeout: 60_000 };
+
+type PaymentThis = EventsService & {
+	gateway: CardGateway;
+	mock?: MockGateway;
+	refundTimer?: NodeJS.Timeout;
+	refunding?: Promise<void>;
+	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
+	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }): Promise<PaymentRow>;
+	attemptRefunds(paymentId?: string): Promise<void>;
+	refundOnce(p: PaymentRow): Promise<{ ok: true; refundId?: string } | { ok: false; reason: string }>;
+};
+
+/**
+ * Payments (SPEC sections 5 and 6): one payment per order, through the wallet (RPC) or the card
+ * gateway (HTTP, order-derived idempotency key). Refunds are persistent: a REFUND_PENDING payment is
+ * retried with backoff by whichever payment node claims it, until REFUNDED or, after the last try,
+ * REFUND_FAILED. Also the card charge of wallet top-ups.
+ */
+const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, PaymentThis> = {
+	name: "payment",
+	mixins: [
+		DbMixin({
+			migrations: [
+				{
+					id: "payment-001-payments-top-ups",
+					sql: `
+						CREATE TABLE payments (
+							id uuid PRIMARY KEY,
+							order_id uuid NOT NULL UNIQUE,
+							user_id text NOT NULL,
+							method text NOT NULL CHECK (method IN ('WALLET', 'CARD')),
+							amount bigint NOT NULL CHECK (amount >= 0),
+							currency char(3) NOT NULL,
+							status text NOT NULL CHECK (status IN ('PENDING', 'AUTHORIZED', 'FAILED', 'REFUND_PENDING', 'REFUNDED', 'REFUND_FAILED')),
+							charge_id text,
+							failure_code text,
+							failure_reason text,
+							refund_reason text,
+							refund_attempts integer NOT NULL DEFAULT 0,
+							refund_next_at timestamptz,
+							refund_error text,
+							created_at timestamptz NOT NULL DEFAULT now(),
+							updated_at timestamptz NOT NULL DEFAULT now()
+						);
+						CREATE INDEX payments_refunds_due ON payments (refund_next_at) WHERE status = 'REFUND_PENDING';
+						CREATE TABLE top_ups (
+							id uuid PRIMARY KEY,
+							user_id text NOT NULL,
+							idempotency_key text NOT NULL,
+							request_hash text NOT NULL,
+							amount bigint NOT NULL CHECK (amount > 0),
+							status text NOT NULL CHECK (status IN ('PENDING', 'SUCCEEDED', 'DECLINED')),
+							failure_code text,
+							created_at timestamptz NOT NULL DEFAULT now(),
+							UNIQUE (user_id, idempotency_key)
+						);`,
+				},
+			],
+		}),
+		EventsMixin(),
+	],
+
+	actions: {
+		/**
+		 * Authorizes an order's payment once. Repeated (a retry, the watchdog), it finishes a pending
+		 * attempt or answers the settled result; a wallet that cannot be reached leaves it pending.
+		 */
+		authorize: {
+			params: {
+				orderId: { type: "uuid" },
+				userId: { type: "string", min: 1 },
+				amount: { type: "number", integer: true, min: 0 },
+				currency: { type: "string", length: 3 },
+				method: { type: "enum", values: ["WALLET", "CARD"] },
+				cardToken: { type: "string", min: 1, max: 200, optional: true },
+			},
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ orderId: string; userId: string; amount: number; currency: string; method: PaymentMethod; cardToken?: string }>): Promise<AuthorizeResult> {
+				const p = ctx.params;
+				if (p.method === "CARD" && !p.cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
+				await this.sql(
+					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status) VALUES (:id, :orderId, :userId, :method, :amount, :currency, 'PENDING') ON CONFLICT (order_id) DO NOTHING`,
+					{ ...p, id: randomUUID() },
+				);
+				const payment = (await this.paymentFor(p.orderId))!;
+				if (payment.status !== "PENDING") return resultOf(payment);
+				const amount = Number(payment.amount);
+				if (amount === 0) return resultOf(await this.settle(payment, { ok: true })); // vouchers paid it all
+				if (payment.method === "WALLET") {
+					try {
+						await ctx.call("wallet.debit", { userId: payment.user_id, amount, orderId: payment.order_id });
+						return resultOf(await this.settle(payment, { ok: true }));
+					} catch (err) {
+						if ((err as Errors.MoleculerError).type !== "INSUFFICIENT_FUNDS") throw err; // unknown outcome: stays PENDING
+						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }));
+					}
+				}
+				const outcome = await this.gateway.charge({ amount, currency: payment.currency, token: p.cardToken!, idempotencyKey: chargeKey(payment.order_id) });
+				return resultOf(await this.settle(payment, outcome));
+			},
+		},
+
+		/** Starts the refund of an order's payment (once); the refund itself runs and retries in the background. */
+		refund: {
+			params: { orderId: { type: "uuid" }, reason: { type: "string", min: 1, max: 200 } },
+			async handler(ctx: Context<{ orderId: string; reason: string }>) {
+				const [p] = await this.sql<PaymentRow>(
+					`UPDATE ${this.table("payments")} SET status = 'REFUND_PENDING', refund_reason = :reason, refund_next_at = now(), updated_at = now()
+					 WHERE order_id = :orderId AND status = 'AUTHORIZED' RETURNING *`,
+					ctx.params,
+				);
+				const payment = p ?? (await this.paymentFor(ctx.params.orderId));
+				if (!payment) return { status: "NONE" };
+				if (p) void this.attemptRefunds(p.id);
+				return { status: payment.status, paymentId: payment.id };
+			},
+		},
+
+		/** An order's payment (404 if none). */
+		get: {
+			params: { orderId: { type: "uuid" } },
+			async handler(ctx: Context<{ orderId: string }>) {
+				const p = await this.paymentFor(ctx.params.orderId);
+				if (!p) throw new NotFoundError("Payment", ctx.params);
+				return {
+					id: p.id,
+					orderId: p.order_id,
+					method: p.method,
+					amount: Number(p.amount),
+					currency: p.currency,
+					status: p.status,
+					failureCode: p.failure_code ?? undefined,
+					failureReason: p.failure_reason ?? undefined,
+					refundAttempts: p.refund_attempts,
+				};
+			},
+		},
+
+		/** Charges a card and credits the wallet; the same key and body answer the same, another body 409. */
+		topUp: {
+			params: {
+				userId: { type: "string", min: 1 },
+				amount: { type: "number", integer: true, positive: true, max: 10_000_000 },
+				cardToken: { type: "string", min: 1, max: 200 },
+				idempotencyKey: { type: "string", min: 1, max: 200 },
+			},
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ userId: string; amount: number; cardToken: string; idempotencyKey: string }>) {
+				const { userId, amount, cardToken, idempotencyKey } = ctx.params;
+				const hash = createHash("sha256").update(JSON.stringify({ amount, cardToken })).digest("hex");
+				await this.sql(
+					`INSERT INTO ${this.table("top_ups")} (id, user_id, idempotency_key, request_hash, amount, status) VALUES (:id, :userId, :idempotencyKey, :hash, :amount, 'PENDING') ON CONFLICT DO NOTHING`,
+					{ id: randomUUID(), userId, idempotencyKey, hash, amount },
+				);
+				const [topUp] = await this.sql<{ id: string; request_hash: string; status: string; failure_code: string | null }>(
+					`SELECT * FROM ${this.table("top_ups")} WHERE user_id = :userId AND idempotency_key = :idempotencyKey`,
+					{ userId, idempotencyKey },
+				);
+				if (topUp.request_hash !== hash) throw new ConflictError("IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used with another request");
+				const declined = (code: string) => new BusinessRuleError(code === "INSUFFICIENT_FUNDS" ? "INSUFFICIENT_FUNDS" : "PAYMENT_DECLINED", "The card was declined", { code });
+				if (topUp.status === "DECLINED") throw declined(topUp.failure_code ?? "PAYMENT_DECLINED");
+				if (topUp.status === "PENDING") {
+					const outcome = await this.gateway.charge({ amount, currency: runtimeOf(this.broker).config.storeCurrency, token: cardToken, idempotencyKey: `topup-${topUp.id}` });
+					if (!outcome.ok && outcome.code === "PROVIDER_UNAVAILABLE") {
+						throw new Errors.MoleculerRetryableError("The payment gateway is unavailable; retry with the same Idempotency-Key", 503, "PROVIDER_UNAVAILABLE");
+					}
+					if (!outcome.ok) {
+						await this.sql(`UPDATE ${this.table("top_ups")} SET status = 'DECLINED', failure_code = :code WHERE id = :id`, { id: topUp.id, code: outcome.code });
+						throw declined(outcome.code);
+					}
+				}
+				// Credited at most once whatever happens around it: the wallet keys the credit by top-up.
+				await ctx.call("wallet.credit", { userId, amount, reason: "TOP_UP", idempotencyKey: `topup:${topUp.id}` });
+				await this.sql(`UPDATE ${this.table("top_ups")} SET status = 'SUCCEEDED' WHERE id = :id`, { id: topUp.id });
+				return ctx.call("wallet.get", { userId });
+			},
+		},
+	},
+
+	methods: {
+		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
+			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
+		},
+
+		async paymentFor(orderId: string, tx?: Transaction) {
+			const [p] = await this.sql<PaymentRow>(`SELECT * FROM ${this.table("payments")} WHERE order_id = :orderId`, { orderId }, tx);
+			return p;
+		},
+
+		/** PENDING → AUTHORIZED or FAILED with its event, once; a concurrent twin's result wins ties. */
+		async settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }) {
+			return this.transaction(async tx => {
+				const [updated] = outcome.ok
+					? await this.sql<PaymentRow>(
+							`UPDATE ${this.table("payments")} SET status = 'AUTHORIZED', charge_id = :chargeId, updated_at = now() WHERE id = :id AND status = 'PENDING' RETURNING *`,
+							{ id: p.id, chargeId: outcome.chargeId ?? null },
+							tx,
+						)
+					: await this.sql<PaymentRow>(
+							`UPDATE ${this.table("payments")} SET status = 'FAILED', failure_code = :code, failure_reason = :reason, updated_at = now() WHERE id = :id AND status = 'PENDING' RETURNING *`,
+							{ id: p.id, code: outcome.code, reason: outcome.reason },
+							tx,
+						);
+				if (!updated) return (await this.paymentFor(p.order_id, tx))!;
+				const opts = { correlationId: p.order_id, key: p.order_id };
+				if (outcome.ok) {
+					await this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
+				} else {
+					await this.publishEvent(tx, "payment.failed", { orderId: p.order_id, code: outcome.code, reason: outcome.reason }, opts);
+				}
+				return updated;
+			});
+		},
+
+		async refundOnce(p: PaymentRow) {
+			const amount = Number(p.amount);
+			if (amount === 0) return { ok: true };
+			if (p.method === "WALLET") {
+				try {
+					await this.broker.call("wallet.credit", { userId: p.user_id, amount, reason: "REFUND", orderId: p.order_id });
+					return { ok: true };
+				} catch (err) {
+					return { ok: false, reason: (err as Error).message };
+				}
+			}
+			return this.gateway.refund({ chargeId: p.charge_id!, amount, idempotencyKey: refundKey(p.order_id) });
+		},
+
+		/**
+		 * Tries the refunds that are due (or one of them): each is claimed for 30 s so one node works on
+		 * it, then REFUNDED, or retried later with backoff, or REFUND_FAILED after the last try.
+		 */
+		async attemptRefunds(paymentId?: string) {
+			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
+			const claimed = await this.sql<PaymentRow>(
+				`UPDATE ${this.table("payments")} SET refund_next_at = now() + interval '30 seconds', refund_attempts = refund_attempts + 1
+				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE status = 'REFUND_PENDING' AND refund_next_at <= now() ${paymentId ? "AND id = :paymentId" : ""}
+				              ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
+				 RETURNING *`,
+				{ paymentId },
+			);
+			for (const p of claimed) {
+				const outcome = await this.refundOnce(p);
+				await this.transaction(async tx => {
+					const data = { orderId: p.order_id, paymentId: p.id, amount: Number(p.amount), reason: p.refund_reason };
+					const opts = { correlationId: p.order_id, key: p.order_id };
+					if (outcome.ok) {
+						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUNDED', refund_error = NULL, updated_at = now() WHERE id = :id`, { id: p.id }, tx);
+						await this.publishEvent(tx, "payment.refunded", data, opts);
+					} else if (p.refund_attempts >= refundMaxAttempts) {
+						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUND_FAILED', refund_error = :error, updated_at = now() WHERE id = :id`, { id: p.id, error: outcome.reason }, tx);
+						await this.publishEvent(tx, "payment.refund_failed", { ...data, error: outcome.reason }, opts);
+						this.logger.error(`Refund of order ${p.order_id} failed after ${p.refund_attempts} tries: ${outcome.reason}`);
+					} else {
+						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));
+						await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next, refund_error = :error WHERE id = :id`, { id: p.id, next, error: outcome.reason }, tx);
+					}
+				});
+			}
+		},
+	},
+
+	async started() {
+		const { config } = runtimeOf(this.broker);
+		let url = config.paymentGatewayUrl;
+		if (!url) {
+			this.mock = await startMockGateway();
+			url = this.mock.url;
+			this.logger.info(`No PAYMENT_GATEWAY_URL: the mock card gateway runs in-process at ${url}.`);
+		}
+		this.gateway = new CardGateway(url, {
+			timeoutMs: config.paymentTimeoutMs,
+			retries: config.paymentRetries,
+			breaker: new CircuitBreaker(config.paymentBreakerThreshold, config.paymentBreakerOpenMs),
+		});
+		const every = Math.max(50, Math.min(1000, config.refundRetryBaseMs));
+		this.refundTimer = setInterval(() => {
+			if (this.refunding) return;
+			this.refunding = this.attemptRefunds()
+				.catch(err => this.logger.warn(`Refund sweep failed: ${(err as Error).message}`))
+				.finally(() => (this.refunding = undefined));
+		}, every);
+	},
+
+	async stopped() {
+		clearInterval(this.refundTimer);
+		await this.refunding;
+		await this.mock?.close();
+	},
+};
+
+export default PaymentService;
