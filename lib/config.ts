@@ -51,6 +51,8 @@ export interface Config {
 	metricsPort: number;
 	requestTimeoutMs: number;
 	reservationTtlMs: number;
+	/** 0: no sweep (expired reservations are then released when a payment or the watchdog meets them). */
+	reservationSweepMs: number;
 	sagaStepTimeoutMs: number;
 	storeCurrency: string;
 	voucherThresholdCents: number;
@@ -186,6 +188,7 @@ export function loadConfig(env: Env = process.env): Config {
 		metricsPort: integer(env, "METRICS_PORT", 3030, 0, 65535),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 10000, 100, 600000),
 		reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 15 * 60 * 1000, 1000, 7 * 24 * 3600 * 1000),
+		reservationSweepMs: integer(env, "RESERVATION_SWEEP_MS", -1, -1, 3600 * 1000),
 		sagaStepTimeoutMs: integer(env, "SAGA_STEP_TIMEOUT_MS", 60000, 500, 24 * 3600 * 1000),
 		storeCurrency,
 		voucherThresholdCents: integer(env, "VOUCHER_THRESHOLD_CENTS", 10000, 0, Number.MAX_SAFE_INTEGER),
@@ -198,6 +201,8 @@ export function loadConfig(env: Env = process.env): Config {
 		shutdownDrainMs: integer(env, "SHUTDOWN_DRAIN_MS", 0, 0, 60000),
 	};
 
+	// Unset: a quarter of the TTL, between 200 ms and 5 s.
+	if (config.reservationSweepMs === -1) config.reservationSweepMs = Math.max(200, Math.min(5000, Math.floor(config.reservationTtlMs / 4)));
 	if (config.transporter && !config.databaseUrl && usesDatabase(config.services)) {
 		throw new ConfigError("DATABASE_URL", "is required when TRANSPORTER is set: the embedded database belongs to one process");
 	}

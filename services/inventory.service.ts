@@ -592,7 +592,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("products")}`);
 			if (Number(n) === 0) this.logger.info(`Loaded ${await this.seedCatalogue()} demo products.`);
 		}
-		const every = Math.max(200, Math.min(5000, Math.floor(this.ttlMs() / 4)));
+		if (config.reservationSweepMs === 0) return;
 		this.sweepTimer = setInterval(() => {
 			if (this.sweeping) return;
 			this.sweeping = this.releaseExpired()
@@ -601,7 +601,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				})
 				.catch(err => this.logger.warn(`Reservation expiry sweep failed: ${(err as Error).message}`))
 				.finally(() => (this.sweeping = undefined));
-		}, every);
+		}, config.reservationSweepMs);
 	},
 
 	async stopped() {

@@ -9,6 +9,7 @@ import { CardGateway, type FailureCode } from "../lib/card-gateway";
 import { CircuitBreaker } from "../lib/circuit-breaker";
 import { startMockGateway, type MockGateway } from "../lib/mock-gateway";
 import { backoffDelay } from "../lib/events/backoff";
+import { GATEWAY_CALL } from "../lib/timeouts";
 import { Errors } from "moleculer";
 
 export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
@@ -41,13 +42,6 @@ const resultOf = (p: PaymentRow): AuthorizeResult =>
 /** Keys the gateway sees: derived from the order, so every retry of one order's charge is one charge. */
 const chargeKey = (orderId: string) => `order-${orderId}-charge`;
 const refundKey = (orderId: string) => `order-${orderId}-refund`;
-
-/**
- * Actions that call the card gateway take up to (retries + 1) × PAYMENT_TIMEOUT_MS plus backoff:
- * their callers wait this long (Moleculer's timeout middleware reads `timeout` from the action,
- * which its published types omit).
- */
-const GATEWAY_CALL: Record<string, unknown> = { timeout: 60_000 };
 
 type PaymentThis = EventsService & {
 	gateway: CardGateway;

@@ -178,6 +178,14 @@ const ValidationService: ServiceSchema<ServiceSettingSchema, Record<string, any>
 			},
 		},
 
+		/** Gives back the redemption an order held (its creation did not go through). */
+		releasePromotion: {
+			params: { orderId: { type: "uuid" } },
+			async handler(ctx: Context<{ orderId: string }>) {
+				await this.transaction(tx => this.releaseRedemption(ctx.params.orderId, tx));
+			},
+		},
+
 		createPromotion: {
 			retryPolicy: { enabled: false },
 			params: {

@@ -131,6 +131,14 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			},
 		},
 
+		/** Lets go of what an order held (its creation did not go through). */
+		release: {
+			params: { orderId: { type: "uuid" } },
+			async handler(ctx: Context<{ orderId: string }>) {
+				await this.transaction(tx => this.restore(ctx.params.orderId, tx));
+			},
+		},
+
 		/** Holds every code for an order, or none (VOUCHER_INVALID names the failing codes). Idempotent. */
 		hold: {
 			params: { userId: { type: "string", min: 1 }, codes: codesRule, orderId: { type: "uuid" } },

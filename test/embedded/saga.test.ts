@@ -1,0 +1,313 @@
+/**
+ * The checkout saga end to end on the embedded node: every path of SPEC section 5 and the rules of
+ * section 6 that span services, driven through the broker as the gateway will drive it.
+ */
+import { randomUUID } from "node:crypto";
+import { runtimeOf } from "../../lib/runtime";
+import type { MockGateway } from "../../lib/mock-gateway";
+import { ProbeProducer } from "../fixtures/probe.services";
+import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+
+const ADDRESS = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London", postalCode: "N1 1AA", country: "gb" };
+const ENV = { PAYMENT_TIMEOUT_MS: "200", PAYMENT_RETRIES: "2", REFUND_RETRY_BASE_MS: "50", SAGA_STEP_TIMEOUT_MS: "2000" };
+
+let node: TestNode;
+let mock: MockGateway;
+const data = tempDir();
+const call = <T = any>(action: string, params: Record<string, any> = {}, n: TestNode = node) => n.broker.call<T, Record<string, any>>(action, params);
+const fund = (userId: string, amount: number, n: TestNode = node) => call("wallet.credit", { userId, amount, reason: "TOP_UP", idempotencyKey: randomUUID() }, n);
+const balance = async (userId: string, n: TestNode = node) => (await call("wallet.get", { userId }, n)).balance;
+const product = (price: number, stock: number, n: TestNode = node) => call("inventory.create", { sku: `S-${randomUUID().slice(0, 8)}`, name: `Product ${price}`, category: "saga", price, stock }, n);
+const available = async (id: string, n: TestNode = node) => (await call("inventory.get", { id }, n)).available;
+const order = (orderId: string, n: TestNode = node) => call("order.get", { orderId }, n);
+const untilStatus = (orderId: string, statuses: string[], n: TestNode = node, ms = 15000) =>
+	eventually(`order ${orderId} in ${statuses.join("/")}`, async () => {
+		const o = await order(orderId, n);
+		return statuses.includes(o.status) && o;
+	}, ms);
+const untilPaymentStatus = (orderId: string, status: string, n: TestNode = node) =>
+	eventually(`payment status ${status}`, async () => {
+		const o = await order(orderId, n);
+		return o.paymentStatus === status && o;
+	});
+const place = (userId: string, items: Array<{ productId: string; quantity: number }>, extra: Record<string, any> = {}, n: TestNode = node) =>
+	call("order.create", { userId, items, shippingAddress: ADDRESS, customer: { name: userId, email: `${userId}@example.com` }, ...extra }, n);
+const timeline = async (orderId: string) => (await call<any[]>("audit.timeline", { orderId })).map(e => e.eventName);
+
+beforeAll(async () => {
+	node = await startTestNode({ DATA_DIR: data.dir, ...ENV }, [ProbeProducer]);
+	mock = (node.broker.getLocalService("payment") as any).mock;
+});
+afterAll(async () => {
+	await node?.stop();
+	data.remove();
+});
+
+describe("happy paths", () => {
+	it("confirms a wallet order whose total equals the balance, with its history, events and effects", async () => {
+		const p = await product(1250, 10);
+		await fund("alice", 2500);
+		const created = await place("alice", [{ productId: p.id, quantity: 2 }], { payment: { method: "WALLET" } });
+		expect(created).toMatchObject({ status: "CREATED", paymentStatus: "PENDING", subtotal: 2500, total: 2500, currency: "EUR", userId: "alice" });
+		expect(created.items).toEqual([{ productId: p.id, sku: p.sku, name: p.name, quantity: 2, unitPrice: 1250, lineTotal: 2500 }]);
+		const done = await untilStatus(created.id, ["CONFIRMED"]);
+		expect(done.statusHistory.map((h: any) => h.status)).toEqual(["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED"]);
+		expect(done).toMatchObject({ paymentStatus: "AUTHORIZED", payment: { method: "WALLET", paymentId: expect.any(String) } });
+		expect(await balance("alice")).toBe(0);
+		expect(await call("inventory.reservation", { orderId: created.id })).toMatchObject({ status: "COMMITTED" });
+		expect((await call("inventory.levels", { pageSize: 100 })).rows.find((l: any) => l.productId === p.id)).toMatchObject({ onHand: 8, reserved: 0 });
+		await eventually("the whole timeline", async () => (await timeline(created.id)).includes("order.confirmed"));
+		expect(await timeline(created.id)).toEqual(expect.arrayContaining(["order.created", "stock.reserved", "wallet.debited", "payment.authorized", "stock.committed", "order.confirmed"]));
+	});
+
+	it.each(["tok_visa", "tok_flaky"])("confirms a card order paid with %s, charged exactly once", async cardToken => {
+		const p = await product(4000, 5);
+		const o = await place("carl", [{ productId: p.id, quantity: 1 }], { payment: { method: "CARD", cardToken } });
+		await untilStatus(o.id, ["CONFIRMED"]);
+		expect(mock.charges().filter(c => c.idempotencyKey === `/charges:order-${o.id}-charge`)).toEqual([expect.objectContaining({ amount: 4000 })]);
+	});
+
+	it("waits in PAYMENT_PENDING without a payment, then takes it through process-payment", async () => {
+		const p = await product(700, 5);
+		await fund("pat", 700);
+		const o = await place("pat", [{ productId: p.id, quantity: 1 }]);
+		await untilStatus(o.id, ["PAYMENT_PENDING"]);
+		const paid = await call("order.processPayment", { orderId: o.id, userId: "pat", method: "WALLET" });
+		expect(paid).toMatchObject({ success: true, order: { id: o.id, status: "PAYMENT_SUCCESS", paymentStatus: "AUTHORIZED" } });
+		await untilStatus(o.id, ["CONFIRMED"]);
+		await expect(call("order.processPayment", { orderId: o.id, userId: "pat", method: "WALLET" })).rejects.toMatchObject({ code: 409, type: "ORDER_NOT_PAYABLE" });
+	});
+
+	it("dispatches and delivers, issuing a voucher only above 100.00", async () => {
+		const exact = await product(10000, 5);
+		const over = await product(10001, 5);
+		await fund("vic", 20001);
+		const a = await place("vic", [{ productId: exact.id, quantity: 1 }], { payment: { method: "WALLET" } });
+		const b = await place("vic", [{ productId: over.id, quantity: 1 }], { payment: { method: "WALLET" } });
+		await untilStatus(a.id, ["CONFIRMED"]);
+		await untilStatus(b.id, ["CONFIRMED"]);
+		for (const o of [a, b]) {
+			expect(await call("order.dispatch", { orderId: o.id, courier: "DHL", trackingNumber: `TRK-${o.id.slice(0, 6)}` })).toMatchObject({ status: "DISPATCHED", shipment: { courier: "DHL" } });
+		}
+		await expect(call("order.dispatch", { orderId: b.id, courier: "DHL", trackingNumber: "again" })).rejects.toMatchObject({ code: 409, type: "ILLEGAL_TRANSITION" });
+		const vouchers = await eventually("one voucher", async () => {
+			const rows = (await call("voucher.list", { userId: "vic" })).rows;
+			return rows.length > 0 && rows;
+		});
+		await new Promise(r => setTimeout(r, 300));
+		expect((await call("voucher.list", { userId: "vic" })).rows).toHaveLength(1);
+		expect(vouchers[0]).toMatchObject({ orderId: b.id, amount: 500, status: "ACTIVE" });
+		expect(await call("order.deliver", { orderId: b.id })).toMatchObject({ status: "COMPLETED" });
+		await expect(call("order.cancel", { orderId: b.id, userId: "vic" })).rejects.toMatchObject({ code: 409, type: "ORDER_ALREADY_DISPATCHED" });
+	});
+
+	it("takes PROMO10 and a voucher off the total, redeems the voucher on confirmation", async () => {
+		const p = await product(1000, 10);
+		await call("probe-producer.emit", { eventName: "order.dispatched", data: { orderId: randomUUID(), userId: "petra", total: 50000, courier: "x", trackingNumber: "y" } });
+		const [voucher] = await eventually("petra's voucher", async () => {
+			const rows = (await call("voucher.list", { userId: "petra" })).rows;
+			return rows.length > 0 && rows;
+		});
+		await fund("petra", 1300);
+		const o = await place("petra", [{ productId: p.id, quantity: 2 }], { promoCodes: ["PROMO10"], voucherCodes: [voucher.code], payment: { method: "WALLET" } });
+		expect(o).toMatchObject({ subtotal: 2000, discount: 200, voucherDiscount: 500, total: 1300, promoCodes: ["PROMO10"], voucherCodes: [voucher.code] });
+		await untilStatus(o.id, ["CONFIRMED"]);
+		await eventually("REDEEMED", async () => (await call("voucher.list", { userId: "petra" })).rows[0].status === "REDEEMED");
+		expect(await balance("petra")).toBe(0);
+	});
+});
+
+describe("refusals and failures", () => {
+	it("refuses an invalid cart with 422 and every error, and creates nothing", async () => {
+		const p = await product(500, 1);
+		const before = (await call("order.list", { userId: "ivy" })).total;
+		await expect(place("ivy", [{ productId: p.id, quantity: 2 }, { productId: randomUUID(), quantity: 1 }], { promoCodes: ["NOPE"] })).rejects.toMatchObject({
+			code: 422,
+			type: "CART_INVALID",
+			data: { errors: [expect.objectContaining({ code: "INSUFFICIENT_STOCK" }), expect.objectContaining({ code: "PRODUCT_NOT_FOUND" }), expect.objectContaining({ code: "PROMO_INVALID" })] },
+		});
+		expect((await call("order.list", { userId: "ivy" })).total).toBe(before);
+	});
+
+	it("fails a wallet order one cent short: PAYMENT_FAILED, balance unchanged, stock released", async () => {
+		const p = await product(1000, 3);
+		await fund("sam", 999);
+		const o = await place("sam", [{ productId: p.id, quantity: 1 }], { payment: { method: "WALLET" } });
+		const failed = await untilStatus(o.id, ["PAYMENT_FAILED"]);
+		expect(failed).toMatchObject({ paymentStatus: "FAILED", failureCode: "INSUFFICIENT_FUNDS", payment: { failureReason: expect.any(String) } });
+		expect(await balance("sam")).toBe(999);
+		await eventually("stock back", async () => (await available(p.id)) === 3);
+	});
+
+	it.each([
+		["tok_chargeDeclined", "PAYMENT_DECLINED"],
+		["tok_insufficientFunds", "INSUFFICIENT_FUNDS"],
+		["tok_timeout", "PROVIDER_UNAVAILABLE"],
+	])("ends a card order paid with %s as PAYMENT_FAILED (%s) with nothing charged", async (cardToken, code) => {
+		const p = await product(900, 2);
+		const o = await place("cora", [{ productId: p.id, quantity: 1 }], { payment: { method: "CARD", cardToken } });
+		expect(await untilStatus(o.id, ["PAYMENT_FAILED"])).toMatchObject({ failureCode: code });
+		expect(mock.charges().filter(c => c.idempotencyKey === `/charges:order-${o.id}-charge`)).toEqual([]);
+		await eventually("stock back", async () => (await available(p.id)) === 2);
+	});
+
+	it("answers a declined process-payment with 422 and leaves the order PAYMENT_FAILED", async () => {
+		const p = await product(300, 2);
+		const o = await place("dan", [{ productId: p.id, quantity: 1 }]);
+		await untilStatus(o.id, ["PAYMENT_PENDING"]);
+		await expect(call("order.processPayment", { orderId: o.id, userId: "dan", method: "CARD", cardToken: "tok_chargeDeclined" })).rejects.toMatchObject({
+			code: 422,
+			type: "PAYMENT_DECLINED",
+			data: { order: { status: "PAYMENT_FAILED" } },
+		});
+		expect((await order(o.id)).status).toBe("PAYMENT_FAILED");
+	});
+
+	it("restores a voucher when the order that held it fails", async () => {
+		await call("probe-producer.emit", { eventName: "order.dispatched", data: { orderId: randomUUID(), userId: "rita", total: 50000, courier: "x", trackingNumber: "y" } });
+		const [voucher] = await eventually("rita's voucher", async () => {
+			const rows = (await call("voucher.list", { userId: "rita" })).rows;
+			return rows.length > 0 && rows;
+		});
+		const p = await product(2000, 2);
+		const o = await place("rita", [{ productId: p.id, quantity: 1 }], { voucherCodes: [voucher.code], payment: { method: "WALLET" } }); // an empty wallet
+		await untilStatus(o.id, ["PAYMENT_FAILED"]);
+		await eventually("the voucher usable again", async () => (await call("voucher.check", { userId: "rita", codes: [voucher.code], orderId: randomUUID() }))[0].ok);
+	});
+});
+
+describe("idempotency and ownership", () => {
+	it("answers the same Idempotency-Key and body with the same order, another body with 409", async () => {
+		const p = await product(100, 10);
+		const body = [{ productId: p.id, quantity: 1 }];
+		const key = randomUUID();
+		const first = await place("ida", body, { idempotencyKey: key });
+		const again = await place("ida", body, { idempotencyKey: key });
+		expect(again).toMatchObject({ id: first.id, replayed: true });
+		await expect(place("ida", [{ productId: p.id, quantity: 2 }], { idempotencyKey: key })).rejects.toMatchObject({ code: 409, type: "IDEMPOTENCY_KEY_REUSED" });
+		const concurrent = await Promise.all(Array.from({ length: 4 }, () => place("ida", body, { idempotencyKey: `${key}-c` })));
+		expect(new Set(concurrent.map(o => o.id)).size).toBe(1);
+		expect((await place("ida", body)).id).not.toBe((await place("ida", body)).id); // no key: two orders
+	});
+
+	it("hides another customer's order as 404 and lists only the caller's, newest first", async () => {
+		const p = await product(100, 10);
+		const a = await place("owner", [{ productId: p.id, quantity: 1 }]);
+		const b = await place("owner", [{ productId: p.id, quantity: 1 }]);
+		await expect(call("order.get", { orderId: a.id, userId: "intruder" })).rejects.toMatchObject({ code: 404 });
+		await expect(call("order.cancel", { orderId: a.id, userId: "intruder" })).rejects.toMatchObject({ code: 404 });
+		const mine = await call("order.list", { userId: "owner" });
+		expect(mine.rows.map((o: any) => o.id).slice(0, 2)).toEqual([b.id, a.id]);
+		expect(mine.rows.every((o: any) => o.userId === "owner")).toBe(true);
+	});
+
+	it("refuses a malformed order", async () => {
+		const p = await product(100, 1);
+		await expect(place("m", [{ productId: p.id, quantity: 1 }], { shippingAddress: { name: "x" } })).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+		await expect(place("m", [{ productId: p.id, quantity: 1 }], { payment: { method: "CARD" } })).rejects.toMatchObject({ code: 422, type: "CARD_TOKEN_REQUIRED" });
+		await expect(place("m", [])).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+	});
+});
+
+describe("compensations", () => {
+	it("cancels a paid order: refund in full, stock back, vouchers and promos restored", async () => {
+		const p = await product(1500, 4);
+		await fund("cleo", 1350);
+		const o = await place("cleo", [{ productId: p.id, quantity: 1 }], { promoCodes: ["PROMO10"], payment: { method: "WALLET" } });
+		await untilStatus(o.id, ["CONFIRMED"]);
+		expect(await balance("cleo")).toBe(0);
+		expect(await call("order.cancel", { orderId: o.id, userId: "cleo" })).toMatchObject({ status: "CANCELLED", paymentStatus: "REFUND_PENDING" });
+		await untilPaymentStatus(o.id, "REFUNDED");
+		expect(await balance("cleo")).toBe(1350);
+		await eventually("stock returned", async () => (await available(p.id)) === 4);
+		expect((await call("inventory.levels", { pageSize: 100 })).rows.find((l: any) => l.productId === p.id)).toMatchObject({ onHand: 4, reserved: 0 });
+		await eventually("order.cancelled and payment.refunded", async () => {
+			const names = await timeline(o.id);
+			return names.includes("order.cancelled") && names.includes("payment.refunded");
+		});
+	});
+
+	it("re-drives an order whose order.created was lost, and fails one whose stock is gone", async () => {
+		const p = await product(400, 1);
+		await fund("wally", 400);
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const insert = (id: string, quantity: number) =>
+			sequelize.query(
+				`INSERT INTO "order".orders (id, user_id, status, payment_status, items, subtotal, discount, voucher_discount, total, currency, shipping_address, payment_method, step_deadline)
+				 VALUES (:id, 'wally', 'CREATED', 'PENDING', :items, :total, 0, 0, :total, 'EUR', :address, 'WALLET', now() - interval '1 second')`,
+				{ replacements: { id, items: JSON.stringify([{ productId: p.id, sku: p.sku, name: p.name, quantity, unitPrice: 400, lineTotal: 400 * quantity }]), total: 400 * quantity, address: JSON.stringify(ADDRESS) } },
+			);
+		// Written as a crash would leave them: rows without their order.created in the outbox.
+		const lost = randomUUID();
+		const short = randomUUID();
+		await insert(lost, 1);
+		await insert(short, 2);
+		await call("order.watchdog");
+		await untilStatus(lost, ["CONFIRMED"]);
+		expect(await untilStatus(short, ["FAILED"])).toMatchObject({ failureCode: "OUT_OF_STOCK", failureDetails: { lines: [{ productId: p.id, requested: 2, available: 0 }] } });
+		expect(await balance("wally")).toBe(0);
+	});
+});
+
+describe("analytics", () => {
+	it("counts orders by status and revenue of confirmed, unrefunded orders", async () => {
+		const a = await call("order.analytics");
+		const confirmedOrLater = (a.byStatus.CONFIRMED as number) + a.byStatus.DISPATCHED + a.byStatus.COMPLETED;
+		expect(a).toMatchObject({ currency: "EUR", successfulOrders: confirmedOrLater, failedPayments: a.byStatus.PAYMENT_FAILED });
+		expect(a.totalOrders).toBe(Object.values(a.byStatus as Record<string, number>).reduce((x, y) => x + y, 0));
+		const all = (await call("order.list", { pageSize: 100 })).rows.concat((await call("order.list", { pageSize: 100, page: 2 })).rows);
+		const revenue = all.filter((o: any) => ["CONFIRMED", "DISPATCHED", "COMPLETED"].includes(o.status)).reduce((s: number, o: any) => s + o.total, 0);
+		expect(a.totalRevenue).toBe(revenue);
+		expect(a.averageOrderValue).toBe(Math.round(revenue / a.successfulOrders));
+		expect(a.topProducts.length).toBeGreaterThan(0);
+		expect(a.topProducts[0]).toEqual({ productId: expect.any(String), name: expect.any(String), quantity: expect.any(Number), revenue: expect.any(Number) });
+	});
+});
+
+describe("reservations that expire", () => {
+	let short: TestNode;
+	const shortData = tempDir();
+	beforeAll(async () => {
+		// No sweep: the expiry is met by the payment itself, as when a payment arrives just too late.
+		short = await startTestNode({ DATA_DIR: shortData.dir, ...ENV, RESERVATION_TTL_MS: "1000", RESERVATION_SWEEP_MS: "0", SAGA_STEP_TIMEOUT_MS: "60000" });
+	});
+	afterAll(async () => {
+		await short?.stop();
+		shortData.remove();
+	});
+
+	it("refunds in full a payment authorized after its reservation expired, and fails the order", async () => {
+		const p = await product(800, 1, short);
+		await fund("late", 800, short);
+		const o = await place("late", [{ productId: p.id, quantity: 1 }], {}, short);
+		await untilStatus(o.id, ["PAYMENT_PENDING"], short);
+		await new Promise(r => setTimeout(r, 1100));
+		await call("order.processPayment", { orderId: o.id, userId: "late", method: "WALLET" }, short);
+		const failed = await untilStatus(o.id, ["FAILED"], short);
+		expect(failed.failureCode).toBe("RESERVATION_EXPIRED");
+		await untilPaymentStatus(o.id, "REFUNDED", short);
+		expect(await balance("late", short)).toBe(800);
+		expect(await available(p.id, short)).toBe(1);
+	});
+});
+
+describe("reservations that expire before payment", () => {
+	let short: TestNode;
+	const shortData = tempDir();
+	beforeAll(async () => {
+		short = await startTestNode({ DATA_DIR: shortData.dir, ...ENV, RESERVATION_TTL_MS: "1000" });
+	});
+	afterAll(async () => {
+		await short?.stop();
+		shortData.remove();
+	});
+
+	it("cancels an unpaid order when its reservation expires and puts the stock back", async () => {
+		const p = await product(500, 2, short);
+		const o = await place("slow", [{ productId: p.id, quantity: 2 }], {}, short);
+		const cancelled = await untilStatus(o.id, ["CANCELLED"], short);
+		expect(cancelled.statusHistory.at(-1)).toMatchObject({ status: "CANCELLED", reason: "RESERVATION_EXPIRED" });
+		expect(await available(p.id, short)).toBe(2);
+		await expect(call("order.processPayment", { orderId: o.id, userId: "slow", method: "WALLET" }, short)).rejects.toMatchObject({ code: 409 });
+	});
+});
