@@ -3,6 +3,7 @@ import type { ServiceName } from "../lib/config";
 import AuditService from "./audit.service";
 import GatewayService from "./gateway.service";
 import InventoryService from "./inventory.service";
+import NotificationService from "./notification.service";
 import OrderService from "./order.service";
 import PaymentService from "./payment.service";
 import ValidationService from "./validation.service";
@@ -17,6 +18,7 @@ export const SERVICE_SCHEMAS: Partial<Record<ServiceName, ServiceSchema<any, any
 	inventory: InventoryService,
 	payment: PaymentService,
 	voucher: VoucherService,
+	notification: NotificationService,
 	wallet: WalletService,
 	audit: AuditService,
 };

@@ -287,7 +287,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			for (const p of claimed) {
 				const outcome = await this.refundOnce(p);
 				await this.transaction(async tx => {
-					const data = { orderId: p.order_id, paymentId: p.id, amount: Number(p.amount), reason: p.refund_reason };
+					const data = { orderId: p.order_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: p.refund_reason };
 					const opts = { correlationId: p.order_id, key: p.order_id };
 					if (outcome.ok) {
 						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUNDED', refund_error = NULL, updated_at = now() WHERE id = :id`, { id: p.id }, tx);

@@ -21,3 +21,11 @@ export function sumCents(values: readonly number[]): number {
 	if (!Number.isSafeInteger(total)) throw new RangeError("sum of cents overflows");
 	return total;
 }
+
+/** `1234, "EUR"` → `"12.34 EUR"`, by integer division (no float ever touches the amount). */
+export function formatMoney(cents: number, currency: string): string {
+	if (!isCents(cents)) throw new RangeError(`not an amount in cents: ${cents}`);
+	const sign = cents < 0 ? "-" : "";
+	const abs = Math.abs(cents);
+	return `${sign}${Math.trunc(abs / 100)}.${String(abs % 100).padStart(2, "0")} ${currency}`;
+}

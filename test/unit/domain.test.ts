@@ -1,4 +1,4 @@
-import { percentOf, sumCents } from "../../lib/domain/money";
+import { formatMoney, percentOf, sumCents } from "../../lib/domain/money";
 import { checkCart, type CatalogueEntry } from "../../lib/domain/cart";
 import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/promotion";
 import { computeTotals } from "../../lib/domain/totals";
@@ -21,6 +21,12 @@ describe("money", () => {
 		expect(() => percentOf(100, 10.5)).toThrow(RangeError);
 		expect(() => percentOf(100, 101)).toThrow(RangeError);
 		expect(() => percentOf(-1, 10)).toThrow(RangeError);
+	});
+	it("formats cents without floating point", () => {
+		expect(formatMoney(1234, "EUR")).toBe("12.34 EUR");
+		expect(formatMoney(5, "EUR")).toBe("0.05 EUR");
+		expect(formatMoney(-1050, "USD")).toBe("-10.50 USD");
+		expect(() => formatMoney(1.5, "EUR")).toThrow(RangeError);
 	});
 	it("sums cents and refuses what is not cents", () => {
 		expect(sumCents([1, 2, 3])).toBe(6);

@@ -1,0 +1,255 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { QueryTypes, type Transaction } from "sequelize";
+import { randomUUID } from "node:crypto";
+import nodemailer, { type Transporter } from "nodemailer";
+import { DbMixin } from "../mixins/db.mixin";
+import { EventsMixin, type DomainEventHandler, type EventsService } from "../mixins/events.mixin";
+import { runtimeOf } from "../lib/runtime";
+import { NotFoundError } from "../lib/errors";
+import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { backoffDelay } from "../lib/events/backoff";
+import { formatMoney } from "../lib/domain/money";
+import type { DomainEvent } from "../lib/events/envelope";
+
+type NotificationType = "ORDER" | "PAYMENT" | "DISPATCH" | "VOUCHER" | "REFUND";
+
+interface NotificationRow {
+	id: string;
+	user_id: string | null;
+	audience: "USER" | "ADMINS";
+	type: NotificationType;
+	title: string;
+	message: string;
+	order_id: string | null;
+	is_read: boolean;
+	created_at: Date;
+}
+
+interface Contact {
+	user_id: string;
+	email: string | null;
+	name: string | null;
+}
+
+interface Message {
+	type: NotificationType;
+	title: string;
+	message: string;
+	audience?: "USER" | "ADMINS";
+}
+
+const toNotification = (r: NotificationRow) => ({
+	id: r.id,
+	type: r.type,
+	title: r.title,
+	message: r.message,
+	orderId: r.order_id ?? undefined,
+	isRead: r.is_read,
+	createdAt: new Date(r.created_at).toISOString(),
+});
+
+const EMAIL_MAX_ATTEMPTS = 5;
+const short = (orderId: string) => orderId.slice(0, 8);
+
+/** What each step tells the order's owner (SPEC section 6, Notifications). */
+const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
+	"order.created": d => ({ type: "ORDER", title: "Order placed", message: `We received your order ${short(d.orderId)} of ${formatMoney(d.total, d.currency)}.` }),
+	"payment.authorized": d => ({ type: "PAYMENT", title: "Payment received", message: `Your payment of ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)} went through.` }),
+	"payment.failed": d => ({ type: "PAYMENT", title: "Payment failed", message: `The payment for order ${short(d.orderId)} failed: ${d.reason} (${d.code}).` }),
+	"order.confirmed": d => ({ type: "ORDER", title: "Order confirmed", message: `Your order ${short(d.orderId)} is confirmed and will be prepared for shipping.` }),
+	"order.dispatched": d => ({ type: "DISPATCH", title: "Order dispatched", message: `Your order ${short(d.orderId)} is on its way with ${d.courier}, tracking number ${d.trackingNumber}.` }),
+	"order.completed": d => ({ type: "ORDER", title: "Order delivered", message: `Your order ${short(d.orderId)} was delivered.` }),
+	"order.cancelled": d => ({ type: "ORDER", title: "Order cancelled", message: `Your order ${short(d.orderId)} was cancelled (${d.reason}).` }),
+	"payment.refunded": d => ({ type: "REFUND", title: "Refund issued", message: `We refunded ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)}.` }),
+	"voucher.issued": d => ({ type: "VOUCHER", title: "A voucher for you", message: `Thank you for your order: voucher ${d.code} is worth ${formatMoney(d.amount, d.currency)} on your next one.` }),
+	"payment.refund_failed": d => ({
+		type: "REFUND",
+		audience: "ADMINS",
+		title: "Refund failed",
+		message: `The refund of payment ${d.paymentId} for order ${d.orderId} failed after its last try (${d.error ?? "unknown error"}). It needs an operator.`,
+	}),
+};
+
+type NotificationThis = EventsService & {
+	mailer?: Transporter;
+	mailTimer?: NodeJS.Timeout;
+	mailing?: Promise<void>;
+	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+	notify(event: DomainEvent, tx: Transaction): Promise<void>;
+	sendDueEmails(): Promise<void>;
+};
+
+/**
+ * In-app notifications per user, one per step that matters to them, and the same by e-mail when
+ * SMTP_URL is set. E-mails are rows written with the notification and sent afterwards with
+ * retries, so a slow or broken mail server never holds up the saga.
+ */
+const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, NotificationThis> = {
+	name: "notification",
+	mixins: [
+		DbMixin({
+			migrations: [
+				{
+					id: "notification-001-notifications-emails",
+					sql: `
+						CREATE TABLE order_contacts (
+							order_id uuid PRIMARY KEY,
+							user_id text NOT NULL,
+							email text,
+							name text
+						);
+						CREATE TABLE notifications (
+							id uuid PRIMARY KEY,
+							event_id uuid NOT NULL UNIQUE,
+							audience text NOT NULL CHECK (audience IN ('USER', 'ADMINS')),
+							user_id text,
+							type text NOT NULL CHECK (type IN ('ORDER', 'PAYMENT', 'DISPATCH', 'VOUCHER', 'REFUND')),
+							title text NOT NULL,
+							message text NOT NULL,
+							order_id uuid,
+							is_read boolean NOT NULL DEFAULT false,
+							created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+						);
+						CREATE INDEX notifications_by_user ON notifications (user_id, created_at DESC);
+						CREATE TABLE emails (
+							id uuid PRIMARY KEY,
+							notification_id uuid NOT NULL REFERENCES notifications (id),
+							recipient text NOT NULL,
+							subject text NOT NULL,
+							body text NOT NULL,
+							status text NOT NULL CHECK (status IN ('PENDING', 'SENT', 'FAILED')),
+							attempts integer NOT NULL DEFAULT 0,
+							next_at timestamptz NOT NULL DEFAULT now(),
+							last_error text
+						);
+						CREATE INDEX emails_due ON emails (next_at) WHERE status = 'PENDING';`,
+				},
+			],
+		}),
+		EventsMixin({
+			handlers: Object.fromEntries(
+				Object.keys(MESSAGES).map(name => [
+					name,
+					async function (event, { tx }) {
+						await (this as NotificationThis).notify(event, tx);
+					} as DomainEventHandler,
+				]),
+			),
+		}),
+	],
+
+	actions: {
+		/** The caller's notifications, newest first (admins also see the operators' ones). */
+		list: {
+			params: { userId: { type: "string", min: 1 }, unread: { type: "boolean", optional: true, convert: true }, includeAdmin: { type: "boolean", optional: true }, ...pageParams },
+			async handler(ctx: Context<{ userId: string; unread?: boolean; includeAdmin?: boolean; page: number; pageSize: number }>) {
+				const { userId, unread, includeAdmin, page, pageSize } = ctx.params;
+				const filter = `(user_id = :userId${includeAdmin ? " OR audience = 'ADMINS'" : ""})${unread ? " AND NOT is_read" : ""}`;
+				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("notifications")} WHERE ${filter}`, { userId });
+				const rows = await this.sql<NotificationRow>(`SELECT * FROM ${this.table("notifications")} WHERE ${filter} ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset`, {
+					userId,
+					limit: pageSize,
+					offset: offsetOf(page, pageSize),
+				});
+				return pageOf(rows.map(toNotification), Number(n), page, pageSize);
+			},
+		},
+
+		/** Marks one of the caller's notifications read (404 if it is not theirs). */
+		markRead: {
+			params: { id: { type: "uuid" }, userId: { type: "string", min: 1 }, includeAdmin: { type: "boolean", optional: true } },
+			async handler(ctx: Context<{ id: string; userId: string; includeAdmin?: boolean }>) {
+				const [row] = await this.sql<NotificationRow>(
+					`UPDATE ${this.table("notifications")} SET is_read = true WHERE id = :id AND (user_id = :userId${ctx.params.includeAdmin ? " OR audience = 'ADMINS'" : ""}) RETURNING *`,
+					ctx.params,
+				);
+				if (!row) throw new NotFoundError("Notification", { id: ctx.params.id });
+				return toNotification(row);
+			},
+		},
+	},
+
+	methods: {
+		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
+			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
+		},
+
+		async notify(event: DomainEvent, tx: Transaction) {
+			const d = event.data as Record<string, any>;
+			if (event.eventName === "order.created") {
+				await this.sql(
+					`INSERT INTO ${this.table("order_contacts")} (order_id, user_id, email, name) VALUES (:orderId, :userId, :email, :name) ON CONFLICT (order_id) DO NOTHING`,
+					{ orderId: d.orderId, userId: d.userId, email: d.customer?.email ?? null, name: d.customer?.name ?? null },
+					tx,
+				);
+			}
+			const text = MESSAGES[event.eventName](d);
+			const [contact] = d.orderId
+				? await this.sql<Contact>(`SELECT user_id, email, name FROM ${this.table("order_contacts")} WHERE order_id = :orderId`, { orderId: d.orderId }, tx)
+				: [];
+			const userId = text.audience === "ADMINS" ? null : (d.userId ?? contact?.user_id);
+			// Payment events name only the order: its owner comes from order.created, which may still be on its way.
+			if (text.audience !== "ADMINS" && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
+			const id = randomUUID();
+			const inserted = await this.sql(
+				`INSERT INTO ${this.table("notifications")} (id, event_id, audience, user_id, type, title, message, order_id)
+				 VALUES (:id, :eventId, :audience, :userId, :type, :title, :message, :orderId) ON CONFLICT (event_id) DO NOTHING RETURNING id`,
+				{ id, eventId: event.eventId, audience: text.audience ?? "USER", userId, type: text.type, title: text.title, message: text.message, orderId: d.orderId ?? null },
+				tx,
+			);
+			if (inserted.length > 0 && this.mailer && contact?.email && text.audience !== "ADMINS") {
+				await this.sql(
+					`INSERT INTO ${this.table("emails")} (id, notification_id, recipient, subject, body, status) VALUES (:emailId, :id, :recipient, :subject, :body, 'PENDING')`,
+					{ emailId: randomUUID(), id, recipient: contact.email, subject: text.title, body: `Hello${contact.name ? ` ${contact.name}` : ""},\n\n${text.message}\n` },
+					tx,
+				);
+				tx.afterCommit(() => {
+					void this.sendDueEmails();
+				});
+			}
+		},
+
+		/** Sends what is due; a failure is retried with backoff, and given up (FAILED) after the last try. */
+		async sendDueEmails() {
+			if (!this.mailer || this.mailing) return this.mailing;
+			this.mailing = (async () => {
+				const due = await this.sql<{ id: string; recipient: string; subject: string; body: string; attempts: number }>(
+					`UPDATE ${this.table("emails")} SET next_at = now() + interval '60 seconds', attempts = attempts + 1
+					 WHERE id IN (SELECT id FROM ${this.table("emails")} WHERE status = 'PENDING' AND next_at <= now() ORDER BY next_at LIMIT 20 FOR UPDATE SKIP LOCKED) RETURNING *`,
+				);
+				for (const mail of due) {
+					try {
+						await this.mailer!.sendMail({ from: "Checkout <no-reply@checkout.local>", to: mail.recipient, subject: mail.subject, text: mail.body });
+						await this.sql(`UPDATE ${this.table("emails")} SET status = 'SENT', last_error = NULL WHERE id = :id`, { id: mail.id });
+					} catch (err) {
+						const failed = mail.attempts >= EMAIL_MAX_ATTEMPTS;
+						await this.sql(`UPDATE ${this.table("emails")} SET status = :status, last_error = :error, next_at = :next WHERE id = :id`, {
+							id: mail.id,
+							status: failed ? "FAILED" : "PENDING",
+							error: (err as Error).message,
+							next: new Date(Date.now() + backoffDelay(mail.attempts, 500, 60000)),
+						});
+					}
+				}
+			})().finally(() => (this.mailing = undefined));
+			return this.mailing;
+		},
+	},
+
+	async started() {
+		const { smtpUrl } = runtimeOf(this.broker).config;
+		if (!smtpUrl) return;
+		this.mailer = nodemailer.createTransport(smtpUrl);
+		this.mailTimer = setInterval(() => {
+			this.sendDueEmails()?.catch(err => this.logger.warn(`E-mail sweep failed: ${(err as Error).message}`));
+		}, 1000);
+	},
+
+	async stopped() {
+		clearInterval(this.mailTimer);
+		await this.mailing;
+		this.mailer?.close();
+	},
+};
+
+export default NotificationService;
