@@ -7,6 +7,7 @@ import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
+import { divRoundHalfUp } from "../lib/domain/money";
 import { ORDER_STATUSES, canTransition, isPreDispatch, type OrderStatus } from "../lib/domain/order-status";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
@@ -486,7 +487,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					pendingOrders: byStatus.CREATED + byStatus.PAYMENT_PENDING + byStatus.PAYMENT_SUCCESS,
 					totalRevenue,
 					revenueToday: Number(money.today),
-					averageOrderValue: successfulOrders ? Math.round(totalRevenue / successfulOrders) : 0,
+					averageOrderValue: successfulOrders ? divRoundHalfUp(totalRevenue, successfulOrders) : 0,
 					currency: runtimeOf(this.broker).config.storeCurrency,
 					topProducts: top.map(t => ({ productId: t.product_id, name: t.name, quantity: Number(t.quantity), revenue: Number(t.revenue) })),
 				};

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { runtimeOf } from "../../lib/runtime";
+import { divRoundHalfUp } from "../../lib/domain/money";
 import type { MockGateway } from "../../lib/mock-gateway";
 import { ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
@@ -258,7 +259,7 @@ describe("analytics", () => {
 		const all = (await call("order.list", { pageSize: 100 })).rows.concat((await call("order.list", { pageSize: 100, page: 2 })).rows);
 		const revenue = all.filter((o: any) => ["CONFIRMED", "DISPATCHED", "COMPLETED"].includes(o.status)).reduce((s: number, o: any) => s + o.total, 0);
 		expect(a.totalRevenue).toBe(revenue);
-		expect(a.averageOrderValue).toBe(Math.round(revenue / a.successfulOrders));
+		expect(a.averageOrderValue).toBe(divRoundHalfUp(revenue, a.successfulOrders));
 		expect(a.topProducts.length).toBeGreaterThan(0);
 		expect(a.topProducts[0]).toEqual({ productId: expect.any(String), name: expect.any(String), quantity: expect.any(Number), revenue: expect.any(Number) });
 	});

@@ -1,4 +1,4 @@
-import { formatMoney, percentOf, sumCents } from "../../lib/domain/money";
+import { divRoundHalfUp, formatMoney, percentOf, sumCents } from "../../lib/domain/money";
 import { checkCart, type CatalogueEntry } from "../../lib/domain/cart";
 import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/promotion";
 import { computeTotals } from "../../lib/domain/totals";
@@ -21,6 +21,10 @@ describe("money", () => {
 		expect(() => percentOf(100, 10.5)).toThrow(RangeError);
 		expect(() => percentOf(100, 101)).toThrow(RangeError);
 		expect(() => percentOf(-1, 10)).toThrow(RangeError);
+	});
+	it("divides rounding half up with integers only", () => {
+		expect([divRoundHalfUp(5, 2), divRoundHalfUp(4, 3), divRoundHalfUp(5, 3), divRoundHalfUp(0, 7), divRoundHalfUp(9007199254740991, 1)]).toEqual([3, 1, 2, 0, 9007199254740991]);
+		expect(() => divRoundHalfUp(1, 0)).toThrow(RangeError);
 	});
 	it("formats cents without floating point", () => {
 		expect(formatMoney(1234, "EUR")).toBe("12.34 EUR");
