@@ -1,7 +1,7 @@
 import type { Service, ServiceSchema } from "moleculer";
 import MoleculerDbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
-import type { ModelAttributes, ModelOptions, ModelStatic, Model, Sequelize, Transaction, WhereOptions } from "sequelize";
+import { QueryTypes, type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction, type WhereOptions } from "sequelize";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 
@@ -17,6 +17,7 @@ export interface DbMethods {
 	sequelize: Sequelize;
 	prepareDatabase(): Promise<Sequelize>;
 	table(name: string): string;
+	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
 	lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]>;
 }
@@ -69,6 +70,10 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			/** `"service".name`: a fully qualified table of this service, for raw SQL. */
 			table(this: DbService, name: string): string {
 				return `${quoteIdent(this.name)}.${quoteIdent(name)}`;
+			},
+			/** Raw SQL with named replacements, rows as objects (RETURNING rows for writes). */
+			sql<T extends object>(this: DbService, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
+				return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
 			},
 			/** A managed transaction: commits when `fn` resolves, rolls back when it throws. */
 			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>): Promise<T> {

@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
@@ -11,6 +11,7 @@ import { findShortages, mergeLines, type RequestedLine, type Shortage, type Stoc
 import type { CatalogueEntry } from "../lib/domain/cart";
 import type { DomainEvent } from "../lib/events/envelope";
 import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
+import { runEvery, type Periodic } from "../lib/periodic";
 
 interface ProductRow {
 	id: string;
@@ -64,10 +65,8 @@ const itemsRule = {
 
 type InventoryThis = EventsService &
 	RedlockMethods & {
-		sweepTimer?: NodeJS.Timeout;
-		sweeping?: Promise<void>;
+		sweep?: Periodic;
 		ttlMs(): number;
-		sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
 		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): Promise<void>;
@@ -397,9 +396,6 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			return runtimeOf(this.broker).config.reservationTtlMs;
 		},
 
-		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
-		},
 
 		async productRow(id: string) {
 			const [row] = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = :id`, { id });
@@ -593,20 +589,19 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			if (Number(n) === 0) this.logger.info(`Loaded ${await this.seedCatalogue()} demo products.`);
 		}
 		if (config.reservationSweepMs === 0) return;
-		this.sweepTimer = setInterval(() => {
-			if (this.sweeping) return;
-			this.sweeping = this.releaseExpired()
-				.then(n => {
-					if (n > 0) this.logger.info(`Released ${n} expired reservation(s).`);
-				})
-				.catch(err => this.logger.warn(`Reservation expiry sweep failed: ${(err as Error).message}`))
-				.finally(() => (this.sweeping = undefined));
-		}, config.reservationSweepMs);
+		this.sweep = runEvery(
+			config.reservationSweepMs,
+			async () => {
+				const n = await this.releaseExpired();
+				if (n > 0) this.logger.info(`Released ${n} expired reservation(s).`);
+			},
+			this.logger,
+			"Reservation expiry sweep",
+		);
 	},
 
 	async stopped() {
-		clearInterval(this.sweepTimer);
-		await this.sweeping;
+		await this.sweep?.stop();
 	},
 };
 

@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import nodemailer, { type Transporter } from "nodemailer";
 import { DbMixin } from "../mixins/db.mixin";
@@ -9,6 +9,7 @@ import { NotFoundError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
 import { backoffDelay } from "../lib/events/backoff";
 import { formatMoney } from "../lib/domain/money";
+import { runEvery, type Periodic } from "../lib/periodic";
 import type { DomainEvent } from "../lib/events/envelope";
 
 type NotificationType = "ORDER" | "PAYMENT" | "DISPATCH" | "VOUCHER" | "REFUND";
@@ -72,9 +73,8 @@ const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
 
 type NotificationThis = EventsService & {
 	mailer?: Transporter;
-	mailTimer?: NodeJS.Timeout;
+	mailSweep?: Periodic;
 	mailing?: Promise<void>;
-	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	notify(event: DomainEvent, tx: Transaction): Promise<void>;
 	sendDueEmails(): Promise<void>;
 };
@@ -170,10 +170,6 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 	},
 
 	methods: {
-		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
-		},
-
 		async notify(event: DomainEvent, tx: Transaction) {
 			const d = event.data as Record<string, any>;
 			if (event.eventName === "order.created") {
@@ -211,7 +207,8 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 
 		/** Sends what is due; a failure is retried with backoff, and given up (FAILED) after the last try. */
 		async sendDueEmails() {
-			if (!this.mailer || this.mailing) return this.mailing;
+			if (!this.mailer) return;
+			if (this.mailing) return this.mailing;
 			this.mailing = (async () => {
 				const due = await this.sql<{ id: string; recipient: string; subject: string; body: string; attempts: number }>(
 					`UPDATE ${this.table("emails")} SET next_at = now() + interval '60 seconds', attempts = attempts + 1
@@ -240,13 +237,11 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 		const { smtpUrl } = runtimeOf(this.broker).config;
 		if (!smtpUrl) return;
 		this.mailer = nodemailer.createTransport(smtpUrl);
-		this.mailTimer = setInterval(() => {
-			this.sendDueEmails()?.catch(err => this.logger.warn(`E-mail sweep failed: ${(err as Error).message}`));
-		}, 1000);
+		this.mailSweep = runEvery(1000, () => this.sendDueEmails(), this.logger, "E-mail sweep");
 	},
 
 	async stopped() {
-		clearInterval(this.mailTimer);
+		await this.mailSweep?.stop();
 		await this.mailing;
 		this.mailer?.close();
 	},

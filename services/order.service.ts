@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type DomainEventHandler, type EventsService } from "../mixins/events.mixin";
@@ -8,29 +8,22 @@ import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
+import { runEvery, type Periodic } from "../lib/periodic";
 import { ORDER_STATUSES, canTransition, isPreDispatch, type OrderStatus } from "../lib/domain/order-status";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
+import type { PricedLine } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod } from "./payment.service";
 import type { CommitResult, ReserveResult } from "./inventory.service";
 
 type PaymentStatus = "NOT_STARTED" | "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
-
-interface OrderLine {
-	productId: string;
-	sku: string;
-	name: string;
-	quantity: number;
-	unitPrice: number;
-	lineTotal: number;
-}
 
 interface OrderRow {
 	id: string;
 	user_id: string;
 	status: OrderStatus;
 	payment_status: PaymentStatus;
-	items: OrderLine[];
+	items: PricedLine[];
 	subtotal: string;
 	discount: string;
 	voucher_discount: string;
@@ -105,9 +98,7 @@ type CreateParams = {
 };
 
 type OrderThis = EventsService & {
-	watchdogTimer?: NodeJS.Timeout;
-	watching?: Promise<void>;
-	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+	watchdogRun?: Periodic;
 	stepTimeoutMs(): number;
 	lockOrder(orderId: string, tx: Transaction): Promise<OrderRow | undefined>;
 	view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
@@ -503,10 +494,6 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 	},
 
 	methods: {
-		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
-		},
-
 		stepTimeoutMs() {
 			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
 		},
@@ -725,18 +712,11 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 	},
 
 	async started() {
-		const every = Math.max(200, Math.min(5000, Math.floor(this.stepTimeoutMs() / 4)));
-		this.watchdogTimer = setInterval(() => {
-			if (this.watching) return;
-			this.watching = this.watchdog()
-				.catch(err => this.logger.warn(`Watchdog failed: ${(err as Error).message}`))
-				.finally(() => (this.watching = undefined));
-		}, every);
+		this.watchdogRun = runEvery(Math.max(200, Math.min(5000, Math.floor(this.stepTimeoutMs() / 4))), () => this.watchdog(), this.logger, "Watchdog");
 	},
 
 	async stopped() {
-		clearInterval(this.watchdogTimer);
-		await this.watching;
+		await this.watchdogRun?.stop();
 	},
 };
 

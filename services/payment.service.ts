@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
@@ -10,6 +10,7 @@ import { CircuitBreaker } from "../lib/circuit-breaker";
 import { startMockGateway, type MockGateway } from "../lib/mock-gateway";
 import { backoffDelay } from "../lib/events/backoff";
 import { GATEWAY_CALL } from "../lib/timeouts";
+import { runEvery, type Periodic } from "../lib/periodic";
 import { Errors } from "moleculer";
 
 export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
@@ -46,9 +47,7 @@ const refundKey = (orderId: string) => `order-${orderId}-refund`;
 type PaymentThis = EventsService & {
 	gateway: CardGateway;
 	mock?: MockGateway;
-	refundTimer?: NodeJS.Timeout;
-	refunding?: Promise<void>;
-	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+	refundSweep?: Periodic;
 	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
 	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }): Promise<PaymentRow>;
 	attemptRefunds(paymentId?: string): Promise<void>;
@@ -223,10 +222,6 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 	},
 
 	methods: {
-		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
-		},
-
 		async paymentFor(orderId: string, tx?: Transaction) {
 			const [p] = await this.sql<PaymentRow>(`SELECT * FROM ${this.table("payments")} WHERE order_id = :orderId`, { orderId }, tx);
 			return p;
@@ -318,18 +313,11 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			retries: config.paymentRetries,
 			breaker: new CircuitBreaker(config.paymentBreakerThreshold, config.paymentBreakerOpenMs),
 		});
-		const every = Math.max(50, Math.min(1000, config.refundRetryBaseMs));
-		this.refundTimer = setInterval(() => {
-			if (this.refunding) return;
-			this.refunding = this.attemptRefunds()
-				.catch(err => this.logger.warn(`Refund sweep failed: ${(err as Error).message}`))
-				.finally(() => (this.refunding = undefined));
-		}, every);
+		this.refundSweep = runEvery(Math.max(50, Math.min(1000, config.refundRetryBaseMs)), () => this.attemptRefunds(), this.logger, "Refund sweep");
 	},
 
 	async stopped() {
-		clearInterval(this.refundTimer);
-		await this.refunding;
+		await this.refundSweep?.stop();
 		await this.mock?.close();
 	},
 };

@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -53,7 +53,6 @@ export interface CartValidation {
 }
 
 type ValidationThis = EventsService & {
-	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	promotion(code: string): Promise<Promotion | undefined>;
 	releaseRedemption(orderId: string, tx: Transaction): Promise<void>;
 };
@@ -230,10 +229,6 @@ const ValidationService: ServiceSchema<ServiceSettingSchema, Record<string, any>
 	},
 
 	methods: {
-		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
-		},
-
 		async promotion(code: string) {
 			const [row] = await this.sql<PromotionRow>(`SELECT * FROM ${this.table("promotions")} WHERE code = :code`, { code });
 			return row ? toPromotion(row) : undefined;

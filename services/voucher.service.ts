@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
@@ -47,7 +47,6 @@ const codesRule = { type: "array", items: { type: "string", min: 1, max: 64 }, m
 const MAX_CODE_ATTEMPTS = 5;
 
 type VoucherThis = EventsService & {
-	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	issueFor(event: DomainEvent, tx: Transaction): Promise<void>;
 	checkCodes(userId: string, codes: string[], orderId?: string, tx?: Transaction): Promise<VoucherCheck[]>;
 	restore(orderId: string, tx: Transaction): Promise<void>;
@@ -158,10 +157,6 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 	},
 
 	methods: {
-		sql<T extends object>(sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-			return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
-		},
-
 		async checkCodes(userId: string, codes: string[], orderId?: string, tx?: Transaction) {
 			const rows = codes.length
 				? await this.sql<VoucherRow>(`SELECT * FROM ${this.table("vouchers")} WHERE code = ANY(ARRAY[:codes]::text[])`, { codes }, tx)

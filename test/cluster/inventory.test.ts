@@ -3,28 +3,19 @@
  * inventory nodes that share PostgreSQL and lock through Redis (Redlock).
  */
 import { randomUUID } from "node:crypto";
-import type { ServiceBroker } from "moleculer";
 import { Client } from "pg";
-import { clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+import { startCluster, type TestCluster } from "../helpers/cluster";
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let client: ServiceBroker;
-const nodes: NodeProcess[] = [];
-const call = <T = any>(action: string, params: Record<string, any> = {}) => client.call<T, Record<string, any>>(action, params);
+let cluster: TestCluster;
+const call = <T = any>(action: string, params: Record<string, any> = {}) => cluster.call<T>(action, params);
 
 beforeAll(async () => {
-	db = await freshDatabase();
-	const env = { ...clusterEnv(db.url), SERVICES: "inventory" };
-	nodes.push(...(await Promise.all([spawnNode("inventory-1", env), spawnNode("inventory-2", env)])));
-	client = await startClient(env);
-	await waitForService(client, "inventory", 2);
+	cluster = await startCluster([
+		{ name: "inventory-1", env: { SERVICES: "inventory" } },
+		{ name: "inventory-2", env: { SERVICES: "inventory" } },
+	]);
 });
-
-afterAll(async () => {
-	await client?.stop();
-	await Promise.all(nodes.map(n => n.stop("SIGKILL")));
-	await db?.drop();
-});
+afterAll(() => cluster?.stop());
 
 it("reserves and commits exactly the stock there is, never below zero", async () => {
 	const hot = await call("inventory.create", { sku: "HOT-1", name: "Hot product", category: "x", price: 999, stock: 50 });
@@ -46,7 +37,7 @@ it("reserves and commits exactly the stock there is, never below zero", async ()
 	expect(levels.find((l: any) => l.productId === other.id)).toMatchObject({ onHand: 1000 - companionSold, reserved: 0 });
 
 	// Conservation straight from the tables: initial + restocks + (−committed) = onHand, for every product.
-	const pg = new Client({ connectionString: db.url });
+	const pg = new Client({ connectionString: cluster.databaseUrl });
 	await pg.connect();
 	try {
 		const { rows } = await pg.query(

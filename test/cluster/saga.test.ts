@@ -4,40 +4,31 @@
  * and debit once, and money conserved.
  */
 import { randomUUID } from "node:crypto";
-import type { ServiceBroker } from "moleculer";
 import { Client } from "pg";
 import { startMockGateway, type MockGateway } from "../../lib/mock-gateway";
 import { eventually } from "../helpers/node";
-import { clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+import { startCluster, type TestCluster } from "../helpers/cluster";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const TERMINAL = ["CONFIRMED", "FAILED", "PAYMENT_FAILED", "CANCELLED"];
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let client: ServiceBroker;
+let cluster: TestCluster;
 let gateway: MockGateway;
-const nodes: NodeProcess[] = [];
-const call = <T = any>(action: string, params: Record<string, any> = {}) => client.call<T, Record<string, any>>(action, params);
+const call = <T = any>(action: string, params: Record<string, any> = {}) => cluster.call<T>(action, params);
 
 beforeAll(async () => {
-	db = await freshDatabase();
 	gateway = await startMockGateway();
-	const env = { ...clusterEnv(db.url), PAYMENT_GATEWAY_URL: gateway.url, SAGA_STEP_TIMEOUT_MS: "20000", EVENT_MAX_ATTEMPTS: "8" };
-	nodes.push(
-		...(await Promise.all([
-			spawnNode("full-1", { ...env, SERVICES: "order,validation,inventory,payment,wallet" }),
-			spawnNode("full-2", { ...env, SERVICES: "order,validation,inventory,payment,wallet,voucher,notification,audit" }),
-		])),
+	cluster = await startCluster(
+		[
+			{ name: "full-1", env: { SERVICES: "order,validation,inventory,payment,wallet" } },
+			{ name: "full-2", env: { SERVICES: "order,validation,inventory,payment,wallet,voucher,notification,audit" } },
+		],
+		{ PAYMENT_GATEWAY_URL: gateway.url, SAGA_STEP_TIMEOUT_MS: "20000", EVENT_MAX_ATTEMPTS: "8" },
 	);
-	client = await startClient(env);
-	for (const s of ["order", "inventory", "payment", "wallet", "validation"]) await waitForService(client, s, 2);
-	await waitForService(client, "audit");
 }, 120000);
 
 afterAll(async () => {
-	await client?.stop();
-	await Promise.all(nodes.map(n => n.stop("SIGKILL")));
+	await cluster?.stop();
 	await gateway?.close();
-	await db?.drop();
 });
 
 it("confirms exactly the stock there is out of 200 concurrent orders, charging each order once", async () => {
@@ -87,7 +78,7 @@ it("confirms exactly the stock there is out of 200 concurrent orders, charging e
 	expect(charged).toEqual(cardConfirmed);
 
 	// Money conserves: every balance is 5000 minus its confirmed wallet order, and ledgers agree.
-	const pg = new Client({ connectionString: db.url });
+	const pg = new Client({ connectionString: cluster.databaseUrl });
 	await pg.connect();
 	try {
 		const { rows: wallets } = await pg.query("SELECT user_id, balance::int AS balance FROM wallet.wallets");

@@ -3,28 +3,18 @@
  * PostgreSQL: the balance never goes below 0 and the ledger sums to it.
  */
 import { randomUUID } from "node:crypto";
-import type { ServiceBroker } from "moleculer";
-import { clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+import { startCluster, type TestCluster } from "../helpers/cluster";
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let client: ServiceBroker;
-const nodes: NodeProcess[] = [];
-const call = <T = any>(action: string, params: Record<string, any> = {}) => client.call<T, Record<string, any>>(action, params);
+let cluster: TestCluster;
+const call = <T = any>(action: string, params: Record<string, any> = {}) => cluster.call<T>(action, params);
 
 beforeAll(async () => {
-	db = await freshDatabase();
-	const env = clusterEnv(db.url);
-	// Started together: both run the wallet migrations at once.
-	nodes.push(...(await Promise.all([spawnNode("wallet-1", { ...env, SERVICES: "wallet" }), spawnNode("wallet-2", { ...env, SERVICES: "wallet" })])));
-	client = await startClient(env);
-	await waitForService(client, "wallet", 2);
+	cluster = await startCluster([
+		{ name: "wallet-1", env: { SERVICES: "wallet" } },
+		{ name: "wallet-2", env: { SERVICES: "wallet" } },
+	]);
 });
-
-afterAll(async () => {
-	await client?.stop();
-	await Promise.all(nodes.map(n => n.stop("SIGKILL")));
-	await db?.drop();
-});
+afterAll(() => cluster?.stop());
 
 it("lets exactly as many payments through as the balance covers, on two nodes at once", async () => {
 	const userId = "shared-wallet";

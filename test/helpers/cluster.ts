@@ -104,3 +104,38 @@ export async function waitForService(client: ServiceBroker, service: string, cou
 		return list.filter(s => s.name === service).length >= count;
 	}, 30000);
 }
+
+export interface TestCluster {
+	env: Record<string, string>;
+	client: ServiceBroker;
+	nodes: NodeProcess[];
+	databaseUrl: string;
+	call<T = any>(action: string, params?: Record<string, any>): Promise<T>;
+	stop(): Promise<void>;
+}
+
+/**
+ * A cluster of its own for one test file: a fresh database, node processes started together (so
+ * their migrations race, as in production) and a client node that waits for their services.
+ */
+export async function startCluster(nodes: Array<{ name: string; env: Record<string, string> }>, env: Record<string, string> = {}): Promise<TestCluster> {
+	const db = await freshDatabase();
+	const clusterVars = { ...clusterEnv(db.url), ...env };
+	const processes = await Promise.all(nodes.map(n => spawnNode(n.name, { ...clusterVars, ...n.env })));
+	const client = await startClient(clusterVars);
+	const counts = new Map<string, number>();
+	for (const n of nodes) for (const s of n.env.SERVICES.split(",")) counts.set(s, (counts.get(s) ?? 0) + 1);
+	for (const [service, count] of counts) if (service !== "none") await waitForService(client, service, count);
+	return {
+		env: clusterVars,
+		client,
+		nodes: processes,
+		databaseUrl: db.url,
+		call: (action, params = {}) => client.call(action, params),
+		async stop() {
+			await client.stop();
+			await Promise.all(processes.map(p => p.stop("SIGKILL")));
+			await db.drop();
+		},
+	};
+}
