@@ -250,6 +250,57 @@ describe("compensations", () => {
 	});
 });
 
+describe("redelivery", () => {
+	it("gives every consumer the same events again with no second effect anywhere", async () => {
+		const p = await product(6000, 5);
+		await fund("rex", 12000);
+		const kept = await place("rex", [{ productId: p.id, quantity: 2 }], { payment: { method: "WALLET" } });
+		await untilStatus(kept.id, ["CONFIRMED"]);
+		await call("order.dispatch", { orderId: kept.id, courier: "DHL", trackingNumber: "R1" });
+		const cancelled = await place("rex", [{ productId: p.id, quantity: 1 }], { payment: { method: "CARD", cardToken: "tok_visa" } });
+		await untilStatus(cancelled.id, ["CONFIRMED"]);
+		await call("order.cancel", { orderId: cancelled.id, userId: "rex" });
+		await untilPaymentStatus(cancelled.id, "REFUNDED");
+		await eventually("the voucher", async () => (await call("voucher.list", { userId: "rex" })).total === 1);
+
+		const snapshot = async () => ({
+			orders: await Promise.all([kept.id, cancelled.id].map(async id => {
+				const o = await order(id);
+				return [o.status, o.paymentStatus, o.statusHistory.length];
+			})),
+			wallet: await call("wallet.transactions", { userId: "rex", pageSize: 100 }),
+			stock: (await call("inventory.levels", { pageSize: 100 })).rows.find((l: any) => l.productId === p.id),
+			vouchers: (await call("voucher.list", { userId: "rex" })).rows,
+			notifications: (await call("notification.list", { userId: "rex", pageSize: 100 })).total,
+			charges: mock.charges().filter(c => c.idempotencyKey.includes(cancelled.id)),
+			timeline: (await call<any[]>("audit.timeline", { orderId: kept.id })).length + (await call<any[]>("audit.timeline", { orderId: cancelled.id })).length,
+		});
+		await new Promise(r => setTimeout(r, 300)); // let the last reactions settle
+		const before = await snapshot();
+		// Every recorded event of both orders, as it was first delivered (same eventId), to every consumer again.
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const [rows] = await sequelize.query(
+			`SELECT event_id, event_name, correlation_id, causation_id, producer_service, producer_node, occurred_at, data FROM audit.audit_log WHERE correlation_id IN (:ids) ORDER BY seq`,
+			{ replacements: { ids: [kept.id, cancelled.id] } },
+		);
+		expect(rows.length).toBeGreaterThan(15);
+		for (const r of rows as any[]) {
+			await node.broker.emit(r.event_name, {
+				eventId: r.event_id,
+				eventName: r.event_name,
+				version: 1,
+				occurredAt: new Date(r.occurred_at).toISOString(),
+				correlationId: r.correlation_id,
+				causationId: r.causation_id,
+				producer: { service: r.producer_service, nodeID: r.producer_node },
+				data: r.data,
+			});
+		}
+		await new Promise(r => setTimeout(r, 500));
+		expect(await snapshot()).toEqual(before);
+	});
+});
+
 describe("analytics", () => {
 	it("counts orders by status and revenue of confirmed, unrefunded orders", async () => {
 		const a = await call("order.analytics");
