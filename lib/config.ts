@@ -43,6 +43,10 @@ export interface Config {
 	paymentBreakerOpenMs: number;
 	refundRetryBaseMs: number;
 	port: number;
+	rateLimit: number;
+	rateLimitWindowMs: number;
+	corsOrigins?: string[];
+	bodyLimitBytes: number;
 	jwtSecret: string;
 	smtpUrl?: string;
 	logLevel: (typeof LOG_LEVELS)[number];
@@ -139,6 +143,16 @@ function kafkaBrokers(env: Env): string[] | undefined {
 	return brokers;
 }
 
+function corsOrigins(env: Env): string[] | undefined {
+	const raw = read(env, "CORS_ORIGINS");
+	if (raw === undefined) return undefined;
+	const origins = raw.split(",").map(s => s.trim()).filter(Boolean);
+	for (const o of origins) {
+		if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError("CORS_ORIGINS", `expects * or origins like https://shop.example.com, got "${o}"`);
+	}
+	return origins;
+}
+
 /** Parses the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
 	const production = read(env, "NODE_ENV") === "production";
@@ -180,6 +194,10 @@ export function loadConfig(env: Env = process.env): Config {
 		paymentBreakerOpenMs: integer(env, "PAYMENT_BREAKER_OPEN_MS", 10000, 100, 600000),
 		refundRetryBaseMs: integer(env, "REFUND_RETRY_BASE_MS", 1000, 10, 600000),
 		port: integer(env, "PORT", 3000, 0, 65535),
+		rateLimit: integer(env, "RATE_LIMIT", 600, 1, 1_000_000),
+		rateLimitWindowMs: integer(env, "RATE_LIMIT_WINDOW_MS", 60000, 100, 3600000),
+		corsOrigins: corsOrigins(env),
+		bodyLimitBytes: integer(env, "BODY_LIMIT_BYTES", 65536, 1024, 10 * 1024 * 1024),
 		jwtSecret: jwtSecret ?? DEV_JWT_SECRET,
 		smtpUrl: url(env, "SMTP_URL", ["smtp:", "smtps:"]),
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),

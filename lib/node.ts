@@ -33,6 +33,8 @@ export async function shutdown(broker: ServiceBroker): Promise<void> {
 	if (runtime.shuttingDown) return;
 	runtime.shuttingDown = true;
 	broker.logger.info(`Shutting down: draining for ${runtime.config.shutdownDrainMs} ms.`);
+	// Long-lived responses (order streams) end now; the broker then waits only for real requests.
+	await broker.broadcastLocal("node.shutting-down");
 	await new Promise(resolve => setTimeout(resolve, runtime.config.shutdownDrainMs));
 	await broker.stop();
 }

@@ -1,52 +1,319 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Service, ServiceSchema } from "moleculer";
+import { randomUUID } from "node:crypto";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { runtimeOf } from "../lib/runtime";
 import { checkReadiness } from "../lib/health";
+import { ApiError, toHttpError } from "../lib/api/errors";
+import { tokenOf, verifyToken, type ApiUser } from "../lib/api/auth";
+import { API_ROUTES, ROUTES_BY_KEY, routeKey, type ApiRoute } from "../lib/api/routes";
+import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../lib/api/rate-limit";
+import { buildOpenApi, renderDocsPage } from "../lib/api/openapi";
 
-type GatewayThis = Service & { server: import("node:http").Server };
+type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown> };
+type Res = ServerResponse;
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store" });
-	res.end(JSON.stringify(body));
+interface StreamSubscriber {
+	res: Res;
+	sent: number;
+	chain: Promise<void>;
+	heartbeat: NodeJS.Timeout;
+}
+
+type GatewayThis = Service<ApiSettingsSchema> & {
+	server: import("node:http").Server;
+	rateStore: RateStore;
+	streams: Map<string, Set<StreamSubscriber>>;
+	listeningPort(): number;
+	sendJson(req: Req, res: Res, status: number, body: unknown, headers?: Record<string, string>): void;
+	logRequestLine(req: Req, status: number): void;
+	pushUpdates(orderId: string, sub: StreamSubscriber): Promise<void>;
+	closeStreams(): void;
+};
+
+/** Headers every answer carries: no sniffing, no framing, no caching of personal data. */
+const SECURITY_HEADERS: Record<string, string> = {
+	"X-Content-Type-Options": "nosniff",
+	"X-Frame-Options": "DENY",
+	"Referrer-Policy": "no-referrer",
+	"Cache-Control": "no-store",
+	"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+	"Cross-Origin-Resource-Policy": "same-origin",
+};
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const WRITE_METHODS = new Set(["POST", "PUT", "PATCH"]);
+const ms = (start?: number[]) => {
+	if (!start) return 0;
+	const [s, ns] = process.hrtime(start as [number, number]);
+	return Math.round(s * 1e3 + ns / 1e6);
+};
+
+/** moleculer-web aliases for the contract's routes, each to its action (or a gateway handler), and the API's own document. */
+const apiAliases: Record<string, unknown> = Object.fromEntries([
+	[
+		"GET /openapi.json",
+		function (this: GatewayThis, req: Req, res: Res) {
+			this.sendJson(req, res, 200, buildOpenApi(this.broker));
+		},
+	],
+	[
+		"GET /docs",
+		function (this: GatewayThis, req: Req, res: Res) {
+			res.writeHead(200, { ...SECURITY_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'", "Content-Type": "text/html; charset=utf-8" });
+			res.end(renderDocsPage(buildOpenApi(this.broker)));
+			this.logRequestLine(req, 200);
+		},
+	],
+	...API_ROUTES.map(r => [
+		routeKey(r.method, r.path),
+		r.action === "gateway.orderStream"
+			? function (this: GatewayThis, req: Req, res: Res, next: (err?: unknown) => void) {
+					return orderStream.call(this, req, res, next);
+				}
+			: r.action,
+	]),
+]);
+
+/** SSE: the order at once, then one `status` event per transition in order, until the client leaves. */
+async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: unknown) => void): Promise<void> {
+	try {
+		const { orderId, userId } = req.$params as { orderId: string; userId?: string };
+		const order = await req.$ctx.call<{ statusHistory: unknown[] }, Record<string, unknown>>("order.get", { orderId, userId });
+		res.writeHead(200, {
+			...SECURITY_HEADERS,
+			"Content-Type": "text/event-stream; charset=utf-8",
+			Connection: "keep-alive",
+			"X-Accel-Buffering": "no",
+			"X-Request-ID": req.$ctx.requestID ?? "",
+		});
+		res.write(`retry: 2000\nevent: order\ndata: ${JSON.stringify(order)}\n\n`);
+		const sub: StreamSubscriber = { res, sent: order.statusHistory.length, chain: Promise.resolve(), heartbeat: setInterval(() => res.write(": keep-alive\n\n"), 15000) };
+		const subs = this.streams.get(orderId) ?? new Set<StreamSubscriber>();
+		subs.add(sub);
+		this.streams.set(orderId, subs);
+		// A transition between the read above and the subscription would be missed: look once more.
+		sub.chain = sub.chain.then(() => this.pushUpdates(orderId, sub));
+		req.on("close", () => {
+			clearInterval(sub.heartbeat);
+			subs.delete(sub);
+			if (subs.size === 0) this.streams.delete(orderId);
+			this.logRequestLine(req, 200);
+		});
+	} catch (err) {
+		next(err);
+	}
 }
 
 /**
- * The HTTP edge (moleculer-web). Health answers for the node that serves the request, so the
- * probes are alias functions rather than balanced actions.
+ * The HTTP edge (moleculer-web): every route of SPEC section 4 and nothing else. A declarative table
+ * (lib/api/routes.ts) gives each route its action, who may call it and which request fields reach
+ * the service; authentication, rate limits, content checks and the one error shape live here.
  */
-const GatewayService: ServiceSchema<ApiSettingsSchema> = {
+/**
+ * Settings moleculer-web reads while it builds its routes in its own `created`: from the node's
+ * configuration. Listed after ApiGateway, so its `created` runs first (mixins merge right to left).
+ */
+const ConfiguredFromRuntime: Partial<ServiceSchema<ApiSettingsSchema, any, any, any>> = {
+	created(this: GatewayThis) {
+		const { config } = runtimeOf(this.broker);
+		this.settings.port = config.port;
+		if (config.corsOrigins) {
+			this.settings.cors = {
+				origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
+				methods: ["GET", "POST", "PUT", "PATCH", "OPTIONS"],
+				allowedHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+				exposedHeaders: ["X-Request-ID", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+				maxAge: 600,
+			};
+		}
+		const api = (this.settings.routes ?? []).find(r => r.aliases === apiAliases);
+		if (api) api.bodyParsers = { json: { strict: true, limit: config.bodyLimitBytes } };
+	},
+};
+
+// moleculer-web's published types are narrower than what it calls (handlers' `this`, request fields).
+const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 	name: "gateway",
-	mixins: [ApiGateway],
+	mixins: [ApiGateway, ConfiguredFromRuntime],
 	settings: {
 		port: 3000,
 		ip: "0.0.0.0",
-		routes: [
+		logRequest: null,
+		logResponse: null,
+		// The client's X-Request-ID (if sane) becomes the Moleculer request id, hence the trace id.
+		rootCallOptions: function (options: Record<string, unknown>, req: IncomingMessage) {
+			const given = req.headers["x-request-id"];
+			options.requestID = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+		} as unknown as ApiSettingsSchema["rootCallOptions"],
+		routes: ([
 			{
 				path: "/health",
 				mappingPolicy: "restrict",
 				bodyParsers: false,
 				aliases: {
-					"GET live"(_req: IncomingMessage, res: ServerResponse) {
-						sendJson(res, 200, { status: "ok" });
+					"GET live"(this: GatewayThis, req: Req, res: Res) {
+						this.sendJson(req, res, 200, { status: "ok" });
 					},
-					async "GET ready"(this: GatewayThis, _req: IncomingMessage, res: ServerResponse) {
+					async "GET ready"(this: GatewayThis, req: Req, res: Res) {
 						const readiness = await checkReadiness(this.broker);
-						sendJson(res, readiness.status === "ok" ? 200 : 503, readiness);
+						this.sendJson(req, res, readiness.status === "ok" ? 200 : 503, readiness);
 					},
 				},
 			},
-		],
+			{
+				path: "/",
+				mappingPolicy: "restrict",
+				bodyParsers: false,
+				aliases: {
+					"GET metrics"(this: GatewayThis, req: Req, res: Res) {
+						const reporter = (this.broker.metrics as any).reporter?.find((r: any) => typeof r.generatePrometheusResponse === "function");
+						if (!reporter) return this.sendJson(req, res, 503, { error: { code: "METRICS_DISABLED", message: "Metrics are off on this node (METRICS_PORT=0)" } });
+						res.writeHead(200, { ...SECURITY_HEADERS, "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+						res.end(reporter.generatePrometheusResponse());
+						this.logRequestLine(req, 200);
+					},
+				},
+			},
+			{
+				path: "/api",
+				mappingPolicy: "restrict",
+				mergeParams: false,
+				aliases: apiAliases,
+				bodyParsers: { json: { strict: true, limit: 65536 } },
+
+				async onBeforeCall(this: GatewayThis, ctx: Context<any, any>, _route: unknown, req: Req, res: Res, alias: { method: string; path: string }) {
+					for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+					// moleculer-web keeps the alias path without its leading slash.
+					const spec = ROUTES_BY_KEY.get(routeKey(alias.method, `/${alias.path.replace(/^\/+/, "")}`));
+					if (!spec) return; // the API's own document: public, no parameters
+					req.$spec = spec;
+					const { config } = runtimeOf(this.broker);
+
+					let user: ApiUser | undefined;
+					if (spec.access !== "public") {
+						user = verifyToken(tokenOf(req.headers, spec.action === "gateway.orderStream" ? (req.$params.query as Record<string, unknown>) : undefined), config.jwtSecret);
+						if (spec.access === "admin" && user.role !== "admin") throw new ApiError(403, "FORBIDDEN", "This needs the admin role");
+					}
+					ctx.meta.user = user;
+
+					const rate = await checkRate(this.rateStore, user ? `u:${user.sub}` : `ip:${req.socket.remoteAddress}`, config.rateLimit, config.rateLimitWindowMs);
+					res.setHeader("X-RateLimit-Limit", String(rate.limit));
+					res.setHeader("X-RateLimit-Remaining", String(rate.remaining));
+					if (!rate.allowed) {
+						res.setHeader("Retry-After", String(rate.retryAfterSeconds));
+						throw new ApiError(429, "RATE_LIMITED", `Too many requests; try again in ${rate.retryAfterSeconds} s`);
+					}
+
+					const hasBody = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
+					if (WRITE_METHODS.has(req.method ?? "") && hasBody && !/^application\/(.+\+)?json\b/i.test(req.headers["content-type"] ?? "")) {
+						throw new ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json");
+					}
+					const body = req.$params.body;
+					if (spec.body && body !== undefined && (typeof body !== "object" || body === null || Array.isArray(body))) {
+						throw new ApiError(400, "VALIDATION_ERROR", "The body must be a JSON object");
+					}
+					req.$params = spec.params({
+						body: (body as Record<string, unknown>) ?? {},
+						query: (req.$params.query as Record<string, unknown>) ?? {},
+						params: (req.$params.params as Record<string, string>) ?? {},
+						headers: req.headers,
+						user,
+					});
+				},
+
+				onAfterCall(this: GatewayThis, ctx: Context<any, any>, _route: unknown, req: Req, _res: Res, data: any) {
+					let status = req.$spec?.status ?? 200;
+					if (data && typeof data === "object" && data.replayed === true) {
+						// The same Idempotency-Key and body: the first order, answered 200.
+						status = 200;
+						delete data.replayed;
+					}
+					ctx.meta.$statusCode = status;
+					this.logRequestLine(req, status);
+					return data;
+				},
+			},
+		] as unknown) as ApiSettingsSchema["routes"],
+		onError: function (this: GatewayThis, req: Req, res: Res, err: Error) {
+			const { status, body, internal } = toHttpError(err);
+			if (internal) this.logger.error(`Request ${req.$ctx?.requestID} failed:`, err);
+			if (res.headersSent) {
+				res.end();
+				return;
+			}
+			this.sendJson(req, res, status, body);
+		} as unknown as ApiSettingsSchema["onError"],
 	},
-	created() {
-		this.settings.port = runtimeOf(this.broker).config.port;
+
+	actions: {
+		/** GET /orders/:id/timeline: the order's events, for its owner or an admin. */
+		orderTimeline: {
+			params: { orderId: { type: "uuid" }, userId: { type: "string", optional: true } },
+			async handler(this: GatewayThis, ctx: Context<{ orderId: string; userId?: string }>) {
+				await ctx.call("order.get", ctx.params); // 404 unless it is the caller's
+				return ctx.call("audit.timeline", { orderId: ctx.params.orderId });
+			},
+		},
 	},
+
+	events: {
+		/** Broadcast by the order service on every transition, on whichever node it runs. */
+		"order.status-changed"(this: GatewayThis, ctx: Context<{ orderId: string }>) {
+			const subs = this.streams.get(ctx.params.orderId);
+			if (!subs) return;
+			for (const sub of subs) sub.chain = sub.chain.then(() => this.pushUpdates(ctx.params.orderId, sub));
+		},
+		/** A node about to stop ends its streams, so in-flight tracking does not wait on them. */
+		"node.shutting-down"(this: GatewayThis) {
+			this.closeStreams();
+		},
+	},
+
 	methods: {
-		/** The port actually bound (PORT=0 picks a free one, as the tests do). */
 		listeningPort(this: GatewayThis): number {
 			return (this.server.address() as AddressInfo).port;
 		},
+
+		sendJson(this: GatewayThis, req: Req, res: Res, status: number, body: unknown, headers: Record<string, string> = {}) {
+			res.writeHead(status, { ...SECURITY_HEADERS, "Content-Type": "application/json; charset=utf-8", "X-Request-ID": req.$ctx?.requestID ?? "", ...headers });
+			res.end(JSON.stringify(body));
+			this.logRequestLine(req, status);
+		},
+
+		logRequestLine(this: GatewayThis, req: Req, status: number) {
+			const user = req.$ctx?.meta?.user as ApiUser | undefined;
+			this.logger.info(`${req.method} ${req.url} ${status} ${ms(req.$startTime)}ms req=${req.$ctx?.requestID ?? "-"}${user ? ` user=${user.sub}` : ""}`);
+		},
+
+		/** Sends the transitions a subscriber has not seen yet, each as its own event, in order. */
+		async pushUpdates(this: GatewayThis, orderId: string, sub: StreamSubscriber) {
+			try {
+				const order = await this.broker.call<{ statusHistory: Array<{ status: string; at: string; reason?: string }> }, Record<string, unknown>>("order.get", { orderId });
+				for (const step of order.statusHistory.slice(sub.sent)) {
+					sub.res.write(`event: status\ndata: ${JSON.stringify({ ...step, order })}\n\n`);
+				}
+				sub.sent = Math.max(sub.sent, order.statusHistory.length);
+			} catch (err) {
+				this.logger.warn(`Order stream ${orderId}: ${(err as Error).message}`);
+			}
+		},
+
+		closeStreams(this: GatewayThis) {
+			for (const subs of this.streams.values()) for (const sub of subs) sub.res.end();
+			this.streams.clear();
+		},
+	},
+
+	created(this: GatewayThis) {
+		const runtime = runtimeOf(this.broker);
+		const redis = runtime.redis();
+		this.rateStore = redis ? new RedisRateStore(redis, `${runtime.config.namespace}:rate:`) : new MemoryRateStore();
+		this.streams = new Map();
+	},
+
+	stopped(this: GatewayThis) {
+		this.closeStreams();
 	},
 };
 

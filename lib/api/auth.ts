@@ -1,0 +1,37 @@
+import jwt from "jsonwebtoken";
+import type { IncomingHttpHeaders } from "node:http";
+import type { Role } from "../auth";
+import { ApiError } from "./errors";
+
+export interface ApiUser {
+	sub: string;
+	role: Role;
+	name?: string;
+	email?: string;
+}
+
+/** The bearer token of a request (or, where a browser cannot set headers, its `access_token`). */
+export function tokenOf(headers: IncomingHttpHeaders, query?: Record<string, unknown>): string | undefined {
+	const header = headers.authorization;
+	if (typeof header === "string") {
+		const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
+		return m ? m[1] : undefined;
+	}
+	return typeof query?.access_token === "string" ? query.access_token : undefined;
+}
+
+/** Verifies an HS256 token and its claims; 401 with a reason otherwise. */
+export function verifyToken(token: string | undefined, secret: string): ApiUser {
+	if (!token) throw new ApiError(401, "UNAUTHORIZED", "A Bearer token is required");
+	let claims: jwt.JwtPayload;
+	try {
+		claims = jwt.verify(token, secret, { algorithms: ["HS256"] }) as jwt.JwtPayload;
+	} catch (err) {
+		const expired = (err as Error).name === "TokenExpiredError";
+		throw new ApiError(401, "UNAUTHORIZED", expired ? "The token has expired" : "The token is not valid");
+	}
+	const { sub, role, name, email } = claims;
+	if (typeof sub !== "string" || sub.length === 0 || sub.length > 200) throw new ApiError(401, "UNAUTHORIZED", "The token has no valid subject");
+	if (role !== "customer" && role !== "admin") throw new ApiError(401, "UNAUTHORIZED", "The token has no valid role");
+	return { sub, role, name: typeof name === "string" ? name : undefined, email: typeof email === "string" ? email : undefined };
+}
