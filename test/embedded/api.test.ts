@@ -394,7 +394,7 @@ describe("live tracking", () => {
 });
 
 describe("fuzz: malformed writes", () => {
-	const BAD: unknown[] = [null, true, 0, -1, 1.5, 1e308, -1e308, "", " ", "x".repeat(5000), "💥🔥", "\u0000", "漢字", [], [1, 2], {}, { $gt: "" }, "<script>alert(1)</script>", "' OR 1=1 --", "NaN", "Infinity", 9007199254740993, -0.0001];
+	const BAD: unknown[] = [null, true, 0, -1, 1.5, 1e308, -1e308, "", " ", "x".repeat(5000), "💥🔥", "\u0000", "漢字", [], [1, 2], {}, { $gt: "" }, "<script>alert(1)</script>", "' OR 1=1 --", "NaN", "Infinity", Number("9007199254740993") /* past 2^53 */, -0.0001];
 	const uuid = randomUUID();
 
 	it("answers 500+ malformed requests with 4xx and the error shape, and changes nothing", async () => {
