@@ -122,7 +122,8 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
 	userId: o.user_id,
 	status: o.status,
 	paymentStatus: o.payment_status,
-	items: o.items,
+	// jsonb keeps keys in its own order; answer them in the contract's.
+	items: o.items.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, quantity: l.quantity, unitPrice: l.unitPrice, lineTotal: l.lineTotal })),
 	subtotal: Number(o.subtotal),
 	discount: Number(o.discount),
 	voucherDiscount: Number(o.voucher_discount),
