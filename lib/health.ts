@@ -32,16 +32,17 @@ export async function checkReadiness(broker: ServiceBroker, timeoutMs = 2000): P
 
 	const checks: Record<string, string> = {};
 	if (runtime.shuttingDown) checks.shutdown = "node is shutting down";
-	await Promise.all(
+	const results = await Promise.all(
 		Object.entries(probes).map(async ([name, probe]) => {
 			try {
 				await withTimeout(probe(), timeoutMs, name);
-				checks[name] = "ok";
+				return [name, "ok"] as const;
 			} catch (err) {
-				checks[name] = (err as Error).message || String(err);
+				return [name, (err as Error).message || String(err)] as const;
 			}
 		}),
 	);
+	for (const [name, result] of results) checks[name] = result; // in a fixed order, whatever answered first
 	const status = Object.values(checks).every(v => v === "ok") ? "ok" : "unavailable";
 	return { status, checks };
 }

@@ -3,6 +3,7 @@ import { createBrokerOptions } from "../moleculer.config";
 import type { Config } from "./config";
 import { Runtime, attachRuntime, runtimeOf } from "./runtime";
 import { SERVICE_SCHEMAS } from "../services";
+import OpsService from "../services/ops.service";
 
 /**
  * Builds one node: a broker configured from `config`, its runtime (shared pool and clients,
@@ -19,6 +20,7 @@ export function createNode(config: Config, extra: ServiceSchema<any, any, any, a
 		stopped: () => runtime.close(),
 	});
 	attachRuntime(broker, runtime);
+	broker.createService(OpsService);
 	for (const name of config.services) {
 		const schema = SERVICE_SCHEMAS[name];
 		if (schema) broker.createService(schema);

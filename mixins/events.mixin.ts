@@ -9,6 +9,8 @@ import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/re
 import { consumeOnce, deliverWithRetries, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaRecordHandler } from "./kafka-bridge.mixin";
 import type { DbService } from "./db.mixin";
+import { NotFoundError, BusinessRuleError } from "../lib/errors";
+import { offsetOf, pageOf, pageParams } from "../lib/paging";
 
 export interface EventsMethods {
 	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): Promise<DomainEvent>;
@@ -51,6 +53,50 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				},
 			]),
 		),
+		actions: {
+			/** Operators: what this service could not handle (newest first). */
+			deadLetters: {
+				params: { ...pageParams, pending: { type: "boolean", optional: true, convert: true } },
+				async handler(ctx: Context<{ page: number; pageSize: number; pending?: boolean }>) {
+					const self = this as unknown as EventsService;
+					const { page, pageSize, pending } = ctx.params;
+					const filter = pending ? "WHERE replayed_at IS NULL" : "";
+					const [{ n }] = await self.sql<{ n: string }>(`SELECT count(*) AS n FROM ${self.table("dead_letters")} ${filter}`);
+					const rows = await self.sql<Record<string, any>>(
+						`SELECT id, event_id, event_name, error, attempts, created_at, replayed_at FROM ${self.table("dead_letters")} ${filter} ORDER BY id DESC LIMIT :limit OFFSET :offset`,
+						{ limit: pageSize, offset: offsetOf(page, pageSize) },
+					);
+					return pageOf(
+						rows.map(r => ({ id: Number(r.id), eventId: r.event_id, eventName: r.event_name, error: r.error, attempts: r.attempts, createdAt: new Date(r.created_at).toISOString(), replayedAt: r.replayed_at ? new Date(r.replayed_at).toISOString() : null })),
+						Number(n),
+						page,
+						pageSize,
+					);
+				},
+			},
+			/** Operators: hands a dead letter to its handler again (once it is fixed); a new failure is a new dead letter. */
+			replayDeadLetter: {
+				params: { id: { type: "number", integer: true, positive: true, convert: true } },
+				retryPolicy: { enabled: false },
+				async handler(ctx: Context<{ id: number }>) {
+					const self = this as unknown as EventsService;
+					const [letter] = await self.sql<{ envelope: unknown; replayed_at: Date | null }>(
+						`UPDATE ${self.table("dead_letters")} SET replayed_at = now() WHERE id = :id AND replayed_at IS NULL AND envelope IS NOT NULL RETURNING envelope, replayed_at`,
+						{ id: ctx.params.id },
+					);
+					if (!letter) {
+						const [exists] = await self.sql(`SELECT 1 FROM ${self.table("dead_letters")} WHERE id = :id`, { id: ctx.params.id });
+						if (!exists) throw new NotFoundError("Dead letter", ctx.params);
+						throw new BusinessRuleError("NOT_REPLAYABLE", "Replayed already, or not a domain event");
+					}
+					return { outcome: await self.receiveDomainEvent(letter.envelope, ctx) };
+				},
+			},
+			/** Operators: events written but not yet published. */
+			outboxBacklog() {
+				return (this as unknown as EventsService).outboxBacklog();
+			},
+		},
 		methods: {
 			async publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
 				const event = await writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, publishOpts);

@@ -321,6 +321,31 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			},
 		},
 
+		/** Operators: one product's levels (by id or SKU), its open reservations and latest stock movements. */
+		stock: {
+			params: { product: { type: "string", min: 1, max: 100 } },
+			async handler(ctx: Context<{ product: string }>) {
+				const byId = /^[0-9a-f-]{36}$/i.test(ctx.params.product);
+				const [row] = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE ${byId ? "id = :p::uuid" : "sku = :p"}`, { p: ctx.params.product });
+				if (!row) throw new NotFoundError("Product", ctx.params);
+				const reservations = await this.sql<{ order_id: string; quantity: number; expires_at: Date }>(
+					`SELECT r.order_id, l.quantity, r.expires_at FROM ${this.table("reservations")} r JOIN ${this.table("reservation_lines")} l USING (order_id)
+					 WHERE l.product_id = :id AND r.status = 'RESERVED' ORDER BY r.expires_at`,
+					{ id: row.id },
+				);
+				const movements = await this.sql<{ kind: string; quantity: number; order_id: string | null; created_at: Date }>(
+					`SELECT kind, quantity, order_id, created_at FROM ${this.table("stock_movements")} WHERE product_id = :id ORDER BY id DESC LIMIT 10`,
+					{ id: row.id },
+				);
+				return {
+					...toLevel(row),
+					active: row.active,
+					reservations: reservations.map(r => ({ orderId: r.order_id, quantity: r.quantity, expiresAt: new Date(r.expires_at).toISOString() })),
+					movements: movements.map(m => ({ kind: m.kind, quantity: m.quantity, orderId: m.order_id ?? undefined, at: new Date(m.created_at).toISOString() })),
+				};
+			},
+		},
+
 		/** Reserves every line of an order or none; repeated for the same order, answers the same. */
 		reserve: {
 			params: { orderId: { type: "uuid" }, items: itemsRule },

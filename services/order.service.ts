@@ -486,6 +486,28 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			},
 		},
 
+		/** Operators: orders past their step's deadline, or idle longer than `olderThanSeconds` before dispatch. */
+		stuck: {
+			params: { olderThanSeconds: { type: "number", integer: true, min: 0, optional: true, convert: true } },
+			async handler(ctx: Context<{ olderThanSeconds?: number }>) {
+				const rows = await this.sql<OrderRow & { step_deadline: Date | null }>(
+					`SELECT * FROM ${this.table("orders")}
+					 WHERE step_deadline <= now() OR (:older::int IS NOT NULL AND status IN ('CREATED', 'PAYMENT_PENDING', 'PAYMENT_SUCCESS') AND updated_at <= now() - make_interval(secs => :older::int))
+					 ORDER BY updated_at LIMIT 100`,
+					{ older: ctx.params.olderThanSeconds ?? null },
+				);
+				return rows.map(o => ({
+					id: o.id,
+					userId: o.user_id,
+					status: o.status,
+					paymentStatus: o.payment_status,
+					stepDeadline: o.step_deadline ? new Date(o.step_deadline).toISOString() : null,
+					redrives: o.redrives,
+					updatedAt: new Date(o.updated_at).toISOString(),
+				}));
+			},
+		},
+
 		/** Runs the watchdog now (it also runs on a timer). */
 		watchdog: {
 			handler() {

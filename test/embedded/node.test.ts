@@ -132,6 +132,22 @@ describe("embedded node", () => {
 		expect((await effects()).some(r => r.eventId === poison)).toBe(false);
 	});
 
+	it("replays a dead letter once its cause is gone: processed once, and not replayable twice", async () => {
+		// Fails three times, which is every try of one delivery; the replay's first try succeeds.
+		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "late-success", failTimes: 3 } });
+		const letter = await eventually("the dead letter", async () => {
+			const rows = (await call<any[]>("probe-consumer.deadLetters")).filter(r => r.eventId === id);
+			return rows.length > 0 && rows[0];
+		});
+		expect(letter.attempts).toBe(3);
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const [[row]] = (await sequelize.query(`SELECT id FROM "probe-consumer".dead_letters WHERE event_id = :id`, { replacements: { id } })) as [Array<{ id: string }>, unknown];
+		expect(await call("probe-consumer.replayDeadLetter", { id: Number(row.id) })).toEqual({ outcome: "processed" });
+		expect((await effects()).filter(r => r.eventId === id)).toHaveLength(1);
+		await expect(call("probe-consumer.replayDeadLetter", { id: Number(row.id) })).rejects.toMatchObject({ code: 422, type: "NOT_REPLAYABLE" });
+		await expect(call("probe-consumer.replayDeadLetter", { id: 999999 })).rejects.toMatchObject({ code: 404 });
+	});
+
 	it("dead-letters what is not a domain event instead of failing on it", async () => {
 		await node.broker.emit(PROBE_EVENT, { not: "an envelope" });
 		await eventually("the malformed event in dead letters", async () =>
