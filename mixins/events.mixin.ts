@@ -2,7 +2,8 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { Transaction } from "sequelize";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
-import { withLease } from "../lib/locks";
+import { lockedFor } from "./redlock.mixin";
+import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
@@ -112,19 +113,21 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 					return "dead-lettered";
 				}
 				const runtime = runtimeOf(this.broker);
+				observeMetric(this.broker, "eventDelay", { service: this.name, event: eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
 				const handler = typeof declared === "function" ? declared : declared.handle;
 				const once = () => consumeOnce(this.sequelize, this.name, event, tx => handler.call(this, event, { tx, ctx }));
 				// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
 				const attempt =
 					typeof declared === "function"
 						? once
-						: () => withLease(runtime.locker(), declared.lock(event), runtime.config.lockTtlMs, runtime.config.lockWaitMs, once);
+						: () => lockedFor(this.broker, this.name, declared.lock(event), once);
 				return deliverWithRetries(
 					event,
 					attempt,
 					{ maxAttempts: runtime.config.eventMaxAttempts, baseDelayMs: 100, between },
 					async (error, attempts) => {
 						await recordDeadLetter(this.sequelize, this.name, { event, eventName, error: error.message, attempts });
+						countMetric(this.broker, "deadLetters", { service: this.name, event: eventName });
 						if (runtime.kafka()) {
 							await this.kafkaDeadLetter(this.kafkaTopic(eventName), JSON.stringify(event), error, { eventId: event.eventId, eventName });
 						}
@@ -149,7 +152,9 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 						// Fire and forget: the consumer side owns retries, dedup and dead letters.
 						for (const m of messages) void this.broker.emit(m.event.eventName, m.event);
 					};
-			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs);
+			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs, backlog =>
+				setMetric(this.broker, "outboxBacklog", { service: this.name }, backlog),
+			);
 			this.relay.start();
 			if (kafka && eventNames.length > 0) {
 				const onRecord: KafkaRecordHandler = async ({ topic, value, heartbeat }) => {

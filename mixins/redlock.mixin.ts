@@ -1,6 +1,18 @@
-import type { Service, ServiceSchema } from "moleculer";
+import type { Service, ServiceBroker, ServiceSchema } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
-import { withLease } from "../lib/locks";
+import { LockTimeoutError, withLease } from "../lib/locks";
+import { countMetric } from "../lib/metrics";
+
+/** Takes `keys` for `fn` with the node's locker and settings, counting the timeouts as contention. */
+export async function lockedFor<T>(broker: ServiceBroker, service: string, keys: string[], fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
+	const runtime = runtimeOf(broker);
+	try {
+		return await withLease(runtime.locker(), keys, opts.ttlMs ?? runtime.config.lockTtlMs, opts.waitMs ?? runtime.config.lockWaitMs, fn);
+	} catch (err) {
+		if (err instanceof LockTimeoutError) countMetric(broker, "lockTimeouts", { service });
+		throw err;
+	}
+}
 
 export interface LockOptions {
 	/** How long the lock lives without an extension; it is extended while the work runs. */
@@ -21,10 +33,7 @@ export function RedlockMixin(defaults: LockOptions = {}): Partial<ServiceSchema>
 	return {
 		methods: {
 			withLock<T>(this: Service, keys: string[], fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
-				const runtime = runtimeOf(this.broker);
-				const ttlMs = opts.ttlMs ?? defaults.ttlMs ?? runtime.config.lockTtlMs;
-				const waitMs = opts.waitMs ?? defaults.waitMs ?? runtime.config.lockWaitMs;
-				return withLease(runtime.locker(), keys, ttlMs, waitMs, fn);
+				return lockedFor(this.broker, this.name, keys, fn, { ...defaults, ...opts });
 			},
 		},
 	};

@@ -12,6 +12,7 @@ import type { CatalogueEntry } from "../lib/domain/cart";
 import type { DomainEvent } from "../lib/events/envelope";
 import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
 import { runEvery, type Periodic } from "../lib/periodic";
+import { countMetric } from "../lib/metrics";
 
 interface ProductRow {
 	id: string;
@@ -473,6 +474,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					tx,
 				);
 				await this.publishEvent(tx, "stock.failed", { orderId, reason: "OUT_OF_STOCK", lines: shortages }, opts);
+				tx.afterCommit(() => countMetric(this.broker, "reservations", { outcome: "OUT_OF_STOCK" }));
 				return { ok: false, reason: "OUT_OF_STOCK", lines: shortages };
 			}
 			const updated = await this.sql<ProductRow>(
@@ -489,6 +491,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				tx,
 			);
 			await this.publishEvent(tx, "stock.reserved", { orderId, items: lines, expiresAt: expiresAt.toISOString() }, opts);
+			tx.afterCommit(() => countMetric(this.broker, "reservations", { outcome: "RESERVED" }));
 			await this.stockChanged(updated, tx, cause);
 			return { ok: true, expiresAt: expiresAt.toISOString() };
 		},

@@ -9,6 +9,7 @@ import { offsetOf, pageOf, pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
+import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, canTransition, isPreDispatch, type OrderStatus } from "../lib/domain/order-status";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
@@ -65,6 +66,8 @@ const STATUS_EVENT: Partial<Record<OrderStatus, string>> = {
 	CANCELLED: "order.cancelled",
 };
 const SUCCESSFUL = ["CONFIRMED", "DISPATCHED", "COMPLETED"];
+/** Where a checkout ends, for the orders metric (DISPATCHED is a step of fulfilment, not an outcome). */
+const FINAL_STEPS = new Set<OrderStatus>(["CONFIRMED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"]);
 const MAX_REDRIVES = 5;
 
 const addressRule = {
@@ -569,8 +572,11 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				if (to === "CANCELLED") data.reason = change.reason ?? "CANCELLED";
 				await this.publishEvent(tx, eventName, data, { key: order.id, correlationId: order.id, causedBy: cause });
 			}
+			const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
 			// For live tracking (SSE): not a domain event, a hint to whoever follows the order.
 			tx.afterCommit(() => {
+				observeMetric(this.broker, "sagaStep", { status: to }, stepSeconds);
+				if (FINAL_STEPS.has(to)) countMetric(this.broker, "orders", { status: to });
 				void this.broker.broadcast("order.status-changed", { orderId: order.id, userId: order.user_id, status: to });
 			});
 			return updated;

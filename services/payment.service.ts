@@ -11,6 +11,7 @@ import { startMockGateway, type MockGateway } from "../lib/mock-gateway";
 import { backoffDelay } from "../lib/events/backoff";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { runEvery, type Periodic } from "../lib/periodic";
+import { countMetric } from "../lib/metrics";
 import { Errors } from "moleculer";
 
 export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
@@ -242,6 +243,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 							tx,
 						);
 				if (!updated) return (await this.paymentFor(p.order_id, tx))!;
+				tx.afterCommit(() => countMetric(this.broker, "payments", { method: p.method, outcome: outcome.ok ? "AUTHORIZED" : outcome.code }));
 				const opts = { correlationId: p.order_id, key: p.order_id };
 				if (outcome.ok) {
 					await this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);

@@ -58,6 +58,8 @@ export class OutboxRelay {
 		private readonly publish: PublishBatch,
 		private readonly logger: Logger,
 		private readonly pollMs: number,
+		/** Told the backlog after each round (for the outbox backlog gauge). */
+		private readonly onBacklog?: (backlog: number) => void,
 	) {
 		this.table = `${quoteIdent(schema)}.outbox`;
 	}
@@ -95,6 +97,7 @@ export class OutboxRelay {
 			try {
 				await this.drain();
 				await this.cleanup();
+				if (this.onBacklog) this.onBacklog(await this.backlog());
 				if (this.failures > 0) this.logger.info(`Outbox of ${this.schema} publishes again.`);
 				this.failures = 0;
 			} catch (err) {

@@ -1,0 +1,54 @@
+/**
+ * The business metrics in the Prometheus text a scraper reads, after real checkouts.
+ */
+import { randomUUID } from "node:crypto";
+import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../helpers/node";
+
+const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
+const data = tempDir();
+let node: TestNode;
+let metricsUrl: string;
+const call = <T = any>(action: string, params: Record<string, any> = {}) => node.broker.call<T, Record<string, any>>(action, params);
+
+/** The value of one sample line, found by metric name and label fragments. */
+function sample(text: string, name: string, ...labels: string[]): number | undefined {
+	const line = text.split("\n").find(l => l.startsWith(`${name}{`) && labels.every(f => l.includes(f)));
+	return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+beforeAll(async () => {
+	const port = await freePort();
+	metricsUrl = `http://127.0.0.1:${port}/metrics`;
+	node = await startTestNode({ DATA_DIR: data.dir, METRICS_PORT: String(port), PAYMENT_TIMEOUT_MS: "200", PAYMENT_RETRIES: "0" });
+});
+afterAll(async () => {
+	await node?.stop();
+	data.remove();
+});
+
+it("counts orders by outcome, saga step latency, payments, reservations, event delay and the outbox backlog", async () => {
+	const p = await call("inventory.create", { sku: "MET-1", name: "Metered", category: "m", price: 1000, stock: 1 });
+	await call("wallet.credit", { userId: "mia", amount: 1000, reason: "TOP_UP", idempotencyKey: randomUUID() });
+	const ok = await call("order.create", { userId: "mia", items: [{ productId: p.id, quantity: 1 }], shippingAddress: ADDRESS, payment: { method: "WALLET" } });
+	const declined = await call("order.create", { userId: "mia", items: [{ productId: (await call("inventory.create", { sku: "MET-2", name: "Other", category: "m", price: 10, stock: 5 })).id, quantity: 1 }], shippingAddress: ADDRESS, payment: { method: "CARD", cardToken: "tok_chargeDeclined" } });
+	await eventually("both outcomes", async () => (await call("order.get", { orderId: ok.id })).status === "CONFIRMED" && (await call("order.get", { orderId: declined.id })).status === "PAYMENT_FAILED");
+
+	const text = await eventually("the metrics", async () => {
+		const body = await (await fetch(metricsUrl)).text();
+		return body.includes("checkout_outbox_backlog") && body;
+	});
+	expect(sample(text, "checkout_orders_total", 'status="CONFIRMED"')).toBe(1);
+	expect(sample(text, "checkout_orders_total", 'status="PAYMENT_FAILED"')).toBe(1);
+	expect(sample(text, "checkout_payments_total", 'method="WALLET"', 'outcome="AUTHORIZED"')).toBe(1);
+	expect(sample(text, "checkout_payments_total", 'method="CARD"', 'outcome="PAYMENT_DECLINED"')).toBe(1);
+	expect(sample(text, "checkout_stock_reservations_total", 'outcome="RESERVED"')).toBe(2);
+	expect(sample(text, "checkout_saga_step_seconds_count", 'status="CONFIRMED"')).toBe(1);
+	expect(sample(text, "checkout_event_handling_delay_seconds_count", 'service="inventory"', 'event="order.created"')).toBe(2);
+	expect(sample(text, "checkout_outbox_backlog", 'service="order"')).toBeGreaterThanOrEqual(0);
+	expect(text).toContain("# HELP checkout_orders_total");
+
+	// The gateway serves the same text on its own port.
+	const viaGateway = await fetch(`${node.url}/metrics`);
+	expect(viaGateway.status).toBe(200);
+	expect(await viaGateway.text()).toContain("checkout_orders_total");
+});
