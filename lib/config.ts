@@ -53,6 +53,8 @@ export interface Config {
 	tracingExporter: (typeof TRACING_EXPORTERS)[number];
 	tracingEndpoint?: string;
 	metricsPort: number;
+	/** A node's own /health/* listener (for nodes without the gateway); 0: none. */
+	healthPort: number;
 	requestTimeoutMs: number;
 	reservationTtlMs: number;
 	/** 0: no sweep (expired reservations are then released when a payment or the watchdog meets them). */
@@ -204,6 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
 		tracingExporter,
 		tracingEndpoint: url(env, "TRACING_ENDPOINT", ["http:", "https:"]),
 		metricsPort: integer(env, "METRICS_PORT", 3030, 0, 65535),
+		healthPort: integer(env, "HEALTH_PORT", 0, 0, 65535),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 10000, 100, 600000),
 		reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 15 * 60 * 1000, 1000, 7 * 24 * 3600 * 1000),
 		reservationSweepMs: integer(env, "RESERVATION_SWEEP_MS", -1, -1, 3600 * 1000),

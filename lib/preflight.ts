@@ -92,6 +92,7 @@ export async function preflight(config: Config): Promise<void> {
 	}
 	if (config.services.includes("gateway")) checks.push(checkPortFree("PORT", config.port));
 	if (config.metricsPort > 0) checks.push(checkPortFree("METRICS_PORT", config.metricsPort));
+	if (config.healthPort > 0) checks.push(checkPortFree("HEALTH_PORT", config.healthPort));
 	if (config.redisUrl) checks.push(checkRedis(config.redisUrl));
 	if (config.transporter) {
 		const u = new URL(config.transporter);

@@ -1,10 +1,15 @@
-import type { Context, ServiceSchema } from "moleculer";
+import http from "node:http";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import { checkReadiness } from "../lib/health";
 import { runtimeOf } from "../lib/runtime";
 
+type OpsThis = Service & { server?: http.Server };
+
 /**
- * On every node, whatever SERVICES says: what an operator asks of a node by its ID (the REPL's
- * `health`). Internal (`$`), so it is neither balanced into the domain nor published over HTTP.
+ * On every node, whatever SERVICES says: what an operator or an orchestrator asks of one node.
+ * `readiness` for the REPL's `health`; with HEALTH_PORT, /health/live and /health/ready on that
+ * port, so nodes without the gateway can be probed too. Internal (`$`): not balanced into the
+ * domain, not published over the API.
  */
 const OpsService: ServiceSchema = {
 	name: "$ops",
@@ -24,6 +29,30 @@ const OpsService: ServiceSchema = {
 				};
 			},
 		},
+	},
+	async started(this: OpsThis) {
+		const { healthPort } = runtimeOf(this.broker).config;
+		if (!healthPort) return;
+		this.server = http.createServer(async (req, res) => {
+			const send = (status: number, body: unknown) => {
+				res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store" });
+				res.end(JSON.stringify(body));
+			};
+			if (req.method !== "GET") return send(405, { error: { code: "METHOD_NOT_ALLOWED", message: "GET only" } });
+			if (req.url === "/health/live") return send(200, { status: "ok" });
+			if (req.url === "/health/ready") {
+				const readiness = await checkReadiness(this.broker);
+				return send(readiness.status === "ok" ? 200 : 503, readiness);
+			}
+			send(404, { error: { code: "ROUTE_NOT_FOUND", message: "Not found" } });
+		});
+		await new Promise<void>((resolve, reject) => {
+			this.server!.once("error", reject);
+			this.server!.listen(healthPort, "0.0.0.0", () => resolve());
+		});
+	},
+	async stopped(this: OpsThis) {
+		await new Promise<void>(resolve => (this.server ? this.server.close(() => resolve()) : resolve()));
 	},
 };
 
