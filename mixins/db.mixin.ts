@@ -2,6 +2,7 @@ import type { Service, ServiceSchema } from "moleculer";
 import MoleculerDbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
 import { QueryTypes, type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction, type WhereOptions } from "sequelize";
+import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 
@@ -12,13 +13,22 @@ export interface DbMixinOptions {
 	model?: { name: string; define: ModelAttributes; options?: ModelOptions };
 }
 
+/** The Moleculer context a transaction works for: events written in it continue its trace. */
+const contexts = new WeakMap<Transaction, Context>();
+export function bindContext(tx: Transaction, ctx: Context | undefined): void {
+	if (ctx) contexts.set(tx, ctx);
+}
+export function contextOf(tx: Transaction): Context | undefined {
+	return contexts.get(tx);
+}
+
 /** What the mixin adds to a service's `this`. */
 export interface DbMethods {
 	sequelize: Sequelize;
 	prepareDatabase(): Promise<Sequelize>;
 	table(name: string): string;
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
-	transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
+	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T>;
 	lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]>;
 }
 export type DbService = Service & DbMethods;
@@ -75,9 +85,12 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			sql<T extends object>(this: DbService, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
 				return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
 			},
-			/** A managed transaction: commits when `fn` resolves, rolls back when it throws. */
-			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>): Promise<T> {
-				return this.sequelize.transaction(fn);
+			/** A managed transaction (commits when `fn` resolves, rolls back when it throws), for `ctx`'s request. */
+			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T> {
+				return this.sequelize.transaction(tx => {
+					bindContext(tx, ctx);
+					return fn(tx);
+				});
 			},
 			/** SELECT … FOR UPDATE in primary-key order, so concurrent lockers never deadlock. */
 			lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]> {

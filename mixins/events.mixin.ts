@@ -9,7 +9,7 @@ import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/eve
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
 import { consumeOnce, deliverWithRetries, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaRecordHandler } from "./kafka-bridge.mixin";
-import type { DbService } from "./db.mixin";
+import { bindContext, contextOf, type DbService } from "./db.mixin";
 import { NotFoundError, BusinessRuleError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
 
@@ -19,6 +19,19 @@ export interface EventsMethods {
 	outboxBacklog(): Promise<number>;
 }
 export type EventsService = DbService & EventsMethods & KafkaBridgeMethods & { relay?: OutboxRelay };
+
+/**
+ * A stand-in for the context that produced an event, so that the context of its handling continues
+ * the same trace (request ID) under the producer's span.
+ */
+function traceParent(broker: import("moleculer").ServiceBroker, event: DomainEvent): Context | undefined {
+	if (!event.trace) return undefined;
+	const parent = broker.ContextFactory.create(broker);
+	parent.id = event.trace.parentID;
+	parent.requestID = event.trace.requestID;
+	parent.tracing = broker.isTracingEnabled();
+	return parent;
+}
 
 /** A domain event handler: runs inside the transaction that also records the event as processed. */
 export type DomainEventHandler = (this: EventsService, event: DomainEvent, tools: { tx: Transaction; ctx: Context }) => Promise<void>;
@@ -100,7 +113,9 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 		},
 		methods: {
 			async publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
-				const event = await writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, publishOpts);
+				const ctx = contextOf(tx);
+				const trace = ctx ? { requestID: ctx.requestID ?? ctx.id, parentID: ctx.id } : undefined;
+				const event = await writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, { trace, ...publishOpts });
 				tx.afterCommit(() => this.relay?.notify());
 				return event;
 			},
@@ -115,7 +130,11 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				const runtime = runtimeOf(this.broker);
 				observeMetric(this.broker, "eventDelay", { service: this.name, event: eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
 				const handler = typeof declared === "function" ? declared : declared.handle;
-				const once = () => consumeOnce(this.sequelize, this.name, event, tx => handler.call(this, event, { tx, ctx }));
+				const once = () =>
+					consumeOnce(this.sequelize, this.name, event, tx => {
+						bindContext(tx, ctx);
+						return handler.call(this, event, { tx, ctx });
+					});
 				// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
 				const attempt =
 					typeof declared === "function"
@@ -150,7 +169,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				? (messages: OutboxMessage[]) => this.kafkaPublish(messages)
 				: async (messages: OutboxMessage[]) => {
 						// Fire and forget: the consumer side owns retries, dedup and dead letters.
-						for (const m of messages) void this.broker.emit(m.event.eventName, m.event);
+						for (const m of messages) void this.broker.emit(m.event.eventName, m.event, { parentCtx: traceParent(this.broker, m.event) });
 					};
 			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs, backlog =>
 				setMetric(this.broker, "outboxBacklog", { service: this.name }, backlog),
@@ -164,10 +183,18 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 					} catch {
 						event = { unparsable: value };
 					}
-					const ctx = this.broker.ContextFactory.create(this.broker, undefined as any, {}, {
-						requestID: isDomainEvent(event) ? (event.correlationId ?? event.eventId) : undefined,
-					});
-					const outcome = await this.receiveDomainEvent(event, ctx, heartbeat);
+					const ctx = this.broker.ContextFactory.create(this.broker, undefined as any, {}, { parentCtx: isDomainEvent(event) ? traceParent(this.broker, event) : undefined });
+					ctx.eventName = isDomainEvent(event) ? event.eventName : null;
+					// The span Moleculer opens for a bus event, opened here for a Kafka record.
+					const span = this.broker.isTracingEnabled()
+						? ctx.startSpan(`event '${ctx.eventName}' in '${this.name}'`, { id: ctx.id, type: "event", traceID: ctx.requestID, parentID: ctx.parentID, sampled: true, service: { name: this.name }, tags: { event: ctx.eventName, transport: "kafka" } })
+						: undefined;
+					let outcome: ConsumeOutcome;
+					try {
+						outcome = await this.receiveDomainEvent(event, ctx, heartbeat);
+					} finally {
+						if (span) ctx.finishSpan(span);
+					}
 					if (outcome === "dead-lettered" && !isDomainEvent(event)) {
 						await this.kafkaDeadLetter(topic, value, new Error("not a valid domain event"));
 					}

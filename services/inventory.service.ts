@@ -249,7 +249,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 						}
 						await this.stockChanged([created], tx);
 						return created;
-					});
+					}, ctx);
 					return toProduct(row);
 				} catch (err) {
 					if ((err as Error).name === "SequelizeUniqueConstraintError") throw new ConflictError("SKU_EXISTS", `A product with SKU ${p.sku} exists`, { sku: p.sku });
@@ -281,7 +281,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					if (!updated) throw new NotFoundError("Product", { id: ctx.params.id });
 					await this.stockChanged([updated], tx);
 					return updated;
-				});
+				}, ctx);
 				return toProduct(row);
 			},
 		},
@@ -302,7 +302,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 						await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:productId, 'RESTOCK', :quantity)`, { productId, quantity }, tx);
 						await this.stockChanged([updated], tx);
 						return updated;
-					}),
+					}, ctx),
 				);
 				return toLevel(row);
 			},
@@ -354,7 +354,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				const { orderId, items } = ctx.params;
 				return this.withLock(
 					items.map(i => productKey(i.productId)),
-					() => this.transaction(tx => this.reserveIn(tx, orderId, items)),
+					() => this.transaction(tx => this.reserveIn(tx, orderId, items), ctx),
 				);
 			},
 		},
@@ -362,14 +362,14 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		commit: {
 			params: { orderId: { type: "uuid" } },
 			handler(ctx: Context<{ orderId: string }>) {
-				return this.transaction(tx => this.commitIn(tx, ctx.params.orderId));
+				return this.transaction(tx => this.commitIn(tx, ctx.params.orderId), ctx);
 			},
 		},
 
 		release: {
 			params: { orderId: { type: "uuid" }, reason: { type: "enum", values: ["PAYMENT_FAILED", "EXPIRED", "CANCELLED"] } },
 			async handler(ctx: Context<{ orderId: string; reason: ReleaseReason }>) {
-				return { status: await this.transaction(tx => this.releaseIn(tx, ctx.params.orderId, ctx.params.reason)) };
+				return { status: await this.transaction(tx => this.releaseIn(tx, ctx.params.orderId, ctx.params.reason), ctx) };
 			},
 		},
 

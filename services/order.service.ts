@@ -3,6 +3,7 @@ import type { Transaction } from "sequelize";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type DomainEventHandler, type EventsService } from "../mixins/events.mixin";
+import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
@@ -109,8 +110,8 @@ type OrderThis = EventsService & {
 	transition(tx: Transaction, order: OrderRow, to: OrderStatus, change?: Change, cause?: DomainEvent): Promise<OrderRow>;
 	react(orderId: string, cause: DomainEvent | undefined, tx: Transaction, fn: (order: OrderRow) => Promise<unknown>): Promise<void>;
 	requestRefund(orderId: string, reason: string): void;
-	startPayment(orderId: string): Promise<AuthorizeResult | undefined>;
-	applyPayment(orderId: string, result: AuthorizeResult): Promise<OrderRow>;
+	startPayment(orderId: string, ctx?: Context): Promise<AuthorizeResult | undefined>;
+	applyPayment(orderId: string, result: AuthorizeResult, ctx?: Context): Promise<OrderRow>;
 	refundLatePayment(tx: Transaction, order: OrderRow, paymentId: string): Promise<void>;
 	onReserved(tx: Transaction, order: OrderRow, expiresAt: string, cause?: DomainEvent): Promise<void>;
 	onReservationFailed(tx: Transaction, order: OrderRow, lines: unknown, cause?: DomainEvent): Promise<void>;
@@ -339,7 +340,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 							{ key: orderId, correlationId: orderId },
 						);
 						return order;
-					});
+					}, ctx);
 					return this.view(row);
 				} catch (err) {
 					await Promise.allSettled(holds.map(release => release()));
@@ -408,7 +409,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					method,
 					cardToken,
 				});
-				const order = await this.view(await this.applyPayment(orderId, result));
+				const order = await this.view(await this.applyPayment(orderId, result, ctx));
 				if (!result.ok) throw new BusinessRuleError(result.code, result.reason, { order });
 				return { success: true, order };
 			},
@@ -427,7 +428,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					const updated = await this.transition(tx, order, "CANCELLED", { reason, set: paid ? { payment_status: "REFUND_PENDING" } : {} });
 					if (paid) tx.afterCommit(() => this.requestRefund(order.id, "CANCELLED"));
 					return updated;
-				});
+				}, ctx);
 				return this.view(row);
 			},
 		},
@@ -440,7 +441,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				const row = await this.transaction(async tx => {
 					const order = (await this.lockOrder(orderId, tx))!;
 					return this.transition(tx, order, "DISPATCHED", { set: { courier, tracking_number: trackingNumber } });
-				});
+				}, ctx);
 				return this.view(row);
 			},
 		},
@@ -449,7 +450,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			params: { orderId: { type: "uuid" } },
 			async handler(ctx: Context<{ orderId: string }>) {
 				await this.findOwned(ctx.params.orderId);
-				const row = await this.transaction(async tx => this.transition(tx, (await this.lockOrder(ctx.params.orderId, tx))!, "COMPLETED"));
+				const row = await this.transaction(async tx => this.transition(tx, (await this.lockOrder(ctx.params.orderId, tx))!, "COMPLETED"), ctx);
 				return this.view(row);
 			},
 		},
@@ -598,11 +599,12 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		},
 
 		/** Authorizes the order's chosen payment (idempotent) and applies the result; the watchdog retries on error. */
-		async startPayment(orderId: string) {
+		async startPayment(orderId: string, ctx?: Context) {
 			const [order] = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = :orderId`, { orderId });
 			if (!order || order.status !== "PAYMENT_PENDING" || !order.payment_method) return undefined;
 			try {
-				const result = await this.broker.call<AuthorizeResult, Record<string, unknown>>("payment.authorize", {
+				const caller = ctx ?? this.broker;
+				const result = await caller.call<AuthorizeResult, Record<string, unknown>>("payment.authorize", {
 					orderId,
 					userId: order.user_id,
 					amount: Number(order.total),
@@ -610,7 +612,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					method: order.payment_method,
 					cardToken: order.card_token ?? undefined,
 				});
-				await this.applyPayment(orderId, result);
+				await this.applyPayment(orderId, result, ctx);
 				return result;
 			} catch (err) {
 				this.logger.warn(`Payment of order ${orderId} did not complete (${(err as Error).message}); the watchdog will retry.`);
@@ -619,7 +621,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		},
 
 		/** The payment's outcome on the order, once (the payment's own event later finds it applied). */
-		async applyPayment(orderId: string, result: AuthorizeResult) {
+		async applyPayment(orderId: string, result: AuthorizeResult, ctx?: Context) {
 			return this.transaction(async tx => {
 				const order = (await this.lockOrder(orderId, tx))!;
 				if (order.status !== "PAYMENT_PENDING") {
@@ -631,7 +633,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					reason: result.code,
 					set: { payment_status: "FAILED", payment_id: result.paymentId, payment_failure_reason: result.reason, failure_code: result.code, failure_reason: result.reason, card_token: null },
 				});
-			});
+			}, ctx);
 		},
 
 		/** Paid after the order ended (expired, cancelled, failed): the money goes back, once. */
@@ -649,8 +651,9 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			if (order.status !== "CREATED") return;
 			const updated = await this.transition(tx, order, "PAYMENT_PENDING", {}, cause);
 			if (updated.payment_method) {
+				const ctx = contextOf(tx);
 				tx.afterCommit(() => {
-					void this.startPayment(order.id);
+					void this.startPayment(order.id, ctx);
 				});
 			} else {
 				// Unpaid orders wait for process-payment until the reservation expires.

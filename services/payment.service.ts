@@ -50,7 +50,7 @@ type PaymentThis = EventsService & {
 	mock?: MockGateway;
 	refundSweep?: Periodic;
 	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
-	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }): Promise<PaymentRow>;
+	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }, ctx?: Context): Promise<PaymentRow>;
 	attemptRefunds(paymentId?: string): Promise<void>;
 	refundOnce(p: PaymentRow): Promise<{ ok: true; refundId?: string } | { ok: false; reason: string }>;
 };
@@ -130,18 +130,18 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const payment = (await this.paymentFor(p.orderId))!;
 				if (payment.status !== "PENDING") return resultOf(payment);
 				const amount = Number(payment.amount);
-				if (amount === 0) return resultOf(await this.settle(payment, { ok: true })); // vouchers paid it all
+				if (amount === 0) return resultOf(await this.settle(payment, { ok: true }, ctx)); // vouchers paid it all
 				if (payment.method === "WALLET") {
 					try {
 						await ctx.call("wallet.debit", { userId: payment.user_id, amount, orderId: payment.order_id });
-						return resultOf(await this.settle(payment, { ok: true }));
+						return resultOf(await this.settle(payment, { ok: true }, ctx));
 					} catch (err) {
 						if ((err as Errors.MoleculerError).type !== "INSUFFICIENT_FUNDS") throw err; // unknown outcome: stays PENDING
-						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }));
+						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }, ctx));
 					}
 				}
 				const outcome = await this.gateway.charge({ amount, currency: payment.currency, token: p.cardToken!, idempotencyKey: chargeKey(payment.order_id) });
-				return resultOf(await this.settle(payment, outcome));
+				return resultOf(await this.settle(payment, outcome, ctx));
 			},
 		},
 
@@ -229,7 +229,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		},
 
 		/** PENDING → AUTHORIZED or FAILED with its event, once; a concurrent twin's result wins ties. */
-		async settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }) {
+		async settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }, ctx?: Context) {
 			return this.transaction(async tx => {
 				const [updated] = outcome.ok
 					? await this.sql<PaymentRow>(
@@ -251,7 +251,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					await this.publishEvent(tx, "payment.failed", { orderId: p.order_id, code: outcome.code, reason: outcome.reason }, opts);
 				}
 				return updated;
-			});
+			}, ctx);
 		},
 
 		async refundOnce(p: PaymentRow) {

@@ -51,7 +51,7 @@ type WalletThis = EventsService & {
 	currency(): string;
 	ensureWallet(userId: string, tx?: Transaction): Promise<void>;
 	existingMovement(m: Movement, tx?: Transaction): Promise<LedgerEntry | undefined>;
-	move(m: Movement): Promise<{ transaction: LedgerEntry; balance: number }>;
+	move(m: Movement, ctx?: Context): Promise<{ transaction: LedgerEntry; balance: number }>;
 	walletOf(userId: string): Promise<{ userId: string; balance: number; currency: string }>;
 };
 
@@ -111,7 +111,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		debit: {
 			params: { userId: userIdRule, amount: amountRule, orderId: { type: "uuid" } },
 			handler(ctx: Context<{ userId: string; amount: number; orderId: string }>) {
-				return this.move({ ...ctx.params, type: "DEBIT", reason: "PAYMENT" });
+				return this.move({ ...ctx.params, type: "DEBIT", reason: "PAYMENT" }, ctx);
 			},
 		},
 
@@ -128,7 +128,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				const { reason, orderId, idempotencyKey } = ctx.params;
 				if (reason === "REFUND" && !orderId) throw new BusinessRuleError("REFUND_WITHOUT_ORDER", "A refund names the order it refunds");
 				if (reason === "TOP_UP" && !idempotencyKey) throw new BusinessRuleError("IDEMPOTENCY_KEY_REQUIRED", "A top-up needs an idempotency key");
-				return this.move({ ...ctx.params, type: "CREDIT" });
+				return this.move({ ...ctx.params, type: "CREDIT" }, ctx);
 			},
 		},
 
@@ -142,7 +142,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 			retryPolicy: { enabled: false }, // not idempotent: a retried adjustment would apply twice
 			async handler(ctx: Context<{ userId: string; amount: number; reason: string }>) {
 				const { userId, amount, reason } = ctx.params;
-				await this.move({ userId, amount: Math.abs(amount), type: amount > 0 ? "CREDIT" : "DEBIT", reason: "ADJUSTMENT", note: reason });
+				await this.move({ userId, amount: Math.abs(amount), type: amount > 0 ? "CREDIT" : "DEBIT", reason: "ADJUSTMENT", note: reason }, ctx);
 				return this.walletOf(userId);
 			},
 		},
@@ -199,7 +199,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 			return row ? toLedgerEntry(row) : undefined;
 		},
 
-		async move(m: Movement) {
+		async move(m: Movement, ctx?: Context) {
 			const t = (name: string) => this.table(name);
 			try {
 				return await this.transaction(async tx => {
@@ -249,7 +249,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 						reason: m.reason,
 					}, { key: m.userId, correlationId: m.orderId });
 					return { transaction: toLedgerEntry(row), balance };
-				});
+				}, ctx);
 			} catch (err) {
 				// A concurrent twin committed first: answer with its result, as a retry would get.
 				if ((err as Error).name === "SequelizeUniqueConstraintError") {

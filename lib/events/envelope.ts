@@ -10,14 +10,24 @@ export interface DomainEvent<D = Record<string, any>> {
 	causationId: string | null;
 	producer: { service: string; nodeID: string };
 	data: D;
+	/** Where it happened in a trace: its consumers continue that trace (not in SPEC's list; optional). */
+	trace?: TraceRef;
+}
+
+/** A position in a Moleculer trace: the request (trace) ID and the span/context that produced it. */
+export interface TraceRef {
+	requestID: string;
+	parentID: string;
 }
 
 export interface PublishOptions {
 	/** Partition key: the order or aggregate id, so one aggregate's events stay ordered. */
 	key?: string;
 	/** The event that caused this one: its eventId becomes causationId, its correlationId is kept. */
-	causedBy?: Pick<DomainEvent, "eventId" | "correlationId">;
+	causedBy?: Pick<DomainEvent, "eventId" | "correlationId" | "trace">;
 	correlationId?: string;
+	/** The trace it belongs to; by default the cause's. */
+	trace?: TraceRef;
 }
 
 export function createEnvelope(
@@ -35,6 +45,7 @@ export function createEnvelope(
 		causationId: opts.causedBy?.eventId ?? null,
 		producer,
 		data,
+		...(opts.trace ?? opts.causedBy?.trace ? { trace: opts.trace ?? opts.causedBy?.trace } : {}),
 	};
 }
 
