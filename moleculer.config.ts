@@ -15,7 +15,7 @@ function tracingExporter(config: Config): NonNullable<Exclude<BrokerOptions["tra
 		case "jaeger":
 			return { type: "Zipkin", options: { baseURL: config.tracingEndpoint } };
 		case "event":
-			return { type: "Event", options: { eventName: "$tracing.spans", interval: 1000 } };
+			return { type: "Event", options: { eventName: "$tracing.spans", interval: 1 } }; // seconds
 		default:
 			return undefined;
 	}
