@@ -10,7 +10,7 @@ import { Client } from "pg";
 import { Sequelize } from "sequelize";
 import { runMigrations } from "../../lib/migrations";
 import type { ServiceBroker } from "moleculer";
-import { PROBE_EVENT } from "../fixtures/probe.services";
+import { deadLettersOf, PROBE_EVENT } from "../fixtures/probe.services";
 import { eventually, freePort } from "../helpers/node";
 import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
 
@@ -149,7 +149,7 @@ describe("a cluster of node processes", () => {
 		const letter = dlq.find(r => r.headers.eventId === poison)!;
 		expect(letter.headers).toMatchObject({ eventName: PROBE_EVENT, consumer: "probe-consumer", error: "poisoned event" });
 		expect(JSON.parse(letter.value).eventId).toBe(poison);
-		const table = await call<any[]>("probe-consumer.deadLetters");
+		const table = await deadLettersOf(call);
 		expect(table.filter(r => r.eventId === poison)).toEqual([{ eventId: poison, eventName: PROBE_EVENT, error: "poisoned event", attempts: 3 }]);
 		expect(await effectsOf(poison)).toEqual([]);
 	});

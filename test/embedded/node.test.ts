@@ -5,7 +5,7 @@ import { QueryTypes } from "sequelize";
 import { runtimeOf } from "../../lib/runtime";
 import { runMigrations } from "../../lib/migrations";
 import { createEnvelope } from "../../lib/events/envelope";
-import { PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
+import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
 
 const data = tempDir();
@@ -125,7 +125,7 @@ describe("embedded node", () => {
 		const [next] = await call<string[]>("probe-producer.emit", { data: { note: "behind" } });
 		await eventually("the event behind the poisoned one", async () => (await effects()).some(r => r.eventId === next));
 		const letters = await eventually("a dead letter", async () => {
-			const rows = (await call<any[]>("probe-consumer.deadLetters")).filter(r => r.eventId === poison);
+			const rows = (await deadLettersOf(call)).filter(r => r.eventId === poison);
 			return rows.length > 0 && rows;
 		});
 		expect(letters).toEqual([{ eventId: poison, eventName: PROBE_EVENT, error: "poisoned event", attempts: 3 }]);
@@ -136,7 +136,7 @@ describe("embedded node", () => {
 		// Fails three times, which is every try of one delivery; the replay's first try succeeds.
 		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "late-success", failTimes: 3 } });
 		const letter = await eventually("the dead letter", async () => {
-			const rows = (await call<any[]>("probe-consumer.deadLetters")).filter(r => r.eventId === id);
+			const rows = (await deadLettersOf(call)).filter(r => r.eventId === id);
 			return rows.length > 0 && rows[0];
 		});
 		expect(letter.attempts).toBe(3);
@@ -151,7 +151,7 @@ describe("embedded node", () => {
 	it("dead-letters what is not a domain event instead of failing on it", async () => {
 		await node.broker.emit(PROBE_EVENT, { not: "an envelope" });
 		await eventually("the malformed event in dead letters", async () =>
-			(await call<any[]>("probe-consumer.deadLetters")).some(r => r.eventId === null && r.error === "not a valid domain event"),
+			(await deadLettersOf(call)).some(r => r.eventId === null && r.error === "not a valid domain event"),
 		);
 	});
 
