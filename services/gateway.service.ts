@@ -145,6 +145,9 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 		rootCallOptions: function (options: Record<string, unknown>, req: IncomingMessage) {
 			const given = req.headers["x-request-id"];
 			options.requestID = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+			// Never retry the HTTP handling itself: a retry re-reads a request moleculer-web already
+			// consumed (and whose URL it rewrote) and answers 404. The calls it makes keep their own policy.
+			options.retries = 0;
 		} as unknown as ApiSettingsSchema["rootCallOptions"],
 		routes: ([
 			{

@@ -59,9 +59,10 @@ export interface NodeProcess {
 	stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts test/fixtures/probe-node.ts as its own process and waits until it is up. */
+/** Starts a node as its own process (bin/node.ts, or the probe node when PROBES is set) and waits until it is up. */
 export async function spawnNode(name: string, env: Record<string, string>): Promise<NodeProcess> {
-	const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/probe-node.ts"], {
+	const entry = env.PROBES ? "test/fixtures/probe-node.ts" : "bin/node.ts";
+	const child = spawn(process.execPath, ["--import", "tsx", entry], {
 		cwd: ROOT,
 		env: { ...process.env, NODE_OPTIONS: "", NODE_ID: name, ...env },
 		stdio: ["ignore", "pipe", "pipe"],
