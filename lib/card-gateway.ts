@@ -2,7 +2,8 @@ import { CircuitBreaker } from "./circuit-breaker";
 import { backoffDelay, sleep } from "./events/backoff";
 
 export type FailureCode = "PAYMENT_DECLINED" | "INSUFFICIENT_FUNDS" | "PROVIDER_UNAVAILABLE";
-export type ChargeOutcome = { ok: true; chargeId: string } | { ok: false; code: FailureCode; reason: string };
+/** `ambiguous`: a request went out without a definite answer, so the gateway may have charged. */
+export type ChargeOutcome = { ok: true; chargeId: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean };
 export type RefundOutcome = { ok: true; refundId: string } | { ok: false; reason: string };
 
 export interface CardGatewayOptions {
@@ -13,7 +14,7 @@ export interface CardGatewayOptions {
 	breaker?: CircuitBreaker;
 }
 
-type Answer = { kind: "ok"; body: any } | { kind: "refused"; status: number; body: any } | { kind: "unavailable"; reason: string };
+type Answer = { kind: "ok"; body: any } | { kind: "refused"; status: number; body: any } | { kind: "unavailable"; reason: string; sent: boolean };
 
 /**
  * The HTTP client of the card payment gateway. Declines are final and never retried; network
@@ -34,7 +35,7 @@ export class CardGateway {
 	async charge(req: { amount: number; currency: string; token: string; idempotencyKey: string }): Promise<ChargeOutcome> {
 		const answer = await this.post("/charges", { amount: req.amount, currency: req.currency, token: req.token }, req.idempotencyKey);
 		if (answer.kind === "ok") return { ok: true, chargeId: answer.body.id };
-		if (answer.kind === "unavailable") return { ok: false, code: "PROVIDER_UNAVAILABLE", reason: answer.reason };
+		if (answer.kind === "unavailable") return { ok: false, code: "PROVIDER_UNAVAILABLE", reason: answer.reason, ambiguous: answer.sent };
 		const code = answer.body?.error?.code === "insufficient_funds" ? "INSUFFICIENT_FUNDS" : "PAYMENT_DECLINED";
 		return { ok: false, code, reason: answer.body?.error?.code ?? `declined (HTTP ${answer.status})` };
 	}
@@ -47,9 +48,11 @@ export class CardGateway {
 
 	private async post(path: string, body: unknown, idempotencyKey: string): Promise<Answer> {
 		let reason = "";
+		let sent = false;
 		for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
 			if (attempt > 0) await sleep(backoffDelay(attempt, this.opts.retryBaseMs ?? 200, 5000));
-			if (!this.breaker.allow()) return { kind: "unavailable", reason: "circuit open: the gateway failed too often" };
+			if (!this.breaker.allow()) return { kind: "unavailable", reason: sent ? reason : "circuit open: the gateway failed too often", sent };
+			sent = true;
 			try {
 				const res = await fetch(`${this.baseUrl}${path}`, {
 					method: "POST",
@@ -70,6 +73,6 @@ export class CardGateway {
 				reason = (err as Error).name === "TimeoutError" ? `no answer in ${this.opts.timeoutMs} ms` : (err as Error).message;
 			}
 		}
-		return { kind: "unavailable", reason };
+		return { kind: "unavailable", reason, sent };
 	}
 }

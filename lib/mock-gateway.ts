@@ -8,7 +8,8 @@
  *
  * Tokens: tok_visa authorizes; tok_chargeDeclined → 402 card_declined; tok_insufficientFunds →
  * 402 insufficient_funds; tok_flaky → 503 twice per key, then authorizes; tok_timeout never
- * answers; tok_refundFail authorizes but its refunds answer 503.
+ * answers; tok_refundFail authorizes but its refunds answer 503; tok_slow charges at once but holds
+ * every answer for its key until 2.5 s after the first request (a charge the client may give up on).
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -49,6 +50,7 @@ export async function startMockGateway(port = 0, host = "127.0.0.1"): Promise<Mo
 	const flakyAttempts = new Map<string, number>();
 	const hanging = new Set<http.ServerResponse>();
 	const requests: Array<{ path: string; key: string }> = [];
+	const slowUntil = new Map<string, number>(); // tok_slow: key → when its answers may leave
 
 	const send = (res: http.ServerResponse, status: number, body: unknown) => {
 		res.writeHead(status, { "Content-Type": "application/json" });
@@ -75,6 +77,7 @@ export async function startMockGateway(port = 0, host = "127.0.0.1"): Promise<Mo
 				return [402, error("insufficient_funds", "Your card has insufficient funds.", "card_error")];
 			case "tok_visa":
 			case "tok_refundFail":
+			case "tok_slow":
 				break;
 			default:
 				return [400, error("invalid_token", `Unknown card token ${String(token)}`)];
@@ -114,10 +117,13 @@ export async function startMockGateway(port = 0, host = "127.0.0.1"): Promise<Mo
 			}
 			const scopedKey = `${req.url}:${key}`;
 			const print = fingerprint(body);
+			if ((body as { token?: string })?.token === "tok_slow" && !slowUntil.has(scopedKey)) slowUntil.set(scopedKey, Date.now() + 2500);
+			const hold = Math.max(0, (slowUntil.get(scopedKey) ?? 0) - Date.now());
+			const reply = (status: number, answer: unknown) => (hold > 0 ? setTimeout(() => send(res, status, answer), hold) : send(res, status, answer));
 			const previous = answered.get(scopedKey);
 			if (previous) {
 				if (previous.fingerprint !== print) return send(res, 400, error("idempotency_key_reused", "Keys are for one request body only"));
-				return send(res, previous.status, previous.body);
+				return reply(previous.status, previous.body);
 			}
 			const outcome = req.url === "/charges" ? charge(scopedKey, body) : refund(scopedKey, body);
 			if (outcome === "hang") {
@@ -128,7 +134,7 @@ export async function startMockGateway(port = 0, host = "127.0.0.1"): Promise<Mo
 			if (outcome === "flaky") return send(res, 503, error("service_unavailable", "Try again later", "api_error"));
 			const [status, answer] = outcome;
 			answered.set(scopedKey, { fingerprint: print, status, body: answer });
-			send(res, status, answer);
+			reply(status, answer);
 		});
 	});
 	await new Promise<void>((resolve, reject) => {

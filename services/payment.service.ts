@@ -30,6 +30,7 @@ interface PaymentRow {
 	failure_reason: string | null;
 	refund_attempts: number;
 	refund_reason: string | null;
+	card_token: string | null;
 }
 
 export type AuthorizeResult =
@@ -50,7 +51,8 @@ type PaymentThis = EventsService & {
 	mock?: MockGateway;
 	refundSweep?: Periodic;
 	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
-	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }, ctx?: Context): Promise<PaymentRow>;
+	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean }, ctx?: Context): Promise<PaymentRow>;
+	reconcileCharges(): Promise<void>;
 	attemptRefunds(paymentId?: string): Promise<void>;
 	refundOnce(p: PaymentRow): Promise<{ ok: true; refundId?: string } | { ok: false; reason: string }>;
 };
@@ -100,6 +102,14 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 							UNIQUE (user_id, idempotency_key)
 						);`,
 				},
+				{
+					// A card charge whose outcome was unknown (timeouts) is asked about again later, and
+					// refunded if it turns out taken: a failed order keeps no money.
+					id: "payment-002-charge-reconciliation",
+					sql: `
+						ALTER TABLE payments ADD COLUMN card_token text, ADD COLUMN reconcile boolean NOT NULL DEFAULT false;
+						CREATE INDEX payments_reconcile_due ON payments (refund_next_at) WHERE reconcile;`,
+				},
 			],
 		}),
 		EventsMixin(),
@@ -124,8 +134,8 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const p = ctx.params;
 				if (p.method === "CARD" && !p.cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
 				await this.sql(
-					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status) VALUES (:id, :orderId, :userId, :method, :amount, :currency, 'PENDING') ON CONFLICT (order_id) DO NOTHING`,
-					{ ...p, id: randomUUID() },
+					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, card_token) VALUES (:id, :orderId, :userId, :method, :amount, :currency, 'PENDING', :cardToken) ON CONFLICT (order_id) DO NOTHING`,
+					{ ...p, id: randomUUID(), cardToken: p.cardToken ?? null },
 				);
 				const payment = (await this.paymentFor(p.orderId))!;
 				if (payment.status !== "PENDING") return resultOf(payment);
@@ -229,7 +239,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		},
 
 		/** PENDING → AUTHORIZED or FAILED with its event, once; a concurrent twin's result wins ties. */
-		async settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string }, ctx?: Context) {
+		async settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean }, ctx?: Context) {
 			return this.transaction(async tx => {
 				const [updated] = outcome.ok
 					? await this.sql<PaymentRow>(
@@ -238,8 +248,9 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 							tx,
 						)
 					: await this.sql<PaymentRow>(
-							`UPDATE ${this.table("payments")} SET status = 'FAILED', failure_code = :code, failure_reason = :reason, updated_at = now() WHERE id = :id AND status = 'PENDING' RETURNING *`,
-							{ id: p.id, code: outcome.code, reason: outcome.reason },
+							`UPDATE ${this.table("payments")} SET status = 'FAILED', failure_code = :code, failure_reason = :reason, reconcile = :reconcile,
+							   refund_next_at = CASE WHEN :reconcile THEN now() ELSE refund_next_at END, updated_at = now() WHERE id = :id AND status = 'PENDING' RETURNING *`,
+							{ id: p.id, code: outcome.code, reason: outcome.reason, reconcile: outcome.ambiguous === true },
 							tx,
 						);
 				if (!updated) return (await this.paymentFor(p.order_id, tx))!;
@@ -252,6 +263,44 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				}
 				return updated;
 			}, ctx);
+		},
+
+		/**
+		 * Card charges that failed with an unknown outcome: the same request (key and body) is sent
+		 * again, which answers what the gateway did; a charge found is refunded at once. (A gateway
+		 * that never saw the first request charges now; the refund follows it.)
+		 */
+		async reconcileCharges() {
+			// A try against an open circuit would only be spent: wait until the gateway may be called.
+			if (this.gateway.breaker.state === "open") return;
+			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
+			const claimed = await this.sql<PaymentRow>(
+				`UPDATE ${this.table("payments")} SET refund_next_at = now() + interval '30 seconds', refund_attempts = refund_attempts + 1
+				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE reconcile AND refund_next_at <= now() ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
+				 RETURNING *`,
+			);
+			for (const p of claimed) {
+				const amount = Number(p.amount);
+				const charge = await this.gateway.charge({ amount, currency: p.currency, token: p.card_token ?? "", idempotencyKey: chargeKey(p.order_id) });
+				const refund = charge.ok ? await this.gateway.refund({ chargeId: charge.chargeId, amount, idempotencyKey: refundKey(p.order_id) }) : undefined;
+				await this.transaction(async tx => {
+					const data = { orderId: p.order_id, paymentId: p.id, amount, currency: p.currency, reason: "UNCERTAIN_CHARGE" };
+					const opts = { correlationId: p.order_id, key: p.order_id };
+					if (!charge.ok && charge.code !== "PROVIDER_UNAVAILABLE") {
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx); // nothing was taken
+					} else if (refund?.ok) {
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, charge_id = :chargeId, refund_error = NULL WHERE id = :id`, { id: p.id, chargeId: (charge as { chargeId: string }).chargeId }, tx);
+						await this.publishEvent(tx, "payment.refunded", data, opts);
+					} else if (p.refund_attempts >= refundMaxAttempts) {
+						const error = refund ? refund.reason : (charge as { reason: string }).reason;
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, refund_error = :error WHERE id = :id`, { id: p.id, error }, tx);
+						await this.publishEvent(tx, "payment.refund_failed", { ...data, error }, opts);
+					} else {
+						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));
+						await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next WHERE id = :id`, { id: p.id, next }, tx);
+					}
+				});
+			}
 		},
 
 		async refundOnce(p: PaymentRow) {
@@ -270,13 +319,15 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 
 		/**
 		 * Tries the refunds that are due (or one of them): each is claimed for 30 s so one node works on
-		 * it, then REFUNDED, or retried later with backoff, or REFUND_FAILED after the last try.
+		 * it, then REFUNDED, or retried later with backoff, or REFUND_FAILED after the last try. Card
+		 * refunds wait while the gateway's circuit is open rather than spend their tries on it.
 		 */
 		async attemptRefunds(paymentId?: string) {
 			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
 			const claimed = await this.sql<PaymentRow>(
 				`UPDATE ${this.table("payments")} SET refund_next_at = now() + interval '30 seconds', refund_attempts = refund_attempts + 1
 				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE status = 'REFUND_PENDING' AND refund_next_at <= now() ${paymentId ? "AND id = :paymentId" : ""}
+				              ${this.gateway.breaker.state === "open" ? "AND method = 'WALLET'" : ""}
 				              ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
 				 RETURNING *`,
 				{ paymentId },
@@ -315,7 +366,15 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			retries: config.paymentRetries,
 			breaker: new CircuitBreaker(config.paymentBreakerThreshold, config.paymentBreakerOpenMs),
 		});
-		this.refundSweep = runEvery(Math.max(50, Math.min(1000, config.refundRetryBaseMs)), () => this.attemptRefunds(), this.logger, "Refund sweep");
+		this.refundSweep = runEvery(
+			Math.max(50, Math.min(1000, config.refundRetryBaseMs)),
+			async () => {
+				await this.attemptRefunds();
+				await this.reconcileCharges();
+			},
+			this.logger,
+			"Refund sweep",
+		);
 	},
 
 	async stopped() {

@@ -97,12 +97,6 @@ describe("card payments", () => {
 		expect(mock.requests().filter(r => r.key === `order-${orderId}-charge`)).toHaveLength(3);
 	});
 
-	it("ends tok_timeout as PROVIDER_UNAVAILABLE with nothing charged", async () => {
-		const orderId = randomUUID();
-		expect(await authorize({ orderId, userId: "c4", amount: 999, method: "CARD", cardToken: "tok_timeout" })).toMatchObject({ ok: false, code: "PROVIDER_UNAVAILABLE" });
-		expect(chargesFor(orderId)).toEqual([]);
-	});
-
 	it("refunds a card payment through the gateway", async () => {
 		const orderId = randomUUID();
 		await authorize({ orderId, userId: "c5", amount: 700, method: "CARD", cardToken: "tok_visa" });
@@ -133,6 +127,40 @@ describe("card payments", () => {
 
 	it("needs a card token for a card payment", async () => {
 		await expect(authorize({ orderId: randomUUID(), userId: "c7", amount: 1, method: "CARD" })).rejects.toMatchObject({ code: 422, type: "CARD_TOKEN_REQUIRED" });
+	});
+});
+
+describe("card payments whose outcome is uncertain", () => {
+	// A node of their own: their hanging tries open the gateway's circuit, which the tests above watch.
+	let uncertain: TestNode;
+	let uncertainMock: MockGateway;
+	const uncertainData = tempDir();
+	beforeAll(async () => {
+		uncertain = await startTestNode({ DATA_DIR: uncertainData.dir, SERVICES: "payment,wallet,audit", PAYMENT_TIMEOUT_MS: "200", PAYMENT_RETRIES: "3", REFUND_MAX_ATTEMPTS: "3", REFUND_RETRY_BASE_MS: "50", PAYMENT_BREAKER_OPEN_MS: "1000" });
+		uncertainMock = (uncertain.broker.getLocalService("payment") as any).mock;
+	});
+	afterAll(async () => {
+		await uncertain?.stop();
+		uncertainData.remove();
+	});
+	const ucall = <T = any>(action: string, params: Record<string, any> = {}) => uncertain.broker.call<T, Record<string, any>>(action, params);
+	const ucharges = (orderId: string) => uncertainMock.charges().filter(c => c.idempotencyKey === `/charges:order-${orderId}-charge`);
+
+	it("refunds a charge the gateway took after every try had timed out", async () => {
+		const orderId = randomUUID();
+		// Every answer for this key is held 2.5 s: all tries time out, yet the gateway charged.
+		expect(await ucall("payment.authorize", { orderId, userId: "c8", amount: 640, currency: "EUR", method: "CARD", cardToken: "tok_slow" })).toMatchObject({ ok: false, code: "PROVIDER_UNAVAILABLE" });
+		expect(ucharges(orderId)).toHaveLength(1);
+		await eventually("the uncertain charge refunded", async () => ucharges(orderId)[0].refunded === 640, 20000);
+		expect(ucharges(orderId)).toHaveLength(1); // asked again with the same key: no second charge
+		expect((await ucall("payment.get", { orderId })).status).toBe("FAILED");
+		await eventually("payment.refunded", async () => (await ucall<any[]>("audit.timeline", { orderId })).some(e => e.eventName === "payment.refunded"));
+	});
+
+	it("ends tok_timeout as PROVIDER_UNAVAILABLE with nothing charged", async () => {
+		const orderId = randomUUID();
+		expect(await ucall("payment.authorize", { orderId, userId: "c4", amount: 999, currency: "EUR", method: "CARD", cardToken: "tok_timeout" })).toMatchObject({ ok: false, code: "PROVIDER_UNAVAILABLE" });
+		expect(ucharges(orderId)).toEqual([]);
 	});
 });
 

@@ -42,7 +42,7 @@ describe("mock gateway and its client", () => {
 
 	it("gives up on tok_timeout after its retries with PROVIDER_UNAVAILABLE", async () => {
 		const key = randomUUID();
-		expect(await charge("tok_timeout", key)).toEqual({ ok: false, code: "PROVIDER_UNAVAILABLE", reason: "no answer in 200 ms" });
+		expect(await charge("tok_timeout", key)).toEqual({ ok: false, code: "PROVIDER_UNAVAILABLE", reason: "no answer in 200 ms", ambiguous: true });
 		expect(triesOf(key)).toBe(4);
 		expect(mock.charges().some(c => c.idempotencyKey === `/charges:${key}`)).toBe(false);
 	});
@@ -51,7 +51,7 @@ describe("mock gateway and its client", () => {
 		const g = gateway(new CircuitBreaker(3, 60000));
 		await charge("tok_timeout", randomUUID(), g); // 4 failures: the breaker opens
 		const key = randomUUID();
-		expect(await charge("tok_visa", key, g)).toEqual({ ok: false, code: "PROVIDER_UNAVAILABLE", reason: expect.stringMatching(/circuit open/) });
+		expect(await charge("tok_visa", key, g)).toEqual({ ok: false, code: "PROVIDER_UNAVAILABLE", reason: expect.stringMatching(/circuit open/), ambiguous: false });
 		expect(triesOf(key)).toBe(0);
 	});
 
