@@ -50,6 +50,7 @@ export class OutboxRelay {
 	private pending = false;
 	private failures = 0;
 	private lastCleanup = 0;
+	private lastBacklogReport = 0;
 	private readonly table: string;
 
 	constructor(
@@ -97,7 +98,7 @@ export class OutboxRelay {
 			try {
 				await this.drain();
 				await this.cleanup();
-				if (this.onBacklog) this.onBacklog(await this.backlog());
+				await this.reportBacklog();
 				if (this.failures > 0) this.logger.info(`Outbox of ${this.schema} publishes again.`);
 				this.failures = 0;
 			} catch (err) {
@@ -146,6 +147,13 @@ export class OutboxRelay {
 			});
 			if (published < BATCH) return;
 		}
+	}
+
+	/** The backlog gauge, at most once per poll interval (not after every commit's wake-up). */
+	private async reportBacklog(): Promise<void> {
+		if (!this.onBacklog || Date.now() - this.lastBacklogReport < this.pollMs) return;
+		this.lastBacklogReport = Date.now();
+		this.onBacklog(await this.backlog());
 	}
 
 	/** Published rows are kept a day for inspection, then removed. */

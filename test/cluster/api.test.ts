@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { eventually, freePort } from "../helpers/node";
-import { startCluster, type TestCluster } from "../helpers/cluster";
+import { startCluster, waitForActionsOn, type TestCluster } from "../helpers/cluster";
 import { http, readEvents, tokenFor } from "../helpers/http";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
@@ -26,11 +26,7 @@ beforeAll(async () => {
 	);
 	// A gateway that started before the services node learns of it by the next heartbeat.
 	for (const nodeID of ["gateway-1", "gateway-2"]) {
-		await eventually(`${nodeID} to know the services`, async () => {
-			const actions = await cluster.client.call<Array<{ name: string }>, Record<string, unknown>>("$node.actions", { onlyAvailable: true, skipInternal: true }, { nodeID });
-			const names = actions.map(a => a.name);
-			return ["inventory.create", "order.create", "order.processPayment", "wallet.get"].every(n => names.includes(n));
-		}, 30000, 250);
+		await waitForActionsOn(cluster.client, nodeID, ["inventory.create", "order.create", "order.processPayment", "wallet.get"]);
 	}
 }, 120000);
 afterAll(() => cluster?.stop());

@@ -58,7 +58,9 @@ it("confirms exactly the stock there is out of 200 concurrent orders, charging e
 	const finals = await eventually(
 		"every accepted order to finish",
 		async () => {
-			const orders = await Promise.all(accepted.map(a => call("order.get", { orderId: a.id })));
+			// In batches, under the bulkhead's limits (50 running + 500 queued).
+			const orders: any[] = [];
+			for (let i = 0; i < accepted.length; i += 50) orders.push(...(await Promise.all(accepted.slice(i, i + 50).map(a => call("order.get", { orderId: a.id })))));
 			return orders.every(o => TERMINAL.includes(o.status)) && orders;
 		},
 		120000,

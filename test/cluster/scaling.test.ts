@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { eventually, freePort } from "../helpers/node";
-import { spawnNode, startCluster, waitForService, type NodeProcess, type TestCluster } from "../helpers/cluster";
+import { spawnNode, startCluster, waitForActionsOn, waitForService, type NodeProcess, type TestCluster } from "../helpers/cluster";
 import { http, tokenFor } from "../helpers/http";
 
 const ADDRESS = { name: "S", line1: "L", city: "C", postalCode: "P", country: "DE" };
@@ -24,10 +24,7 @@ beforeAll(async () => {
 		],
 		{ RATE_LIMIT: "100000", SHUTDOWN_DRAIN_MS: "500" },
 	);
-	await eventually("the gateway to know the services", async () => {
-		const actions = await cluster.client.call<Array<{ name: string }>, Record<string, unknown>>("$node.actions", { onlyAvailable: true, skipInternal: true }, { nodeID: "s-gateway" });
-		return ["order.create", "inventory.create"].every(n => actions.some(a => a.name === n));
-	}, 30000, 250);
+	await waitForActionsOn(cluster.client, "s-gateway", ["order.create", "inventory.create"]);
 }, 120000);
 
 afterAll(async () => {
@@ -79,7 +76,11 @@ it("keeps every accepted checkout while inventory scales out and a node leaves",
 	const finals = await eventually(
 		"every accepted order to be confirmed",
 		async () => {
-			const orders = await Promise.all(accepted.map(orderId => cluster.call("order.get", { orderId })));
+			// In batches: hundreds of simultaneous calls would overflow the bulkhead (50 + 500 queued) by design.
+			const orders: any[] = [];
+			for (let i = 0; i < accepted.length; i += 50) {
+				orders.push(...(await Promise.all(accepted.slice(i, i + 50).map(orderId => cluster.call("order.get", { orderId })))));
+			}
 			return orders.every(o => ["CONFIRMED", "FAILED", "PAYMENT_FAILED", "CANCELLED"].includes(o.status)) && orders;
 		},
 		90000,

@@ -8,7 +8,7 @@ import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../lib/config";
 import { createNode } from "../../lib/node";
 import { eventually, freePort } from "../helpers/node";
-import { startCluster, waitForService, type TestCluster } from "../helpers/cluster";
+import { startCluster, waitForActionsOn, waitForService, type TestCluster } from "../helpers/cluster";
 import { http, tokenFor } from "../helpers/http";
 
 interface SpanRecord {
@@ -49,10 +49,7 @@ beforeAll(async () => {
 	collector = createNode({ ...loadConfig({ ...cluster.env, SERVICES: "none" }), nodeID: "t-collector" }, [Collector]);
 	await collector.start();
 	await waitForService(cluster.client, "span-collector");
-	await eventually("the gateway to know the services", async () => {
-		const actions = await cluster.client.call<Array<{ name: string }>, Record<string, unknown>>("$node.actions", { onlyAvailable: true, skipInternal: true }, { nodeID: "t-gateway" });
-		return ["order.create", "wallet.get", "inventory.create"].every(n => actions.some(a => a.name === n));
-	}, 30000, 250);
+	await waitForActionsOn(cluster.client, "t-gateway", ["order.create", "wallet.get", "inventory.create"]);
 }, 120000);
 
 afterAll(async () => {

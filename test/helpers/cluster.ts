@@ -140,3 +140,11 @@ export async function startCluster(nodes: Array<{ name: string; env: Record<stri
 		},
 	};
 }
+
+/** Waits until node `nodeID`'s own registry knows `actions` (a node that started before a slower one learns of it by the next heartbeat). */
+export async function waitForActionsOn(client: ServiceBroker, nodeID: string, actions: string[]): Promise<void> {
+	await eventually(`${nodeID} to know ${actions.join(", ")}`, async () => {
+		const known = await client.call<Array<{ name: string }>, Record<string, unknown>>("$node.actions", { onlyAvailable: true, skipInternal: true }, { nodeID });
+		return actions.every(a => known.some(k => k.name === a));
+	}, 30000, 250);
+}
