@@ -19,4 +19,3 @@ export const DOMAIN_EVENTS = [
 	"wallet.debited",
 	"wallet.credited",
 ] as const;
-export type DomainEventName = (typeof DOMAIN_EVENTS)[number];
