@@ -7,7 +7,7 @@ import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
-import { consumeOnce, deliverWithRetries, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { consumeOnce, consumeOnceInOneStatement, deliverWithRetries, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaRecordHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
 import { NotFoundError, BusinessRuleError } from "../lib/errors";
@@ -42,9 +42,39 @@ export interface LockingHandler {
 	handle: DomainEventHandler;
 }
 
+/**
+ * A handler that is one SQL statement: it runs with its inbox record in that same statement (see
+ * consumeOnceInOneStatement: its effect goes through the CTE `inbox`), without a transaction
+ * around it, which saves three statements per event for a sink such as the audit log.
+ */
+export interface OneStatementHandler {
+	statement: (this: EventsService, event: DomainEvent, tools: { ctx: Context }) => { sql: string; replacements: Record<string, unknown> };
+}
+
+type DeclaredHandler = DomainEventHandler | LockingHandler | OneStatementHandler;
+
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
-	handlers?: Record<string, DomainEventHandler | LockingHandler>;
+	handlers?: Record<string, DeclaredHandler>;
+}
+
+/** How one delivery of `event` is attempted: once per eventId, under the handler's locks if any. */
+function attemptFor(service: EventsService, declared: DeclaredHandler, event: DomainEvent, ctx: Context): () => Promise<"processed" | "duplicate"> {
+	if ("statement" in declared) {
+		return async () => {
+			const { sql, replacements } = declared.statement.call(service, event, { ctx });
+			await consumeOnceInOneStatement(service.sequelize, service.name, event, sql, replacements);
+			return "processed";
+		};
+	}
+	const handler = typeof declared === "function" ? declared : declared.handle;
+	const once = () =>
+		consumeOnce(service.sequelize, service.name, event, tx => {
+			bindContext(tx, ctx);
+			return handler.call(service, event, { tx, ctx });
+		});
+	// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
+	return typeof declared === "function" ? once : () => lockedFor(service.broker, service.name, declared.lock(event), once);
 }
 
 /**
@@ -129,20 +159,9 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				}
 				const runtime = runtimeOf(this.broker);
 				observeMetric(this.broker, "eventDelay", { service: this.name, event: eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
-				const handler = typeof declared === "function" ? declared : declared.handle;
-				const once = () =>
-					consumeOnce(this.sequelize, this.name, event, tx => {
-						bindContext(tx, ctx);
-						return handler.call(this, event, { tx, ctx });
-					});
-				// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
-				const attempt =
-					typeof declared === "function"
-						? once
-						: () => lockedFor(this.broker, this.name, declared.lock(event), once);
 				return deliverWithRetries(
 					event,
-					attempt,
+					attemptFor(this, declared, event, ctx),
 					{ maxAttempts: runtime.config.eventMaxAttempts, baseDelayMs: 100, between },
 					async (error, attempts) => {
 						await recordDeadLetter(this.sequelize, this.name, { event, eventName, error: error.message, attempts });

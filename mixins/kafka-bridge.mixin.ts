@@ -56,6 +56,8 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 				await runtime.ensureTopics(topics);
 				const sessionTimeout = runtime.config.kafkaSessionTimeoutMs;
 				const consumer = runtime.kafka()!.consumer({
+					// SPEC section 7: group = service name. Clusters on one broker therefore share groups;
+					// give each its own broker (or run them one at a time, as the tests do).
 					groupId: this.name,
 					sessionTimeout,
 					heartbeatInterval: Math.floor(sessionTimeout / 10),
@@ -68,9 +70,23 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					autoCommit: false,
 					// Partitions run in parallel; records of one partition (one key) stay in order.
 					partitionsConsumedConcurrently: 3,
-					eachMessage: async ({ topic, partition, message, heartbeat }) => {
-						await handle({ topic, value: message.value?.toString("utf8") ?? "", heartbeat });
-						await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+					// One offset commit per fetched batch, not per record: the commit still follows the
+					// handlers' own commits, so a crash in between redelivers records the inbox skips.
+					// The position advances only over handled records (no auto-resolve of the whole batch).
+					eachBatchAutoResolve: false,
+					eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+						const { topic, partition } = batch;
+						let next: string | undefined;
+						try {
+							for (const message of batch.messages) {
+								if (!isRunning() || isStale()) break;
+								await handle({ topic, value: message.value?.toString("utf8") ?? "", heartbeat });
+								resolveOffset(message.offset);
+								next = (BigInt(message.offset) + 1n).toString();
+							}
+						} finally {
+							if (next !== undefined) await consumer.commitOffsets([{ topic, partition, offset: next }]);
+						}
 					},
 				});
 			},

@@ -1,19 +1,17 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes } from "sequelize";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type DomainEventHandler, type EventsService } from "../mixins/events.mixin";
+import { EventsMixin, type EventsService, type OneStatementHandler } from "../mixins/events.mixin";
 import { DOMAIN_EVENTS } from "../lib/events/catalogue";
 
-/** Stores one row per domain event (by eventId), with who produced it and the trace it belongs to. */
-const record: DomainEventHandler = async function (event, { tx, ctx }) {
-	await this.sequelize.query(
-		`INSERT INTO ${this.table("audit_log")} (event_id, event_name, correlation_id, causation_id, producer_service, producer_node, occurred_at, data, trace_id)
-		 VALUES (:eventId, :eventName, :correlationId, :causationId, :service, :node, :occurredAt, :data, :traceId)
-		 ON CONFLICT (event_id) DO NOTHING`,
-		{
+/** Stores one row per domain event, with who produced it and the trace it belongs to. */
+const record: OneStatementHandler = {
+	statement(event, { ctx }) {
+		return {
+			sql: `INSERT INTO ${this.table("audit_log")} (event_id, event_name, correlation_id, causation_id, producer_service, producer_node, occurred_at, data, trace_id)
+				SELECT event_id, :eventName, :correlationId, :causationId, :service, :node, :occurredAt, :data, :traceId FROM inbox
+				ON CONFLICT (event_id) DO NOTHING`,
 			replacements: {
-				eventId: event.eventId,
-				eventName: event.eventName,
 				correlationId: event.correlationId,
 				causationId: event.causationId,
 				service: event.producer.service,
@@ -22,9 +20,8 @@ const record: DomainEventHandler = async function (event, { tx, ctx }) {
 				data: JSON.stringify(event.data),
 				traceId: ctx.requestID ?? null,
 			},
-			transaction: tx,
-		},
-	);
+		};
+	},
 };
 
 interface TimelineRow {

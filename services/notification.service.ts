@@ -180,9 +180,13 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 				);
 			}
 			const text = MESSAGES[event.eventName](d);
-			const [contact] = d.orderId
-				? await this.sql<Contact>(`SELECT user_id, email, name FROM ${this.table("order_contacts")} WHERE order_id = :orderId`, { orderId: d.orderId }, tx)
-				: [];
+			// order.created carries the contact; later events of the order read what it stored.
+			const [contact] =
+				event.eventName === "order.created"
+					? [{ user_id: d.userId, email: d.customer?.email ?? null, name: d.customer?.name ?? null } as Contact]
+					: d.orderId
+						? await this.sql<Contact>(`SELECT user_id, email, name FROM ${this.table("order_contacts")} WHERE order_id = :orderId`, { orderId: d.orderId }, tx)
+						: [];
 			const userId = text.audience === "ADMINS" ? null : (d.userId ?? contact?.user_id);
 			// Payment events name only the order: its owner comes from order.created, which may still be on its way.
 			if (text.audience !== "ADMINS" && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);

@@ -88,13 +88,14 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				async "order.dispatched"(event, { tx }) {
 					await (this as VoucherThis).issueFor(event, tx);
 				},
-				async "order.confirmed"(event, { tx }) {
-					const self = this as VoucherThis;
-					await self.sql(
-						`UPDATE ${self.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by = :orderId AND status = 'ACTIVE'`,
-						{ orderId: event.data.orderId },
-						tx,
-					);
+				// Redeems what the order held.
+				"order.confirmed": {
+					statement(event) {
+						return {
+							sql: `UPDATE ${this.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by = :orderId AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM inbox)`,
+							replacements: { orderId: event.data.orderId },
+						};
+					},
 				},
 				async "order.failed"(event, { tx }) {
 					await (this as VoucherThis).restore(event.data.orderId, tx);

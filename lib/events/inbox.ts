@@ -6,6 +6,22 @@ import { backoffDelay, sleep } from "./backoff";
 
 export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";
 
+/** Records `(consumer, :eventId)`; returns the id only when the event is new to this consumer. */
+const recordSql = (schema: string) =>
+	`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) VALUES (:eventId, :eventName) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`;
+
+/**
+ * Runs `statement` once per eventId for this consumer in one statement (so in one transaction with
+ * its record): it is prefixed with a CTE `inbox` that records the event and holds its id only when
+ * it is new, and must take effect only through `inbox` (`… FROM inbox`, `… AND EXISTS (SELECT 1
+ * FROM inbox)`). Four statements (begin, record, effect, commit) become one.
+ */
+export async function consumeOnceInOneStatement(sequelize: Sequelize, schema: string, event: DomainEvent, statement: string, replacements: Record<string, unknown>): Promise<void> {
+	await sequelize.query(`WITH inbox AS (${recordSql(schema)}) ${statement}`, {
+		replacements: { ...replacements, eventId: event.eventId, eventName: event.eventName },
+	});
+}
+
 /**
  * Runs `effect` once per eventId for this consumer: the `(consumer, eventId)` record and the
  * effect commit in one transaction, so a redelivered event finds the record and does nothing.
@@ -18,10 +34,7 @@ export async function consumeOnce(
 	effect: (tx: Transaction) => Promise<void>,
 ): Promise<"processed" | "duplicate"> {
 	return sequelize.transaction(async tx => {
-		const inserted = await sequelize.query(
-			`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) VALUES (:id, :name) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
-			{ replacements: { id: event.eventId, name: event.eventName }, type: QueryTypes.SELECT, transaction: tx },
-		);
+		const inserted = await sequelize.query(recordSql(schema), { replacements: { eventId: event.eventId, eventName: event.eventName }, type: QueryTypes.SELECT, transaction: tx });
 		if (inserted.length === 0) return "duplicate";
 		await effect(tx);
 		return "processed";

@@ -127,15 +127,12 @@ export class OutboxRelay {
 	async drain(): Promise<void> {
 		for (;;) {
 			const published = await this.sequelize.transaction(async transaction => {
-				const [lock] = await this.sequelize.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok", {
-					replacements: { name: `outbox:${this.schema}` },
-					type: QueryTypes.SELECT,
-					transaction,
-				});
-				if (!lock.ok) return 0;
+				// The relay lock and the batch in one round trip: no rows when another node holds the lock.
+				// (A CTE with a volatile function is evaluated once, before the rows are read.)
 				const rows = await this.sequelize.query<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
-					`SELECT seq, aggregate_key, envelope FROM ${this.table} WHERE published_at IS NULL ORDER BY seq LIMIT ${BATCH}`,
-					{ type: QueryTypes.SELECT, transaction },
+					`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok)
+					 SELECT seq, aggregate_key, envelope FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH}`,
+					{ replacements: { name: `outbox:${this.schema}` }, type: QueryTypes.SELECT, transaction },
 				);
 				if (rows.length === 0) return 0;
 				await this.publish(rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope })));

@@ -1,0 +1,67 @@
+/**
+ * The outbox relay on real PostgreSQL, where two nodes' relays really run at once: one relay per
+ * schema publishes at a time (the advisory lock), in commit order, and marks rows only after the
+ * publish succeeded.
+ */
+import { Sequelize } from "sequelize";
+import type { Logger } from "moleculer";
+import { runMigrations } from "../../lib/migrations";
+import { EVENT_TABLE_MIGRATIONS } from "../../lib/events/tables";
+import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../../lib/events/relay";
+import { freshDatabase } from "../helpers/cluster";
+
+const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let a: Sequelize;
+let b: Sequelize;
+
+beforeAll(async () => {
+	db = await freshDatabase();
+	a = new Sequelize(db.url, { logging: false });
+	b = new Sequelize(db.url, { logging: false });
+	await runMigrations(a, "relayed", EVENT_TABLE_MIGRATIONS);
+});
+afterAll(async () => {
+	await a?.close();
+	await b?.close();
+	await db?.drop();
+});
+
+const write = (n: number) =>
+	a.transaction(async tx => {
+		for (let i = 0; i < n; i++) await writeToOutbox(a, "relayed", tx, "probe.happened", { i }, { service: "relayed", nodeID: "t" }, { key: "k" });
+	});
+const unpublished = async () => Number(((await a.query(`SELECT count(*) AS n FROM relayed.outbox WHERE published_at IS NULL`, { plain: true })) as any).n);
+
+it("publishes in commit order, and only one of two nodes' relays publishes at a time", async () => {
+	await write(450); // more than one batch
+	const seen: Array<{ relay: string; seqs: string[] }> = [];
+	let inside = 0;
+	let overlapped = false;
+	const publisher = (relay: string) => async (messages: OutboxMessage[]) => {
+		if (++inside > 1) overlapped = true;
+		await new Promise(r => setTimeout(r, 30)); // a slow broker widens the window for overlap
+		seen.push({ relay, seqs: messages.map(m => m.seq) });
+		inside--;
+	};
+	const one = new OutboxRelay(a, "relayed", publisher("a"), quiet, 60000);
+	const two = new OutboxRelay(b, "relayed", publisher("b"), quiet, 60000);
+	await Promise.all([one.drain(), two.drain(), one.drain(), two.drain()]);
+
+	expect(overlapped).toBe(false);
+	const order = seen.flatMap(s => s.seqs.map(Number));
+	expect(order).toHaveLength(450); // each row once: a relay that lost the lock published nothing
+	expect(order).toEqual([...order].sort((x, y) => x - y));
+	expect(await unpublished()).toBe(0);
+});
+
+it("keeps the rows when the publish fails, and publishes them on the next round", async () => {
+	await write(3);
+	const failing = new OutboxRelay(a, "relayed", async () => Promise.reject(new Error("broker down")), quiet, 60000);
+	await expect(failing.drain()).rejects.toThrow("broker down");
+	expect(await unpublished()).toBe(3);
+	const names: string[] = [];
+	await new OutboxRelay(a, "relayed", async m => void names.push(...m.map(x => x.event.eventName)), quiet, 60000).drain();
+	expect(names).toEqual(["probe.happened", "probe.happened", "probe.happened"]);
+	expect(await unpublished()).toBe(0);
+});
