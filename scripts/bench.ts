@@ -1,73 +1,140 @@
 /**
  * `npm run bench`: load against a running system, in three profiles, with a report.
  *
- *   checkout  N customers each: validate the cart → order (WALLET or CARD) → poll until CONFIRMED
+ *   checkout  N customers each: validate the cart → order (WALLET or CARD) → follow the order's
+ *             Server-Sent Events until CONFIRMED (as a storefront would, instead of polling)
  *   shop      a storefront mix: browse 10, product page 5, validate cart 3, checkout 1
  *   hot       every order for one product with limited stock
  *
- * By default it starts the embedded default (`bin/node.ts`, fresh DATA_DIR) and measures that
- * process's CPU and memory; BENCH_URL points it at a running gateway instead (with BENCH_PID, the
- * process to measure). BENCH_PROFILES (checkout,shop,hot), BENCH_SECONDS (20), BENCH_CONCURRENCY
- * (32). Writes bench/results/<profile>.json, bench/<profile>.svg and bench/REPORT.md.
+ * BENCH_TARGET picks what it measures: `embedded` (default: starts `bin/node.ts` on a fresh
+ * DATA_DIR), `cluster` (starts `npm run cluster`: node processes on NATS, PostgreSQL, Redis, Kafka),
+ * or BENCH_URL, a running gateway. BENCH_PROFILES (checkout,shop,hot), BENCH_SECONDS (20),
+ * BENCH_CONCURRENCY (32 customers), BENCH_RATE (checkouts started per second, open loop; default:
+ * as fast as the customers go), BENCH_CPU_PROF=1 (profile the node processes with --cpu-prof).
+ * CPU and memory are sampled per process from /proc: the nodes, and for a cluster PostgreSQL,
+ * Kafka, NATS and Redis; the load generator is shown apart.
+ * Writes bench/results/<target>-<profile>.json, bench/<target>-<profile>.svg and bench/REPORT.md.
  */
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { http, tokenFor } from "../test/helpers/http";
+import { http, readEvents, tokenFor } from "../test/helpers/http";
 import { eventually, freePort } from "../test/helpers/node";
+import { spawnNode } from "../test/helpers/cluster";
+import { summarizeProfile, type CpuProfile } from "./cpu-profile";
+import { writeReport } from "./bench-report";
 
 const ROOT = path.resolve(__dirname, "..");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const PROFILES = (process.env.BENCH_PROFILES ?? "checkout,shop,hot").split(",");
+const TARGET = process.env.BENCH_URL ? "url" : (process.env.BENCH_TARGET ?? "embedded");
+const CPU_PROF = process.env.BENCH_CPU_PROF === "1";
 const ADDRESS = { name: "B", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const ADMIN = tokenFor("bench-admin", "admin");
+const ENDED = ["FAILED", "PAYMENT_FAILED", "CANCELLED"];
 
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : 0);
 const summarize = (values: number[]) => {
 	const s = [...values].sort((a, b) => a - b);
 	return { count: s.length, p50: percentile(s, 50), p95: percentile(s, 95), p99: percentile(s, 99) };
 };
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+/** Microseconds on the monotonic clock V8's profiles use. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
-/** CPU (percent of one core) and RSS of a process, from /proc. */
-function sampler(pid: number) {
+/** A process, or a group of processes (PostgreSQL's backends), whose CPU and memory are sampled. */
+interface Watched {
+	name: string;
+	pids(): number[];
+	/** Part of the system under test (the load generator is not). */
+	system: boolean;
+}
+
+/** Processes whose command name (or command line) matches, found in /proc at each sample. */
+function byCommand(match: (comm: string, cmdline: string) => boolean): () => number[] {
+	return () =>
+		readdirSync("/proc")
+			.filter(d => /^\d+$/.test(d))
+			.filter(d => {
+				try {
+					return match(readFileSync(`/proc/${d}/comm`, "utf8").trim(), readFileSync(`/proc/${d}/cmdline`, "utf8"));
+				} catch {
+					return false; // gone meanwhile
+				}
+			})
+			.map(Number);
+}
+
+/** Per-second CPU (percent of one core) and RSS of each watched process, from /proc. */
+function sampler(watched: Watched[]) {
 	const ticks = 100;
-	const read = () => {
-		const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-		return { cpu: (Number(stat[11]) + Number(stat[12])) / ticks, rssMb: (Number(stat[21]) * 4096) / 1048576 };
-	};
-	let last = read();
+	const lastCpu = new Map<number, number>();
 	let lastAt = Date.now();
-	return () => {
-		const now = read();
-		const at = Date.now();
-		const cpuPercent = ((now.cpu - last.cpu) / ((at - lastAt) / 1000)) * 100;
-		last = now;
-		lastAt = at;
-		return { cpuPercent: Math.round(cpuPercent), rssMb: Math.round(now.rssMb) };
+	const read = (pid: number) => {
+		try {
+			const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+			return { cpu: (Number(stat[11]) + Number(stat[12])) / ticks, rssMb: (Number(stat[21]) * 4096) / 1048576 };
+		} catch {
+			return undefined;
+		}
 	};
+	const take = () => {
+		const at = Date.now();
+		const seconds = Math.max(0.001, (at - lastAt) / 1000);
+		lastAt = at;
+		const usage: Record<string, { cpuPercent: number; rssMb: number }> = {};
+		for (const w of watched) {
+			let cpu = 0;
+			let rss = 0;
+			for (const pid of w.pids()) {
+				const now = read(pid);
+				if (!now) continue;
+				const before = lastCpu.get(pid);
+				if (before !== undefined) cpu += now.cpu - before;
+				lastCpu.set(pid, now.cpu);
+				rss += now.rssMb;
+			}
+			usage[w.name] = { cpuPercent: Math.round((cpu / seconds) * 100), rssMb: Math.round(rss) };
+		}
+		return usage;
+	};
+	take();
+	return take;
 }
 
 interface Sample {
 	second: number;
 	confirmed: number;
 	orderP95: number;
+	/** CPU of the system under test, percent of one core (200 = both cores). */
 	cpuPercent: number;
-	rssMb: number;
+	usage: Record<string, { cpuPercent: number; rssMb: number }>;
 }
 
-async function runProfile(base: string, pid: number | undefined, profile: string) {
+/** A catalogue product, tried again while the system is still warming up (a missing one would skew the run). */
+async function createProduct(base: string, body: Record<string, unknown>): Promise<{ id: string; price: number }> {
+	for (let attempt = 1; ; attempt++) {
+		const res = await http(base, "POST", "/api/products", { token: ADMIN, body });
+		if (res.status === 201) return res.body;
+		if (attempt === 5) throw new Error(`cannot create the catalogue: POST /api/products answered ${res.status} ${res.text.slice(0, 200)}`);
+		await sleep(500 * attempt);
+	}
+}
+
+async function runProfile(base: string, watched: Watched[], profile: string) {
 	const products: Array<{ id: string; price: number }> = [];
 	const count = profile === "hot" ? 1 : 1000;
 	for (let i = 0; i < count; i += 50) {
 		const batch = await Promise.all(
 			Array.from({ length: Math.min(50, count - i) }, (_, j) =>
-				http(base, "POST", "/api/products", { token: ADMIN, body: { sku: `B-${profile}-${i + j}-${randomUUID().slice(0, 4)}`, name: `Bench ${i + j}`, category: `c${(i + j) % 20}`, price: 100 + ((i + j) % 50) * 10, stock: profile === "hot" ? 200 : 100000 } }),
+				createProduct(base, { sku: `B-${profile}-${i + j}-${randomUUID().slice(0, 4)}`, name: `Bench ${i + j}`, category: `c${(i + j) % 20}`, price: 100 + ((i + j) % 50) * 10, stock: profile === "hot" ? 200 : 100000 }),
 			),
 		);
-		products.push(...batch.map(r => r.body));
+		products.push(...batch);
 	}
 	const users = Array.from({ length: CONCURRENCY }, (_, i) => `bench-${profile}-${i}`);
 	for (const u of users) await http(base, "POST", "/api/wallet/top-ups", { token: tokenFor(u), body: { amount: 5_000_000, cardToken: "tok_visa" }, headers: { "Idempotency-Key": `seed-${u}` } });
@@ -79,8 +146,18 @@ async function runProfile(base: string, pid: number | undefined, profile: string
 	const start = Date.now();
 	const second = () => Math.floor((Date.now() - start) / 1000);
 	const bucket = () => perSecond.get(second()) ?? (perSecond.set(second(), { confirmed: 0, latencies: [] }), perSecond.get(second())!);
-	const fail = (code: string) => (errors[code] = (errors[code] ?? 0) + 1);
+	/** The first answer seen for each error code, to tell what it was. */
+	const errorSamples: Record<string, string> = {};
+	const fail = (code: string, sample?: string) => {
+		errors[code] = (errors[code] ?? 0) + 1;
+		if (sample) errorSamples[code] ??= sample.slice(0, 300);
+	};
 	let running = true;
+	let started = 0;
+	/** Open loop with BENCH_RATE: the k-th checkout starts at k / rate seconds, whoever is free. */
+	const pace = async () => {
+		if (RATE) await sleep(start + (started++ * 1000) / RATE - Date.now());
+	};
 
 	const checkout = async (token: string, product: { id: string; price: number }, payment: Record<string, string>) => {
 		await http(base, "POST", "/api/cart/validate", { token, body: { items: [{ productId: product.id, quantity: 1 }] } });
@@ -89,18 +166,13 @@ async function runProfile(base: string, pid: number | undefined, profile: string
 		const took = Date.now() - t0;
 		orderLatency.push(took);
 		bucket().latencies.push(took);
-		if (res.status !== 201) return fail(res.body?.error?.code ?? String(res.status));
-		for (;;) {
-			await new Promise(r => setTimeout(r, 20));
-			const o = await http(base, "GET", `/api/orders/${res.body.id}`, { token });
-			if (o.body.status === "CONFIRMED") {
-				confirmLatency.push(Date.now() - t0);
-				bucket().confirmed++;
-				return;
-			}
-			if (["FAILED", "PAYMENT_FAILED", "CANCELLED"].includes(o.body.status)) return fail(o.body.failureCode ?? o.body.status);
-			if (!running && Date.now() - t0 > 30000) return fail("NOT_CONFIRMED_IN_30S");
-		}
+		if (res.status !== 201) return fail(res.body?.error?.code ?? String(res.status), res.text);
+		const seen = await readEvents(`${base}/api/orders/${res.body.id}/stream`, token, events => events.some(e => e.data.status === "CONFIRMED" || ENDED.includes(e.data.status)), 30000);
+		const last = seen.events.at(-1)?.data;
+		if (last?.status === "CONFIRMED") {
+			confirmLatency.push(Date.now() - t0);
+			bucket().confirmed++;
+		} else fail(last ? (last.order?.failureCode ?? last.failureCode ?? last.status) : `STREAM_${seen.status}`);
 	};
 	const worker = async (user: string, i: number) => {
 		const token = tokenFor(user);
@@ -110,7 +182,8 @@ async function runProfile(base: string, pid: number | undefined, profile: string
 			const product = products[Math.floor(Math.random() * products.length)];
 			const payment: Record<string, string> = (i + n) % 2 ? { method: "WALLET" } : { method: "CARD", cardToken: "tok_visa" };
 			if (profile !== "shop" || n % 19 === 0) {
-				await checkout(token, product, payment);
+				await pace();
+				if (running) await checkout(token, product, payment);
 			} else {
 				const kind = n % 19;
 				const res =
@@ -119,41 +192,57 @@ async function runProfile(base: string, pid: number | undefined, profile: string
 						: kind < 16
 							? await http(base, "GET", `/api/products/${product.id}`)
 							: await http(base, "POST", "/api/cart/validate", { token, body: { items: [{ productId: product.id, quantity: 1 }] } });
-				if (res.status >= 400) fail(res.body?.error?.code ?? String(res.status));
+				if (res.status >= 400) fail(res.body?.error?.code ?? String(res.status), res.text);
 			}
 		}
 	};
-	const sample = pid ? sampler(pid) : undefined;
+	const sample = sampler(watched);
 	const samples: Sample[] = [];
 	const ticker = setInterval(() => {
 		const s = second() - 1;
 		const b = perSecond.get(s);
-		const usage = sample?.() ?? { cpuPercent: 0, rssMb: 0 };
-		samples.push({ second: s, confirmed: b?.confirmed ?? 0, orderP95: summarize(b?.latencies ?? []).p95, ...usage });
+		const usage = sample();
+		const cpuPercent = watched.filter(w => w.system).reduce((sum, w) => sum + usage[w.name].cpuPercent, 0);
+		samples.push({ second: s, confirmed: b?.confirmed ?? 0, orderP95: summarize(b?.latencies ?? []).p95, cpuPercent, usage });
 	}, 1000);
+	const loadFromUs = monotonicUs();
 	const load = Promise.all(users.map(worker));
-	await new Promise(r => setTimeout(r, SECONDS * 1000));
+	await sleep(SECONDS * 1000);
 	running = false;
 	await load;
+	const loadToUs = monotonicUs();
 	clearInterval(ticker);
 	const elapsed = (Date.now() - start) / 1000;
+	const avg = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
 	return {
+		target: TARGET,
 		profile,
+		date: new Date().toISOString(),
 		seconds: Math.round(elapsed),
 		concurrency: CONCURRENCY,
+		rate: RATE ?? null,
 		confirmedPerSecond: Math.round((confirmLatency.length / elapsed) * 10) / 10,
 		confirmed: confirmLatency.length,
 		postOrdersMs: summarize(orderLatency),
 		orderToConfirmedMs: summarize(confirmLatency),
 		errors,
-		cpuPercent: { avg: Math.round(samples.reduce((s, x) => s + x.cpuPercent, 0) / Math.max(1, samples.length)), max: Math.max(0, ...samples.map(x => x.cpuPercent)) },
-		rssMb: { max: Math.max(0, ...samples.map(x => x.rssMb)) },
+		errorSamples,
+		cpuPercent: { avg: avg(samples.map(x => x.cpuPercent)), max: Math.max(0, ...samples.map(x => x.cpuPercent)) },
+		processes: Object.fromEntries(
+			watched.map(w => [
+				w.name,
+				{ cpuAvg: avg(samples.map(x => x.usage[w.name].cpuPercent)), cpuMax: Math.max(0, ...samples.map(x => x.usage[w.name].cpuPercent)), rssMaxMb: Math.max(0, ...samples.map(x => x.usage[w.name].rssMb)), system: w.system },
+			]),
+		),
+		window: { fromUs: loadFromUs, toUs: loadToUs },
 		samples,
 	};
 }
 
+type Result = Awaited<ReturnType<typeof runProfile>>;
+
 /** Throughput and POST /orders p95 per second as a small SVG line chart. */
-function chart(result: Awaited<ReturnType<typeof runProfile>>): string {
+function chart(result: Result): string {
 	const w = 640;
 	const h = 220;
 	const pad = 36;
@@ -164,7 +253,7 @@ function chart(result: Awaited<ReturnType<typeof runProfile>>): string {
 	const line = (f: (s: Sample) => number, max: number) => xs.map((s, i) => `${x(i).toFixed(1)},${(h - pad - (f(s) / max) * (h - 2 * pad)).toFixed(1)}`).join(" ");
 	return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
-<text x="${pad}" y="16">${result.profile}: confirmed checkouts/s (blue, max ${maxT}) and POST /orders p95 ms (red, max ${maxL}) per second</text>
+<text x="${pad}" y="16">${result.target} ${result.profile}: confirmed checkouts/s (blue, max ${maxT}) and POST /orders p95 ms (red, max ${maxL}) per second</text>
 <line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="#999"/><line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="#999"/>
 <polyline fill="none" stroke="#1f6feb" stroke-width="2" points="${line(s => s.confirmed, maxT)}"/>
 <polyline fill="none" stroke="#d1242f" stroke-width="1.5" points="${line(s => s.orderP95, maxL)}"/>
@@ -172,68 +261,135 @@ function chart(result: Awaited<ReturnType<typeof runProfile>>): string {
 </svg>`;
 }
 
-async function main() {
-	let base = process.env.BENCH_URL;
-	let pid = process.env.BENCH_PID ? Number(process.env.BENCH_PID) : undefined;
-	let stop = async () => undefined as unknown;
-	if (!base) {
-		const port = await freePort();
-		const dataDir = mkdtempSync(path.join(tmpdir(), "bench-"));
-		const child = spawn(process.execPath, ["--import", "tsx", "bin/node.ts"], {
-			cwd: ROOT,
-			env: { ...process.env, NODE_OPTIONS: "", DATA_DIR: dataDir, PORT: String(port), METRICS_PORT: "0", LOG_LEVEL: "warn", RATE_LIMIT: "1000000" },
-			stdio: ["ignore", "pipe", "pipe"],
-		});
-		let out = "";
-		child.stdout!.on("data", d => (out += d));
-		child.stderr!.on("data", d => (out += d));
-		base = `http://127.0.0.1:${port}`;
-		pid = child.pid;
-		await eventually("the embedded node", async () => out.includes("is up"), 60000).catch(err => {
-			child.kill("SIGKILL");
-			throw new Error(`${(err as Error).message}:\n${out}`);
-		});
-		stop = async () => {
-			child.kill("SIGTERM");
-			await new Promise(r => child.once("exit", r));
-			rmSync(dataDir, { recursive: true, force: true });
-		};
+interface SystemUnderTest {
+	base: string;
+	watched: Watched[];
+	/** Node name by pid, to name the CPU profiles. */
+	nodes: Map<number, string>;
+	stop(): Promise<void>;
+}
+
+/** Waits for `ready` in the child's output; throws with the output if it exits or times out first. */
+async function waitForLine(child: ChildProcess, what: string, ready: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+	let out = "";
+	child.stdout!.on("data", d => (out += d));
+	child.stderr!.on("data", d => (out += d));
+	try {
+		return await eventually(what, async () => {
+			if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}`);
+			return ready.exec(out) ?? undefined;
+		}, timeoutMs, 200);
+	} catch (err) {
+		child.kill("SIGKILL");
+		throw new Error(`${(err as Error).message}:\n${out.slice(-3000)}`);
 	}
-	const results = [];
+}
+
+const stopChild = async (child: ChildProcess) => {
+	if (child.exitCode === null) child.kill("SIGTERM");
+	await new Promise(r => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
+};
+
+const loadGenerator: Watched = { name: "load generator (this process)", pids: () => [process.pid], system: false };
+
+async function startEmbedded(profDir?: string): Promise<SystemUnderTest> {
+	const port = await freePort();
+	const dataDir = mkdtempSync(path.join(tmpdir(), "bench-"));
+	const node = await spawnNode("embedded", {
+		...(profDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}),
+		DATA_DIR: dataDir,
+		PORT: String(port),
+		METRICS_PORT: "0",
+		LOG_LEVEL: "warn",
+		RATE_LIMIT: "1000000",
+	});
+	const pid = node.child.pid!;
+	return {
+		base: `http://127.0.0.1:${port}`,
+		watched: [{ name: "node (embedded: all services + PGlite)", pids: () => [pid], system: true }, loadGenerator],
+		nodes: new Map([[pid, "embedded"]]),
+		async stop() {
+			await node.stop("SIGTERM");
+			rmSync(dataDir, { recursive: true, force: true });
+		},
+	};
+}
+
+async function startLocalCluster(profDir?: string): Promise<SystemUnderTest> {
+	const port = await freePort();
+	const child = spawn(process.execPath, ["--import", "tsx", "scripts/cluster.ts"], {
+		cwd: ROOT,
+		env: { ...process.env, NODE_OPTIONS: "", CLUSTER_PORT: String(port), ...(profDir ? { CLUSTER_NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}) },
+		stdio: ["ignore", "pipe", "pipe"],
+	});
+	const [, json] = await waitForLine(child, "the local cluster", /cluster ready (\{.*\})/, 180000);
+	const ready = JSON.parse(json) as { url: string; nodes: Array<{ name: string; services: string; pid: number }> };
+	return {
+		base: ready.url,
+		watched: [
+			...ready.nodes.map(n => ({ name: `${n.name} (${n.services})`, pids: () => [n.pid], system: true })),
+			{ name: "cluster script + mock card gateway", pids: () => [child.pid!], system: true },
+			{ name: "PostgreSQL (all backends)", pids: byCommand(comm => comm === "postgres"), system: true },
+			{ name: "Kafka", pids: byCommand((_, cmdline) => cmdline.includes("kafka.Kafka")), system: true },
+			{ name: "NATS", pids: byCommand(comm => comm === "nats-server"), system: true },
+			{ name: "Redis", pids: byCommand(comm => comm === "redis-server"), system: true },
+			loadGenerator,
+		],
+		nodes: new Map(ready.nodes.map(n => [n.pid, `${n.name} (${n.services})`])),
+		stop: () => stopChild(child),
+	};
+}
+
+async function attach(): Promise<SystemUnderTest> {
+	const pid = process.env.BENCH_PID ? Number(process.env.BENCH_PID) : undefined;
+	return {
+		base: process.env.BENCH_URL!,
+		watched: [...(pid ? [{ name: `process ${pid}`, pids: () => [pid], system: true }] : []), loadGenerator],
+		nodes: new Map(),
+		stop: async () => undefined,
+	};
+}
+
+/** The profiles the nodes wrote on exit, summarized over the first load's window. */
+function profileSummaries(profDir: string, nodes: Map<number, string>, window: { fromUs: number; toUs: number }) {
+	return readdirSync(profDir)
+		.filter(f => f.endsWith(".cpuprofile"))
+		.map(f => {
+			const pid = Number(f.split(".")[3]);
+			const profile = JSON.parse(readFileSync(path.join(profDir, f), "utf8")) as CpuProfile;
+			return { node: nodes.get(pid) ?? `pid ${pid}`, ...summarizeProfile(profile, window.fromUs - profile.startTime, window.toUs - profile.startTime) };
+		})
+		.sort((a, b) => a.node.localeCompare(b.node));
+}
+
+async function main() {
+	const profDir = CPU_PROF ? mkdtempSync(path.join(tmpdir(), "bench-prof-")) : undefined;
+	const system = TARGET === "url" ? await attach() : TARGET === "cluster" ? await startLocalCluster(profDir) : await startEmbedded(profDir);
+	const results: Result[] = [];
 	try {
 		for (const profile of PROFILES) {
-			console.log(`bench: ${profile} for ${SECONDS}s with ${CONCURRENCY} customers against ${base}`);
-			const r = await runProfile(base, pid, profile);
-			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}%; RSS max ${r.rssMb.max} MB`);
+			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
+			const r = await runProfile(system.base, system.watched, profile);
+			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
+			for (const [name, p] of Object.entries(r.processes)) console.log(`    ${name}: CPU avg ${p.cpuAvg}% max ${p.cpuMax}%, RSS max ${p.rssMaxMb} MB`);
 			results.push(r);
 		}
 	} finally {
-		await stop();
+		await system.stop();
 	}
 	mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
-	const rows = results.map(
-		r => `| ${r.profile} | ${r.confirmedPerSecond} | ${r.postOrdersMs.p50} / ${r.postOrdersMs.p95} / ${r.postOrdersMs.p99} | ${r.orderToConfirmedMs.p50} / ${r.orderToConfirmedMs.p95} / ${r.orderToConfirmedMs.p99} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} | ${r.rssMb.max} |`,
-	);
 	for (const r of results) {
-		writeFileSync(path.join(ROOT, `bench/results/${r.profile}.json`), JSON.stringify(r, null, 2) + "\n");
-		writeFileSync(path.join(ROOT, `bench/${r.profile}.svg`), chart(r) + "\n");
+		const name = `${r.target}-${r.profile}${r.rate ? `-at-${r.rate}` : ""}`;
+		writeFileSync(path.join(ROOT, `bench/results/${name}.json`), JSON.stringify(r, null, 2) + "\n");
+		writeFileSync(path.join(ROOT, `bench/${name}.svg`), chart(r) + "\n");
 	}
-	writeFileSync(
-		path.join(ROOT, "bench/REPORT.md"),
-		`# Benchmark report
-
-Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)} against ${process.env.BENCH_URL ? process.env.BENCH_URL : "the embedded default (one process, PGlite)"}, ${CONCURRENCY} concurrent customers, ${SECONDS} s per profile, on this 2-core machine (the load generator shares it).
-
-| profile | confirmed checkouts/s | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | CPU % of one core avg / max (system process) | RSS max MB |
-|---|---|---|---|---|---|---|
-${rows.join("\n")}
-
-${results.map(r => `![${r.profile}](${r.profile}.svg)`).join("\n")}
-
-Not measured yet (issue 6): the local cluster with Kafka, the pgbench floor, CPU profiles and the before/after of optimisations.
-`,
-	);
-	console.log("bench: wrote bench/REPORT.md, bench/results/*.json and bench/*.svg");
+	if (profDir && results.length > 0) {
+		const summaries = profileSummaries(profDir, system.nodes, results[0].window);
+		writeFileSync(path.join(ROOT, `bench/results/${TARGET}-cpu-profile.json`), JSON.stringify({ target: TARGET, profile: results[0].profile, date: new Date().toISOString(), nodes: summaries }, null, 2) + "\n");
+		rmSync(profDir, { recursive: true, force: true });
+	}
+	writeReport(ROOT);
+	console.log("bench: wrote bench/results/*.json, bench/*.svg and bench/REPORT.md");
 }
 
 main().catch(err => {

@@ -13,7 +13,7 @@ import path from "node:path";
 import { Client } from "pg";
 import { startMockGateway } from "../lib/mock-gateway";
 import { eventually, freePort } from "../test/helpers/node";
-import { ROOT, spawnNode, startCluster, type NodeProcess } from "../test/helpers/cluster";
+import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "../test/helpers/cluster";
 import { http, tokenFor } from "../test/helpers/http";
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
@@ -32,6 +32,11 @@ interface Invariant {
 }
 
 async function main(): Promise<number> {
+	const missing = await missingServers();
+	if (missing.length > 0) {
+		console.error(`chaos: needs the servers of test:cluster.\n${missing.join("\n")}`);
+		return 2;
+	}
 	const gateway = await startMockGateway();
 	const port = await freePort();
 	const api = `http://127.0.0.1:${port}`;
@@ -70,15 +75,20 @@ async function main(): Promise<number> {
 	try {
 		await eventually("the gateway to see the services", async () => (await http(api, "GET", "/api/products")).status === 200, 60000, 500);
 		const admin = tokenFor("chaos-admin", "admin");
+		// Stock and money grow with the run, so that its end still sells (one product stays scarce).
+		const scale = Math.max(1, Math.ceil(SECONDS / 40));
 		const products: Array<{ id: string; price: number }> = [];
 		for (let i = 0; i < 12; i++) {
-			const res = await http(api, "POST", "/api/products", { token: admin, body: { sku: `CH-${i}`, name: `Chaos ${i}`, category: "chaos", price: i === 0 ? 12000 : 500 + i * 250, stock: i === 1 ? 40 : 400 } });
+			const res = await http(api, "POST", "/api/products", { token: admin, body: { sku: `CH-${i}`, name: `Chaos ${i}`, category: "chaos", price: i === 0 ? 12000 : 500 + i * 250, stock: i === 1 ? 40 : 400 * scale } });
 			products.push(res.body);
 		}
 		const users = Array.from({ length: 24 }, (_, i) => `chaos-${i}`);
-		for (const u of users) await cluster.call("wallet.credit", { userId: u, amount: 300_000, reason: "TOP_UP", idempotencyKey: `chaos-seed-${u}` });
+		// Enough money for the whole run, so that wallet orders keep being paid to the end.
+		const seed = 300_000 * scale;
+		for (const u of users) await cluster.call("wallet.credit", { userId: u, amount: seed, reason: "TOP_UP", idempotencyKey: `chaos-seed-${u}` });
 
-		const stats = { sent: 0, created: 0, refused: 0, failed: 0, paid: 0, cancelled: 0, dispatched: 0 };
+		const stats = { sent: 0, created: 0, refused: 0, unavailable: 0, failed: 0, paid: 0, cancelled: 0, dispatched: 0 };
+		const secondsWith503 = new Set<number>();
 		const accepted = new Set<string>();
 		const refusals: Record<string, number> = {};
 		let running = true;
@@ -100,9 +110,13 @@ async function main(): Promise<number> {
 					accepted.add(res.body.id);
 					const id = res.body.id;
 					if (!payment && Math.random() < 0.7) {
-						await sleep(300);
-						const paid = await http(api, "POST", `/api/orders/${id}/process-payment`, { token, body: { method: "WALLET" } }).catch(() => ({ status: 0 }));
-						if (paid.status === 200) stats.paid++;
+						// Payable once reserved (PAYMENT_PENDING): until then the answer is 409 ORDER_NOT_PAYABLE.
+						for (let attempt = 0; attempt < 10; attempt++) {
+							await sleep(300);
+							const paid = await http(api, "POST", `/api/orders/${id}/process-payment`, { token, body: { method: "WALLET" } }).catch(() => ({ status: 0, body: undefined as any }));
+							if (paid.status === 200) stats.paid++;
+							if (paid.status !== 409 || paid.body?.error?.details?.status !== "CREATED") break;
+						}
 					} else if (Math.random() < 0.1) {
 						await sleep(200);
 						const c = await http(api, "POST", `/api/orders/${id}/cancel`, { token }).catch(() => ({ status: 0 }));
@@ -111,7 +125,12 @@ async function main(): Promise<number> {
 				} else if (res.status >= 400 && res.status < 500) {
 					stats.refused++;
 					refusals[res.body?.error?.code ?? res.status] = (refusals[res.body?.error?.code ?? res.status] ?? 0) + 1;
-				} else if (res.status !== 503) stats.failed++; // 503: a dependency restarting, said as such
+				} else if (res.status === 503) {
+					// A dependency restarting, said as such: a client waits a moment and tries again.
+					stats.unavailable++;
+					secondsWith503.add(Math.floor(Date.now() / 1000));
+					await sleep(200);
+				} else stats.failed++;
 			}
 		};
 		const dispatcher = async () => {
@@ -142,7 +161,7 @@ async function main(): Promise<number> {
 		await at(0.2);
 		running = false;
 		await load;
-		log(`load done: ${JSON.stringify(stats)}, refusals ${JSON.stringify(refusals)}; waiting for quiet`);
+		log(`load done: ${JSON.stringify(stats)}, refusals ${JSON.stringify(refusals)}; 503 answered in ${secondsWith503.size} of ${SECONDS}+ seconds; waiting for quiet`);
 
 		const pg = new Client({ connectionString: cluster.databaseUrl });
 		await pg.connect();

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import path from "node:path";
 import { Client } from "pg";
 import type { ServiceBroker } from "moleculer";
@@ -16,6 +17,41 @@ export const SERVERS = {
 	TRANSPORTER: process.env.TRANSPORTER ?? "nats://127.0.0.1:4222",
 	KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? "127.0.0.1:9092",
 };
+
+function reachable(host: string, port: number): Promise<void> {
+	return new Promise((resolve, reject) => {
+		const s = net.connect({ host, port, timeout: 3000 });
+		s.once("connect", () => (s.destroy(), resolve()));
+		s.once("timeout", () => (s.destroy(), reject(new Error("timeout"))));
+		s.once("error", reject);
+	});
+}
+
+function hostPort(url: string, defaultPort: number): [string, number] {
+	if (!url.includes("://")) url = `tcp://${url.split(",")[0]}`;
+	const u = new URL(url);
+	return [u.hostname, Number(u.port || defaultPort)];
+}
+
+/** One line per server of SERVERS that does not answer, naming it and its variable. */
+export async function missingServers(): Promise<string[]> {
+	const servers: Array<[string, keyof typeof SERVERS, number]> = [
+		["PostgreSQL", "DATABASE_URL", 5432],
+		["Redis", "REDIS_URL", 6379],
+		["NATS", "TRANSPORTER", 4222],
+		["Kafka", "KAFKA_BROKERS", 9092],
+	];
+	const missing: string[] = [];
+	for (const [name, variable, port] of servers) {
+		const [host, p] = hostPort(SERVERS[variable], port);
+		try {
+			await reachable(host, p);
+		} catch (err) {
+			missing.push(`${name} is not reachable at ${host}:${p} (${variable}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+		}
+	}
+	return missing;
+}
 
 /** A database of its own for one test file, dropped afterwards. */
 export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
@@ -68,8 +104,10 @@ export async function spawnNode(name: string, env: Record<string, string>): Prom
 		stdio: ["ignore", "pipe", "pipe"],
 	});
 	let output = "";
-	child.stdout!.on("data", d => (output += d));
-	child.stderr!.on("data", d => (output += d));
+	// The latest output only: a node of `npm run cluster` may run for days.
+	const keep = (d: Buffer) => (output = (output + d).slice(-256 * 1024));
+	child.stdout!.on("data", keep);
+	child.stderr!.on("data", keep);
 	const exited = new Promise<number | null>(resolve => child.on("exit", code => resolve(code)));
 	const node: NodeProcess = {
 		name,
@@ -141,10 +179,16 @@ export async function startCluster(nodes: Array<{ name: string; env: Record<stri
 	};
 }
 
-/** Waits until node `nodeID`'s own registry knows `actions` (a node that started before a slower one learns of it by the next heartbeat). */
-export async function waitForActionsOn(client: ServiceBroker, nodeID: string, actions: string[]): Promise<void> {
-	await eventually(`${nodeID} to know ${actions.join(", ")}`, async () => {
-		const known = await client.call<Array<{ name: string }>, Record<string, unknown>>("$node.actions", { onlyAvailable: true, skipInternal: true }, { nodeID });
-		return actions.every(a => known.some(k => k.name === a));
+/** Waits until node `nodeID`'s own registry lists `names` (`$node.actions` or `$node.services`) as available. */
+async function waitForNamesOn(client: ServiceBroker, nodeID: string, list: "$node.actions" | "$node.services", names: string[]): Promise<void> {
+	await eventually(`${nodeID} to know ${names.join(", ")}`, async () => {
+		const known = await client.call<Array<{ name: string }>, Record<string, unknown>>(list, { onlyAvailable: true, skipInternal: true }, { nodeID });
+		return names.every(n => known.some(k => k.name === n));
 	}, 30000, 250);
 }
+
+/** Waits until node `nodeID`'s own registry knows `actions` (a node that started before a slower one learns of it by the next heartbeat). */
+export const waitForActionsOn = (client: ServiceBroker, nodeID: string, actions: string[]) => waitForNamesOn(client, nodeID, "$node.actions", actions);
+
+/** As waitForActionsOn, by service. */
+export const waitForServicesOn = (client: ServiceBroker, nodeID: string, services: string[]) => waitForNamesOn(client, nodeID, "$node.services", services);

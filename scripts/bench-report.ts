@@ -1,0 +1,74 @@
+/** bench/REPORT.md, written from what `npm run bench` and `npm run bench:floor` keep in bench/results. */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { ProfileSummary } from "./cpu-profile";
+
+type Trio = { p50: number; p95: number; p99: number };
+
+/** One run of one profile, as bench/results/<target>-<profile>.json keeps it. */
+export interface Run {
+	target: string;
+	profile: string;
+	date: string;
+	concurrency: number;
+	rate: number | null;
+	confirmedPerSecond: number;
+	postOrdersMs: Trio;
+	orderToConfirmedMs: Trio;
+	errors: Record<string, number>;
+	cpuPercent: { avg: number; max: number };
+	processes: Record<string, { cpuAvg: number; cpuMax: number; rssMaxMb: number; system: boolean }>;
+}
+
+/** bench/REPORT.md from every result kept in bench/results, the pgbench floor and bench/ANALYSIS.md. */
+export function writeReport(ROOT: string): void {
+	const dir = path.join(ROOT, "bench/results");
+	const read = (f: string) => JSON.parse(readFileSync(path.join(dir, f), "utf8"));
+	const files = readdirSync(dir).filter(f => f.endsWith(".json")).sort();
+	const runs = files.map(f => ({ file: f.replace(/\.json$/, ""), ...read(f) })).filter(r => r.postOrdersMs) as Array<Run & { file: string }>;
+	const sql = files.includes("sql-per-checkout.json") ? read("sql-per-checkout.json") : undefined;
+	const floor = files.includes("floor.json") ? read("floor.json") : undefined;
+	const profiles = files.filter(f => f.endsWith("cpu-profile.json")).map(read) as Array<{ target: string; profile: string; date: string; nodes: Array<ProfileSummary & { node: string }> }>;
+	const trio = (x: Trio) => `${x.p50} / ${x.p95} / ${x.p99}`;
+	const ofFloor = (r: Run) => {
+		const tps = floor?.[r.target === "embedded" ? "embedded" : "postgres"]?.tps;
+		return r.profile === "checkout" && !r.rate && tps ? `${Math.round((r.confirmedPerSecond / tps) * 1000) / 10} %` : "";
+	};
+	const analysis = existsSync(path.join(ROOT, "bench/ANALYSIS.md")) ? readFileSync(path.join(ROOT, "bench/ANALYSIS.md"), "utf8") : "";
+	const report = `# Benchmark report
+
+Written by \`npm run bench\` from the results kept in \`bench/results/\` (the latest run of each target,
+profile and rate), on this 2-core machine, the load generator on the same cores. Reproduce:
+\`npm run bench\` (embedded), \`BENCH_TARGET=cluster npm run bench\` (local cluster on NATS,
+PostgreSQL, Redis, Kafka), \`npm run bench:floor\` (the pgbench floor), \`BENCH_CPU_PROF=1\` (profiles).
+
+## Results
+
+| target | profile | customers / rate | date | confirmed checkouts/s | of the floor | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | system CPU % of one core, avg / max |
+|---|---|---|---|---|---|---|---|---|---|
+${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}${r.rate ? ` / ${r.rate} per s` : ""} | ${r.date?.slice(0, 16).replace("T", " ") ?? ""} | ${r.confirmedPerSecond} | ${ofFloor(r)} | ${trio(r.postOrdersMs)} | ${trio(r.orderToConfirmedMs)} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} |`).join("\n")}
+
+### Per process (CPU % of one core avg / max, RSS max MB; a group's RSS is the sum of its processes', so PostgreSQL's shared buffers count once per backend)
+
+${runs.map(r => `- **${r.file}**: ${Object.entries(r.processes ?? {}).map(([name, p]) => `${name} ${p.cpuAvg} / ${p.cpuMax} %, ${p.rssMaxMb} MB`).join("; ")}`).join("\n")}
+
+## SQL per checkout
+
+${sql ? `Counted by \`npm run bench:sql\` (${sql.orders} orders of each kind on an embedded node, ${sql.date.slice(0, 10)}): a wallet checkout runs ${sql.WALLET.statements} statements in ${sql.WALLET.transactions} transactions, a card checkout ${sql.CARD.statements} in ${sql.CARD.transactions}, from \`order.create\` to the last event handled after CONFIRMED (audit, notification, voucher). The floor below does it in 7.` : "Not counted yet: `npm run bench:sql`."}
+
+## The floor
+
+${floor ? floor.description + "\n\n| database | clients | transactions/s | latency avg ms |\n|---|---|---|---|\n" + ["postgres", "embedded"].filter(k => floor[k]).map(k => `| ${floor[k].label} | ${floor[k].clients} | ${floor[k].tps} | ${floor[k].latencyMs} |`).join("\n") : "Not measured yet: `npm run bench:floor`."}
+
+## Where the CPU goes
+
+${profiles.map(p => `Profiled with \`--cpu-prof\` during the ${p.target} ${p.profile} run of ${p.date.slice(0, 10)} (self time in the load's window).\n\n${p.nodes.map(n => `**${n.node}** (${n.seconds} s sampled): by package ${n.byPackage.slice(0, 8).map(c => `${c.name} ${c.percent} %`).join(", ")}. Top functions: ${n.byFunction.slice(0, 8).map(c => `${c.name} ${c.percent} %`).join(", ")}.`).join("\n\n")}`).join("\n\n") || "No profile kept: `BENCH_CPU_PROF=1 npm run bench`."}
+
+## Charts
+
+${runs.map(r => `![${r.file}](${r.file}.svg)`).join("\n")}
+
+${analysis}`;
+	writeFileSync(path.join(ROOT, "bench/REPORT.md"), report);
+}
+

@@ -1,0 +1,74 @@
+/**
+ * `npm run bench:sql`: SQL statements and transactions per checkout, counted on an embedded node
+ * (in-memory PGlite) for wallet and card orders placed one after another and followed to
+ * CONFIRMED. Unlike throughput on a shared 2-core machine, the count is the same from run to run:
+ * it shows what an optimisation removed. Writes bench/results/sql-per-checkout.json.
+ */
+import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { runtimeOf } from "../lib/runtime";
+import { eventually, startTestNode } from "../test/helpers/node";
+import { writeReport } from "./bench-report";
+
+const ROOT = path.resolve(__dirname, "..");
+const ORDERS = 20;
+
+/** A statement's shape: its first words and table, values left out. */
+const shapeOf = (sql: string) =>
+	sql
+		.replace(/\s+/g, " ")
+		.trim()
+		.replace(/^(WITH \w+ AS \(.*?\) )?(SELECT|INSERT INTO|UPDATE|DELETE FROM)\s.*?("\w+"\.(?:"\w+"|\w+)).*$/i, (_, _w, verb, table) => `${verb.toUpperCase()} ${table.replace(/"/g, "")}`)
+		.slice(0, 60);
+
+async function main(): Promise<void> {
+	// Background work (relay sweeps, the watchdog) is pushed out of the way: only the checkouts count.
+	const node = await startTestNode({ DATA_DIR: "memory://", OUTBOX_POLL_MS: "60000", SAGA_STEP_TIMEOUT_MS: "600000", LOG_LEVEL: "error" });
+	const call = <T = any>(action: string, params: Record<string, unknown>) => node.broker.call<T, Record<string, unknown>>(action, params);
+	const { sequelize } = await runtimeOf(node.broker).database();
+	const product = await call<{ id: string }>("inventory.create", { sku: "SQL-1", name: "Counted", category: "c", price: 100, stock: 100000 });
+	await call("wallet.credit", { userId: "counter", amount: 10_000_000, reason: "TOP_UP", idempotencyKey: randomUUID() });
+
+	const shapes = new Map<string, number>();
+	let counting = false;
+	const query = sequelize.query.bind(sequelize);
+	(sequelize as any).query = (sql: string | { query: string }, opts?: unknown) => {
+		if (counting) {
+			const shape = shapeOf(typeof sql === "string" ? sql : sql.query);
+			shapes.set(shape, (shapes.get(shape) ?? 0) + 1);
+		}
+		return (query as any)(sql, opts);
+	};
+	// Read with the uncounted query: the counter's own polling is not the checkout's.
+	const status = async (id: string) => ((await (query as any)(`SELECT status FROM "order".orders WHERE id = :id`, { replacements: { id }, plain: true })) as { status: string }).status;
+	const results: Record<string, { statements: number; transactions: number }> = {};
+	for (const method of ["WALLET", "CARD"]) {
+		shapes.clear();
+		counting = true;
+		for (let i = 0; i < ORDERS; i++) {
+			const order = await call<{ id: string }>("order.create", {
+				userId: "counter",
+				items: [{ productId: product.id, quantity: 1 }],
+				shippingAddress: { name: "C", line1: "L", city: "C", postalCode: "P", country: "DE" },
+				customer: { name: "Counter", email: "counter@example.com" },
+				payment: method === "WALLET" ? { method } : { method, cardToken: "tok_visa" },
+			});
+			await eventually("CONFIRMED", async () => (await status(order.id)) === "CONFIRMED", 10000, 5);
+			await new Promise(r => setTimeout(r, 150)); // the events after CONFIRMED (audit, notification, voucher)
+		}
+		counting = false;
+		const total = [...shapes.values()].reduce((a, b) => a + b, 0);
+		results[method] = { statements: Math.round((total / ORDERS) * 10) / 10, transactions: Math.round(((shapes.get("START TRANSACTION;") ?? 0) / ORDERS) * 10) / 10 };
+		console.log(`${method}: ${results[method].statements} statements in ${results[method].transactions} transactions per checkout`);
+		for (const [shape, n] of [...shapes].sort((a, b) => b[1] - a[1]).slice(0, 60)) console.log(`  ${(n / ORDERS).toFixed(1).padStart(5)}  ${shape}`);
+	}
+	await node.stop();
+	writeFileSync(path.join(ROOT, "bench/results/sql-per-checkout.json"), JSON.stringify({ date: new Date().toISOString(), orders: ORDERS, ...results }, null, 2) + "\n");
+	writeReport(ROOT);
+}
+
+main().catch(err => {
+	console.error(`bench:sql: ${(err as Error).stack ?? err}`);
+	process.exit(1);
+});
