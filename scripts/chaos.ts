@@ -204,7 +204,12 @@ async function checkInvariants(pg: Client, charges: Array<{ idempotencyKey: stri
 	const unanswered = orders.filter(o => !accepted.has(o.id)).slice(0, 3).map(o => `${o.id} ${o.status}`);
 	check("no lost order", open.length === 0 && [...accepted].every(id => orders.some(o => o.id === id)), `${orders.length} orders (${accepted.size} accepted over HTTP; not answered 2xx, e.g. ${unanswered.join(", ") || "none"}), ${JSON.stringify(byStatus)}, ${open.length} not settled`);
 	const refundPending = orders.filter(o => o.payment_status === "REFUND_PENDING");
-	check("refunds settled", refundPending.length === 0, `${refundPending.length} still REFUND_PENDING, ${orders.filter(o => o.payment_status === "REFUND_FAILED").length} REFUND_FAILED`);
+	const stuck = refundPending.length ? `; ${(await describeOrders(pg, refundPending.slice(0, 5).map(o => o.id), charges)).join("; ")}` : "";
+	check("refunds settled", refundPending.length === 0, `${refundPending.length} still REFUND_PENDING, ${orders.filter(o => o.payment_status === "REFUND_FAILED").length} REFUND_FAILED${stuck}`);
+	// Every service's dead letters (each service owns a schema with its own table).
+	const schemas = await q(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = 'dead_letters'`);
+	const letters = schemas.length ? await q(schemas.map(({ s }) => `SELECT '${s}' AS service, event_name, error FROM "${s}".dead_letters`).join(" UNION ALL ")) : [];
+	check("no event dead-lettered", letters.length === 0, `${letters.length} dead letters${letters.length ? ": " + letters.slice(0, 5).map(l => `${l.service} ${l.event_name} (${l.error})`).join("; ") : ""}`);
 
 	const chargesPerOrder = new Map<string, number>();
 	for (const c of charges) {
@@ -225,9 +230,7 @@ async function checkInvariants(pg: Client, charges: Array<{ idempotencyKey: stri
 	const walletNotKept = [...walletPaid].filter(id => !kept.has(id) && !walletRefunded.has(id));
 	const keptUnpaid = orders.filter(o => kept.has(o.id) && Number(o.total) > 0 && !walletPaid.has(o.id) && !chargesPerOrder.has(o.id));
 	const suspects = [...cardNotKept, ...walletNotKept, ...keptUnpaid.map(o => o.id)].slice(0, 5);
-	const described = suspects.length
-		? (await q(`SELECT o.id, o.status, o.payment_status, o.failure_code, (SELECT string_agg(h.status || coalesce('(' || h.reason || ')', ''), ' > ' ORDER BY h.id) FROM "order".order_status_history h WHERE h.order_id = o.id) AS history, p.status AS payment, p.method FROM "order".orders o LEFT JOIN payment.payments p ON p.order_id = o.id WHERE o.id = ANY($1::uuid[])`.replace("$1", `'{${suspects.join(",")}}'`))).map(r => `${r.id} ${r.status}/${r.payment_status} ${r.failure_code ?? ""} [${r.history}] payment ${r.method} ${r.payment}`).join("; ")
-		: "none";
+	const described = suspects.length ? (await describeOrders(pg, suspects, charges)).join("; ") : "none";
 	check("paid exactly the kept orders", cardNotKept.length + walletNotKept.length + keptUnpaid.length === 0, `${kept.size} kept orders; unrefunded money of ended orders: ${cardNotKept.length} card, ${walletNotKept.length} wallet; kept orders unpaid: ${keptUnpaid.length}; ${described}`);
 
 	// Stock: onHand never below zero; the movement ledger sums to onHand; committed units are the kept orders'.
@@ -257,6 +260,23 @@ async function checkInvariants(pg: Client, charges: Array<{ idempotencyKey: stri
 	const missing = qualifying.filter(id => !vouchers.some(v => v.order_id === id));
 	check("vouchers exactly once", wrong.length + missing.length === 0, `${qualifying.length} qualifying dispatched orders, ${vouchers.length} vouchers, ${wrong.length} wrong, ${missing.length} missing`);
 	return out;
+}
+
+/** One line per order: its status and history, its payment row, its wallet movements and card charge. */
+async function describeOrders(pg: Client, ids: string[], charges: Array<{ idempotencyKey: string; amount: number; refunded: number }>): Promise<string[]> {
+	const { rows } = await pg.query(
+		`SELECT o.id, o.status, o.payment_status, o.failure_code,
+			(SELECT string_agg(h.status || coalesce('(' || h.reason || ')', ''), ' > ' ORDER BY h.id) FROM "order".order_status_history h WHERE h.order_id = o.id) AS history,
+			p.method, p.status AS payment, p.refund_attempts, p.refund_error, p.reconcile, p.refund_next_at,
+			(SELECT string_agg(t.reason, ',' ORDER BY t.created_at) FROM wallet.wallet_transactions t WHERE t.order_id = o.id) AS ledger,
+			(SELECT string_agg(e.event_name, ',' ORDER BY e.seq) FROM payment.outbox e WHERE e.aggregate_key = o.id::text) AS payment_events
+		 FROM "order".orders o LEFT JOIN payment.payments p ON p.order_id = o.id WHERE o.id = ANY($1::uuid[])`,
+		[ids],
+	);
+	return rows.map(r => {
+		const charge = charges.find(c => c.idempotencyKey.includes(`order-${r.id}-charge`));
+		return `${r.id} ${r.status}/${r.payment_status} ${r.failure_code ?? ""} [${r.history}] payment ${r.method} ${r.payment} (tries ${r.refund_attempts}, next ${r.refund_next_at?.toISOString?.() ?? "-"}, reconcile ${r.reconcile}, error ${r.refund_error ?? "-"}) events [${r.payment_events ?? ""}] ledger [${r.ledger ?? ""}] charge ${charge ? `${charge.amount} refunded ${charge.refunded}` : "none"}`;
+	});
 }
 
 main().then(

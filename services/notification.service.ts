@@ -51,6 +51,12 @@ const toNotification = (r: NotificationRow) => ({
 
 const EMAIL_MAX_ATTEMPTS = 5;
 const short = (orderId: string) => orderId.slice(0, 8);
+const letterParts = (name: string | null) => ({ greeting: `Hello${name ? ` ${name}` : ""},\n\n`, ending: "\n" });
+/** The e-mail body of a notification's message. */
+const letter = (name: string | null, message: string) => {
+	const { greeting, ending } = letterParts(name);
+	return greeting + message + ending;
+};
 
 /** What each step tells the order's owner (SPEC section 6, Notifications). */
 const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
@@ -76,6 +82,7 @@ type NotificationThis = EventsService & {
 	mailSweep?: Periodic;
 	mailing?: Promise<void>;
 	notify(event: DomainEvent, tx: Transaction): Promise<void>;
+	addressAwaitingEmails(orderId: string, contact: Contact, tx: Transaction): Promise<void>;
 	sendDueEmails(): Promise<void>;
 };
 
@@ -123,6 +130,17 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 							last_error text
 						);
 						CREATE INDEX emails_due ON emails (next_at) WHERE status = 'PENDING';`,
+				},
+				{
+					// Events of one order travel on several topics: a payment's may come before the
+					// order.created that carries the address, so its e-mail waits for the contact.
+					id: "notification-002-emails-awaiting-contact",
+					sql: `
+						ALTER TABLE order_contacts ALTER COLUMN user_id DROP NOT NULL;
+						ALTER TABLE emails ALTER COLUMN recipient DROP NOT NULL, ADD COLUMN order_id uuid;
+						ALTER TABLE emails DROP CONSTRAINT emails_status_check;
+						ALTER TABLE emails ADD CONSTRAINT emails_status_check CHECK (status IN ('AWAITING_CONTACT', 'PENDING', 'SENT', 'FAILED'));
+						CREATE INDEX emails_awaiting_contact ON emails (order_id) WHERE status = 'AWAITING_CONTACT';`,
 				},
 			],
 		}),
@@ -172,24 +190,33 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 	methods: {
 		async notify(event: DomainEvent, tx: Transaction) {
 			const d = event.data as Record<string, any>;
+			const text = MESSAGES[event.eventName](d);
+			const toUser = text.audience !== "ADMINS";
+			let contact: Contact | undefined;
 			if (event.eventName === "order.created") {
+				contact = { user_id: d.userId, email: d.customer?.email ?? null, name: d.customer?.name ?? null };
 				await this.sql(
-					`INSERT INTO ${this.table("order_contacts")} (order_id, user_id, email, name) VALUES (:orderId, :userId, :email, :name) ON CONFLICT (order_id) DO NOTHING`,
-					{ orderId: d.orderId, userId: d.userId, email: d.customer?.email ?? null, name: d.customer?.name ?? null },
+					`INSERT INTO ${this.table("order_contacts")} (order_id, user_id, email, name) VALUES (:orderId, :userId, :email, :name)
+					 ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, email = excluded.email, name = excluded.name`,
+					{ orderId: d.orderId, userId: contact.user_id, email: contact.email, name: contact.name },
 					tx,
 				);
+				if (this.mailer) await this.addressAwaitingEmails(d.orderId, contact, tx);
+			} else if (toUser && d.orderId && (this.mailer || !d.userId)) {
+				// The contact order.created stored. If it is still on its way (another topic), a row
+				// without owner is left for it: the row lock orders this with its arrival, so an
+				// e-mail queued here as awaiting is always found by it.
+				const [row] = await this.sql<Contact>(
+					`INSERT INTO ${this.table("order_contacts")} (order_id) VALUES (:orderId) ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING user_id, email, name`,
+					{ orderId: d.orderId },
+					tx,
+				);
+				contact = row.user_id ? row : undefined;
 			}
-			const text = MESSAGES[event.eventName](d);
-			// order.created carries the contact; later events of the order read what it stored.
-			const [contact] =
-				event.eventName === "order.created"
-					? [{ user_id: d.userId, email: d.customer?.email ?? null, name: d.customer?.name ?? null } as Contact]
-					: d.orderId
-						? await this.sql<Contact>(`SELECT user_id, email, name FROM ${this.table("order_contacts")} WHERE order_id = :orderId`, { orderId: d.orderId }, tx)
-						: [];
-			const userId = text.audience === "ADMINS" ? null : (d.userId ?? contact?.user_id);
-			// Payment events name only the order: its owner comes from order.created, which may still be on its way.
-			if (text.audience !== "ADMINS" && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
+			// Every event for a customer names them (payment events since they carry userId); an
+			// older producer's may not, and is retried until order.created has told the owner.
+			const userId = toUser ? (d.userId ?? contact?.user_id) : null;
+			if (toUser && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
 			const id = randomUUID();
 			const inserted = await this.sql(
 				`INSERT INTO ${this.table("notifications")} (id, event_id, audience, user_id, type, title, message, order_id)
@@ -197,16 +224,39 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 				{ id, eventId: event.eventId, audience: text.audience ?? "USER", userId, type: text.type, title: text.title, message: text.message, orderId: d.orderId ?? null },
 				tx,
 			);
-			if (inserted.length > 0 && this.mailer && contact?.email && text.audience !== "ADMINS") {
-				await this.sql(
-					`INSERT INTO ${this.table("emails")} (id, notification_id, recipient, subject, body, status) VALUES (:emailId, :id, :recipient, :subject, :body, 'PENDING')`,
-					{ emailId: randomUUID(), id, recipient: contact.email, subject: text.title, body: `Hello${contact.name ? ` ${contact.name}` : ""},\n\n${text.message}\n` },
-					tx,
-				);
+			if (inserted.length === 0 || !this.mailer || !toUser || (contact && !contact.email)) return;
+			await this.sql(
+				`INSERT INTO ${this.table("emails")} (id, notification_id, order_id, recipient, subject, body, status) VALUES (:emailId, :id, :orderId, :recipient, :subject, :body, :status)`,
+				{
+					emailId: randomUUID(),
+					id,
+					orderId: d.orderId ?? null,
+					recipient: contact?.email ?? null,
+					subject: text.title,
+					body: contact ? letter(contact.name, text.message) : text.message,
+					status: contact ? "PENDING" : "AWAITING_CONTACT",
+				},
+				tx,
+			);
+			if (contact) {
 				tx.afterCommit(() => {
 					void this.sendDueEmails();
 				});
 			}
+		},
+
+		/** The order's contact has arrived: its waiting e-mails get the address (or are dropped without one). */
+		async addressAwaitingEmails(orderId: string, contact: Contact, tx: Transaction) {
+			const awaiting = `order_id = :orderId AND status = 'AWAITING_CONTACT'`;
+			if (!contact.email) {
+				await this.sql(`DELETE FROM ${this.table("emails")} WHERE ${awaiting}`, { orderId }, tx);
+				return;
+			}
+			await this.sql(
+				`UPDATE ${this.table("emails")} SET recipient = :email, body = :greeting || body || :ending, status = 'PENDING', next_at = now() WHERE ${awaiting}`,
+				{ orderId, email: contact.email, ...letterParts(contact.name) },
+				tx,
+			);
 		},
 
 		/** Sends what is due; a failure is retried with backoff, and given up (FAILED) after the last try. */

@@ -109,7 +109,7 @@ type OrderThis = EventsService & {
 	findOwned(orderId: string, userId?: string): Promise<OrderRow>;
 	transition(tx: Transaction, order: OrderRow, to: OrderStatus, change?: Change, cause?: DomainEvent): Promise<OrderRow>;
 	react(orderId: string, cause: DomainEvent | undefined, tx: Transaction, fn: (order: OrderRow) => Promise<unknown>): Promise<void>;
-	requestRefund(orderId: string, reason: string): void;
+	requestRefund(orderId: string, reason: string): Promise<void>;
 	startPayment(orderId: string, ctx?: Context): Promise<AuthorizeResult | undefined>;
 	applyPayment(orderId: string, result: AuthorizeResult, ctx?: Context): Promise<OrderRow>;
 	refundLatePayment(tx: Transaction, order: OrderRow, paymentId: string): Promise<void>;
@@ -426,7 +426,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					if (order.status === "DISPATCHED" || order.status === "COMPLETED") throw new ConflictError("ORDER_ALREADY_DISPATCHED", "A dispatched order cannot be cancelled");
 					const paid = order.payment_status === "AUTHORIZED";
 					const updated = await this.transition(tx, order, "CANCELLED", { reason, set: paid ? { payment_status: "REFUND_PENDING" } : {} });
-					if (paid) tx.afterCommit(() => this.requestRefund(order.id, "CANCELLED"));
+					if (paid) tx.afterCommit(() => void this.requestRefund(order.id, "CANCELLED"));
 					return updated;
 				}, ctx);
 				return this.view(row);
@@ -592,10 +592,20 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			await fn(order);
 		},
 
-		requestRefund(orderId: string, reason: string) {
-			this.broker.call("payment.refund", { orderId, reason }).catch(err => {
+		/**
+		 * Asks the payment to refund the order (idempotent). Its answer is the payment's own word: a
+		 * refund that already ended settles the order here, so a REFUND_PENDING order never depends
+		 * on its payment.refunded event alone (one dead-lettered would leave it pending for ever).
+		 */
+		async requestRefund(orderId: string, reason: string) {
+			try {
+				const { status } = await this.broker.call<{ status: string }, Record<string, unknown>>("payment.refund", { orderId, reason });
+				if (status === "REFUNDED" || status === "REFUND_FAILED") {
+					await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
+				}
+			} catch (err) {
 				this.logger.warn(`Refund request for order ${orderId} failed (${(err as Error).message}); the watchdog will ask again.`);
-			});
+			}
 		},
 
 		/** Authorizes the order's chosen payment (idempotent) and applies the result; the watchdog retries on error. */
@@ -644,7 +654,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				{ id: order.id, paymentId, s: this.stepTimeoutMs() / 1000 },
 				tx,
 			);
-			tx.afterCommit(() => this.requestRefund(order.id, "ORDER_NOT_PAYABLE"));
+			tx.afterCommit(() => void this.requestRefund(order.id, "ORDER_NOT_PAYABLE"));
 		},
 
 		async onReserved(tx: Transaction, order: OrderRow, expiresAt: string, cause?: DomainEvent) {
@@ -681,7 +691,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				await this.transition(tx, order, "CANCELLED", { reason: "RESERVATION_EXPIRED" }, cause);
 			} else if (order.status === "PAYMENT_SUCCESS" || (order.status === "PAYMENT_PENDING" && order.payment_status === "AUTHORIZED")) {
 				await this.transition(tx, order, "FAILED", { reason: "RESERVATION_EXPIRED", set: { payment_status: "REFUND_PENDING", failure_code: "RESERVATION_EXPIRED", failure_reason: "The reservation expired before the payment was taken" } }, cause);
-				tx.afterCommit(() => this.requestRefund(order.id, "RESERVATION_EXPIRED"));
+				tx.afterCommit(() => void this.requestRefund(order.id, "RESERVATION_EXPIRED"));
 			}
 		},
 
@@ -695,7 +705,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			if (!order) return; // another node took it
 			this.logger.warn(`Watchdog: order ${orderId} overdue in ${order.status}/${order.payment_status} (try ${order.redrives}).`);
 			if (order.payment_status === "REFUND_PENDING") {
-				this.requestRefund(orderId, "WATCHDOG");
+				await this.requestRefund(orderId, "WATCHDOG");
 				return;
 			}
 			if (order.redrives > MAX_REDRIVES) {
@@ -704,7 +714,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					if (!isPreDispatch(locked.status)) return;
 					const paid = locked.payment_status === "AUTHORIZED";
 					await this.transition(tx, locked, "FAILED", { reason: "SAGA_TIMEOUT", set: { failure_code: "SAGA_TIMEOUT", failure_reason: "A step of the checkout did not complete", ...(paid ? { payment_status: "REFUND_PENDING" } : {}) } });
-					if (paid) tx.afterCommit(() => this.requestRefund(orderId, "SAGA_TIMEOUT"));
+					if (paid) tx.afterCommit(() => void this.requestRefund(orderId, "SAGA_TIMEOUT"));
 				});
 				return;
 			}

@@ -257,9 +257,9 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				tx.afterCommit(() => countMetric(this.broker, "payments", { method: p.method, outcome: outcome.ok ? "AUTHORIZED" : outcome.code }));
 				const opts = { correlationId: p.order_id, key: p.order_id };
 				if (outcome.ok) {
-					await this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
+					await this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
 				} else {
-					await this.publishEvent(tx, "payment.failed", { orderId: p.order_id, code: outcome.code, reason: outcome.reason }, opts);
+					await this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
 				}
 				return updated;
 			}, ctx);
@@ -284,7 +284,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const charge = await this.gateway.charge({ amount, currency: p.currency, token: p.card_token ?? "", idempotencyKey: chargeKey(p.order_id) });
 				const refund = charge.ok ? await this.gateway.refund({ chargeId: charge.chargeId, amount, idempotencyKey: refundKey(p.order_id) }) : undefined;
 				await this.transaction(async tx => {
-					const data = { orderId: p.order_id, paymentId: p.id, amount, currency: p.currency, reason: "UNCERTAIN_CHARGE" };
+					const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount, currency: p.currency, reason: "UNCERTAIN_CHARGE" };
 					const opts = { correlationId: p.order_id, key: p.order_id };
 					if (!charge.ok && charge.code !== "PROVIDER_UNAVAILABLE") {
 						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx); // nothing was taken
@@ -335,7 +335,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			for (const p of claimed) {
 				const outcome = await this.refundOnce(p);
 				await this.transaction(async tx => {
-					const data = { orderId: p.order_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: p.refund_reason };
+					const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: p.refund_reason };
 					const opts = { correlationId: p.order_id, key: p.order_id };
 					if (outcome.ok) {
 						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUNDED', refund_error = NULL, updated_at = now() WHERE id = :id`, { id: p.id }, tx);

@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { SMTPServer } from "smtp-server";
 import { ProbeProducer } from "../fixtures/probe.services";
+import { QueryTypes } from "sequelize";
 import { createEnvelope } from "../../lib/events/envelope";
+import { runtimeOf } from "../../lib/runtime";
 import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../helpers/node";
 
 interface Mail {
@@ -92,6 +94,33 @@ describe("notifications", () => {
 			const t = await titles("omar");
 			return t.includes("Order cancelled") && t.includes("Refund issued");
 		});
+	});
+
+	it("does not wait for order.created: a payment event that overtakes it is notified at once and mailed once the address arrives", async () => {
+		const orderId = randomUUID();
+		const emit = (eventName: string, data: Record<string, any>) => call("probe-producer.emit", { eventName, data });
+		await emit("payment.authorized", { orderId, userId: "pia", paymentId: randomUUID(), method: "CARD", amount: 900, currency: "EUR" });
+		await eventually("the payment notification", async () => (await titles("pia")).includes("Payment received"));
+		const mailsBefore = smtp!.mails.length;
+		await emit("order.created", { orderId, userId: "pia", total: 900, currency: "EUR", customer: { name: "Pia", email: "pia@example.com" } });
+		const mails = await eventually("both e-mails", async () => {
+			const toPia = smtp!.mails.filter(m => m.to === "pia@example.com");
+			return toPia.length === 2 && toPia;
+		});
+		expect(mails.map(m => /Subject: (.*)/.exec(m.raw)?.[1]).sort()).toEqual(["Order placed", "Payment received"]);
+		expect(mails.every(m => m.raw.includes("Hello Pia,"))).toBe(true);
+		expect(smtp!.mails.length).toBe(mailsBefore + 2);
+	});
+
+	it("drops the waiting e-mails of an order whose customer left no address", async () => {
+		const orderId = randomUUID();
+		const emit = (eventName: string, data: Record<string, any>) => call("probe-producer.emit", { eventName, data });
+		await emit("payment.failed", { orderId, userId: "quinn", code: "PAYMENT_DECLINED", reason: "card_declined" });
+		await eventually("the payment notification", async () => (await titles("quinn")).includes("Payment failed"));
+		await emit("order.created", { orderId, userId: "quinn", total: 900, currency: "EUR" });
+		await eventually("the order notification", async () => (await titles("quinn")).includes("Order placed"));
+		const { sequelize } = await runtimeOf(node.broker).database();
+		expect(await sequelize.query(`SELECT status FROM notification.emails WHERE order_id = :orderId`, { replacements: { orderId }, type: QueryTypes.SELECT })).toEqual([]);
 	});
 
 	it("marks the caller's notification read, lists unread ones, and hides others' as 404", async () => {

@@ -228,6 +228,22 @@ describe("compensations", () => {
 		});
 	});
 
+	it("settles a REFUND_PENDING order from the payment's word when its payment.refunded never arrives", async () => {
+		const p = await product(700, 2);
+		await fund("ravi", 700);
+		const o = await place("ravi", [{ productId: p.id, quantity: 1 }], { payment: { method: "WALLET" } });
+		await untilStatus(o.id, ["CONFIRMED"]);
+		await call("order.cancel", { orderId: o.id, userId: "ravi" });
+		await untilPaymentStatus(o.id, "REFUNDED");
+		// As a dead-lettered payment.refunded leaves it: the payment refunded, the order still waiting.
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await sequelize.query(`UPDATE "order".orders SET payment_status = 'REFUND_PENDING', step_deadline = now() - interval '1 second' WHERE id = :id`, { replacements: { id: o.id } });
+		await call("order.watchdog");
+		expect(await order(o.id)).toMatchObject({ status: "CANCELLED", paymentStatus: "REFUNDED" });
+		expect(await balance("ravi")).toBe(700);
+		expect((await call("wallet.transactions", { userId: "ravi", pageSize: 10 })).rows.filter((t: any) => t.reason === "REFUND")).toHaveLength(1);
+	});
+
 	it("re-drives an order whose order.created was lost, and fails one whose stock is gone", async () => {
 		const p = await product(400, 1);
 		await fund("wally", 400);
