@@ -38,6 +38,7 @@ export interface Config {
 	paymentGatewayUrl?: string;
 	paymentTimeoutMs: number;
 	paymentRetries: number;
+	paymentAbandonMs: number;
 	refundMaxAttempts: number;
 	paymentBreakerThreshold: number;
 	paymentBreakerOpenMs: number;
@@ -191,6 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
 		paymentGatewayUrl: url(env, "PAYMENT_GATEWAY_URL", ["http:", "https:"]),
 		paymentTimeoutMs: integer(env, "PAYMENT_TIMEOUT_MS", 5000, 50, 120000),
 		paymentRetries: integer(env, "PAYMENT_RETRIES", 3, 0, 10),
+		paymentAbandonMs: integer(env, "PAYMENT_ABANDON_MS", 120000, 1000, 86_400_000),
 		refundMaxAttempts: integer(env, "REFUND_MAX_ATTEMPTS", 6, 1, 50),
 		paymentBreakerThreshold: integer(env, "PAYMENT_BREAKER_THRESHOLD", 5, 1, 1000),
 		paymentBreakerOpenMs: integer(env, "PAYMENT_BREAKER_OPEN_MS", 10000, 100, 600000),

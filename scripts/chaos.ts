@@ -47,6 +47,7 @@ async function main(): Promise<number> {
 		RESERVATION_TTL_MS: "15000",
 		PAYMENT_TIMEOUT_MS: "1000",
 		REFUND_RETRY_BASE_MS: "200",
+		PAYMENT_ABANDON_MS: "20000",
 		SHUTDOWN_DRAIN_MS: "300",
 		EVENT_MAX_ATTEMPTS: "10",
 		LOG_LEVEL: "error",

@@ -46,15 +46,20 @@ const resultOf = (p: PaymentRow): AuthorizeResult =>
 const chargeKey = (orderId: string) => `order-${orderId}-charge`;
 const refundKey = (orderId: string) => `order-${orderId}-refund`;
 
+type RefundTry = { ok: true; refundId?: string } | { ok: false; reason: string; nothingTaken?: boolean };
+type Reconciled = { kind: "nothing" } | { kind: "refunded"; chargeId?: string } | { kind: "unknown"; error: string };
+
 type PaymentThis = EventsService & {
 	gateway: CardGateway;
 	mock?: MockGateway;
 	refundSweep?: Periodic;
 	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
 	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean }, ctx?: Context): Promise<PaymentRow>;
-	reconcileCharges(): Promise<void>;
+	reconcilePayments(): Promise<void>;
+	reconcileOnce(p: PaymentRow): Promise<Reconciled>;
+	abandonStalePayments(): Promise<void>;
 	attemptRefunds(paymentId?: string): Promise<void>;
-	refundOnce(p: PaymentRow): Promise<{ ok: true; refundId?: string } | { ok: false; reason: string }>;
+	refundOnce(p: PaymentRow): Promise<RefundTry>;
 };
 
 /**
@@ -109,6 +114,11 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					sql: `
 						ALTER TABLE payments ADD COLUMN card_token text, ADD COLUMN reconcile boolean NOT NULL DEFAULT false;
 						CREATE INDEX payments_reconcile_due ON payments (refund_next_at) WHERE reconcile;`,
+				},
+				{
+					// A payment whose node died mid-attempt is PENDING with nobody to finish it.
+					id: "payment-003-pending-by-age",
+					sql: `CREATE INDEX payments_pending_since ON payments (created_at) WHERE status = 'PENDING';`,
 				},
 			],
 		}),
@@ -253,7 +263,14 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 							{ id: p.id, code: outcome.code, reason: outcome.reason, reconcile: outcome.ambiguous === true },
 							tx,
 						);
-				if (!updated) return (await this.paymentFor(p.order_id, tx))!;
+				if (!updated) {
+					const current = (await this.paymentFor(p.order_id, tx))!;
+					// Money taken for a payment that failed meanwhile (abandoned): reconciliation gives it back.
+					if (outcome.ok && current.status === "FAILED") {
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = true, refund_attempts = 0, refund_next_at = now() WHERE id = :id`, { id: p.id }, tx);
+					}
+					return current;
+				}
 				tx.afterCommit(() => countMetric(this.broker, "payments", { method: p.method, outcome: outcome.ok ? "AUTHORIZED" : outcome.code }));
 				const opts = { correlationId: p.order_id, key: p.order_id };
 				if (outcome.ok) {
@@ -266,35 +283,34 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		},
 
 		/**
-		 * Card charges that failed with an unknown outcome: the same request (key and body) is sent
-		 * again, which answers what the gateway did; a charge found is refunded at once. (A gateway
-		 * that never saw the first request charges now; the refund follows it.)
+		 * Payments that failed with an unknown outcome (every card try timed out, or abandoned while
+		 * PENDING), or that took money after they had failed: asked again and given back. A card
+		 * charge is sent again with the same key and body, which answers what the gateway did (a
+		 * gateway that never saw the first request charges now; the refund follows it); a wallet
+		 * payment is refunded if the wallet holds its debit.
 		 */
-		async reconcileCharges() {
-			// A try against an open circuit would only be spent: wait until the gateway may be called.
-			if (this.gateway.breaker.state === "open") return;
+		async reconcilePayments() {
 			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
 			const claimed = await this.sql<PaymentRow>(
 				`UPDATE ${this.table("payments")} SET refund_next_at = now() + interval '30 seconds', refund_attempts = refund_attempts + 1
-				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE reconcile AND refund_next_at <= now() ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
+				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE reconcile AND refund_next_at <= now()
+				              ${this.gateway.breaker.state === "open" ? "AND method = 'WALLET'" : ""}
+				              ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
 				 RETURNING *`,
 			);
 			for (const p of claimed) {
-				const amount = Number(p.amount);
-				const charge = await this.gateway.charge({ amount, currency: p.currency, token: p.card_token ?? "", idempotencyKey: chargeKey(p.order_id) });
-				const refund = charge.ok ? await this.gateway.refund({ chargeId: charge.chargeId, amount, idempotencyKey: refundKey(p.order_id) }) : undefined;
+				const found = await this.reconcileOnce(p);
 				await this.transaction(async tx => {
-					const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount, currency: p.currency, reason: "UNCERTAIN_CHARGE" };
+					const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: "UNCERTAIN_CHARGE" };
 					const opts = { correlationId: p.order_id, key: p.order_id };
-					if (!charge.ok && charge.code !== "PROVIDER_UNAVAILABLE") {
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx); // nothing was taken
-					} else if (refund?.ok) {
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, charge_id = :chargeId, refund_error = NULL WHERE id = :id`, { id: p.id, chargeId: (charge as { chargeId: string }).chargeId }, tx);
+					if (found.kind === "nothing") {
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx);
+					} else if (found.kind === "refunded") {
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, charge_id = COALESCE(:chargeId, charge_id), refund_error = NULL WHERE id = :id`, { id: p.id, chargeId: found.chargeId ?? null }, tx);
 						await this.publishEvent(tx, "payment.refunded", data, opts);
 					} else if (p.refund_attempts >= refundMaxAttempts) {
-						const error = refund ? refund.reason : (charge as { reason: string }).reason;
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, refund_error = :error WHERE id = :id`, { id: p.id, error }, tx);
-						await this.publishEvent(tx, "payment.refund_failed", { ...data, error }, opts);
+						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, refund_error = :error WHERE id = :id`, { id: p.id, error: found.error }, tx);
+						await this.publishEvent(tx, "payment.refund_failed", { ...data, error: found.error }, opts);
 					} else {
 						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));
 						await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next WHERE id = :id`, { id: p.id, next }, tx);
@@ -303,7 +319,34 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			}
 		},
 
-		async refundOnce(p: PaymentRow) {
+		/** Whether a payment of unknown outcome took money: nothing, taken and refunded now, or not known yet. */
+		async reconcileOnce(p: PaymentRow): Promise<Reconciled> {
+			if (p.method === "WALLET") {
+				const refund = await this.refundOnce(p);
+				if (refund.ok) return { kind: "refunded" };
+				return refund.nothingTaken ? { kind: "nothing" } : { kind: "unknown", error: refund.reason };
+			}
+			const amount = Number(p.amount);
+			const charge = await this.gateway.charge({ amount, currency: p.currency, token: p.card_token ?? "", idempotencyKey: chargeKey(p.order_id) });
+			if (!charge.ok) return charge.code === "PROVIDER_UNAVAILABLE" ? { kind: "unknown", error: charge.reason } : { kind: "nothing" };
+			const refund = await this.gateway.refund({ chargeId: charge.chargeId, amount, idempotencyKey: refundKey(p.order_id) });
+			return refund.ok ? { kind: "refunded", chargeId: charge.chargeId } : { kind: "unknown", error: refund.reason };
+		},
+
+		/** Payments PENDING longer than PAYMENT_ABANDON_MS: their attempt died with its node; failed, then reconciled. */
+		async abandonStalePayments() {
+			const { paymentAbandonMs } = runtimeOf(this.broker).config;
+			const stale = await this.sql<PaymentRow>(
+				`SELECT * FROM ${this.table("payments")} WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => :s) ORDER BY created_at LIMIT 20`,
+				{ s: paymentAbandonMs / 1000 },
+			);
+			for (const p of stale) {
+				this.logger.warn(`Payment of order ${p.order_id} still PENDING after ${paymentAbandonMs} ms: failed, and reconciled in case money was taken.`);
+				await this.settle(p, { ok: false, code: "PROVIDER_UNAVAILABLE", reason: "The payment had no outcome in time", ambiguous: true });
+			}
+		},
+
+		async refundOnce(p: PaymentRow): Promise<RefundTry> {
 			const amount = Number(p.amount);
 			if (amount === 0) return { ok: true };
 			if (p.method === "WALLET") {
@@ -311,7 +354,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					await this.broker.call("wallet.credit", { userId: p.user_id, amount, reason: "REFUND", orderId: p.order_id });
 					return { ok: true };
 				} catch (err) {
-					return { ok: false, reason: (err as Error).message };
+					return { ok: false, reason: (err as Error).message, nothingTaken: (err as Errors.MoleculerError).type === "NOTHING_TO_REFUND" };
 				}
 			}
 			return this.gateway.refund({ chargeId: p.charge_id!, amount, idempotencyKey: refundKey(p.order_id) });
@@ -370,7 +413,8 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			Math.max(50, Math.min(1000, config.refundRetryBaseMs)),
 			async () => {
 				await this.attemptRefunds();
-				await this.reconcileCharges();
+				await this.abandonStalePayments();
+				await this.reconcilePayments();
 			},
 			this.logger,
 			"Refund sweep",

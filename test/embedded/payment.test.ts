@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { QueryTypes } from "sequelize";
 import type { MockGateway } from "../../lib/mock-gateway";
+import { runtimeOf } from "../../lib/runtime";
 import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
 
 let node: TestNode;
@@ -162,6 +164,73 @@ describe("card payments whose outcome is uncertain", () => {
 		expect(await ucall("payment.authorize", { orderId, userId: "c4", amount: 999, currency: "EUR", method: "CARD", cardToken: "tok_timeout" })).toMatchObject({ ok: false, code: "PROVIDER_UNAVAILABLE" });
 		expect(ucharges(orderId)).toEqual([]);
 	});
+});
+
+describe("payments whose attempt died with its node", () => {
+	// A node of its own whose sweep abandons a payment PENDING for more than a second.
+	let n: TestNode;
+	const nData = tempDir();
+	beforeAll(async () => {
+		n = await startTestNode({ DATA_DIR: nData.dir, SERVICES: "payment,wallet,audit", PAYMENT_ABANDON_MS: "1000", REFUND_RETRY_BASE_MS: "50" });
+	});
+	afterAll(async () => {
+		await n?.stop();
+		nData.remove();
+	});
+	const ncall = <T = any>(action: string, params: Record<string, any> = {}) => n.broker.call<T, Record<string, any>>(action, params);
+	const nbalance = async (userId: string) => (await ncall("wallet.get", { userId })).balance;
+	const nevents = async (orderId: string) => (await ncall<any[]>("audit.timeline", { orderId })).map(e => e.eventName);
+	/** A payment row as a node killed between its wallet debit and its settle leaves it. */
+	const leftPending = async (orderId: string, userId: string, amount: number) => {
+		const { sequelize } = await runtimeOf(n.broker).database();
+		await sequelize.query(
+			`INSERT INTO payment.payments (id, order_id, user_id, method, amount, currency, status, created_at) VALUES (:id, :orderId, :userId, 'WALLET', :amount, 'EUR', 'PENDING', now() - interval '1 minute')`,
+			{ replacements: { id: randomUUID(), orderId, userId, amount } },
+		);
+	};
+
+	it("fails a payment left PENDING and gives back the debit its dead attempt had taken", async () => {
+		await ncall("wallet.credit", { userId: "d1", amount: 900, reason: "TOP_UP", idempotencyKey: randomUUID() });
+		const orderId = randomUUID();
+		await ncall("wallet.debit", { userId: "d1", amount: 900, orderId });
+		await leftPending(orderId, "d1", 900);
+		await eventually("the debit given back", async () => (await nbalance("d1")) === 900);
+		expect(await ncall("payment.get", { orderId })).toMatchObject({ status: "FAILED", failureCode: "PROVIDER_UNAVAILABLE" });
+		await eventually("payment.failed then payment.refunded", async () => {
+			const names = await nevents(orderId);
+			return names.includes("payment.failed") && names.includes("payment.refunded");
+		});
+	});
+
+	it("fails one that took nothing without moving money", async () => {
+		await ncall("wallet.credit", { userId: "d2", amount: 500, reason: "TOP_UP", idempotencyKey: randomUUID() });
+		const orderId = randomUUID();
+		await leftPending(orderId, "d2", 500);
+		await eventually("FAILED", async () => (await ncall("payment.get", { orderId })).status === "FAILED");
+		const { sequelize } = await runtimeOf(n.broker).database();
+		await eventually("reconciled", async () => {
+			const [row] = await sequelize.query<{ reconcile: boolean }>(`SELECT reconcile FROM payment.payments WHERE order_id = :orderId`, { replacements: { orderId }, type: QueryTypes.SELECT });
+			return row.reconcile === false;
+		});
+		expect(await nbalance("d2")).toBe(500);
+		expect((await ncall("wallet.transactions", { userId: "d2" })).rows.map((t: any) => t.reason)).toEqual(["TOP_UP"]);
+		expect(await nevents(orderId)).not.toContain("payment.refunded");
+	});
+
+	it("gives back money an attempt takes after its payment was abandoned", async () => {
+		await ncall("wallet.credit", { userId: "d3", amount: 700, reason: "TOP_UP", idempotencyKey: randomUUID() });
+		const orderId = randomUUID();
+		await leftPending(orderId, "d3", 700);
+		await eventually("abandoned", async () => (await ncall("payment.get", { orderId })).status === "FAILED");
+		// The attempt was only slow: its debit lands now, and it settles as a live attempt would.
+		await ncall("wallet.debit", { userId: "d3", amount: 700, orderId });
+		const { sequelize } = await runtimeOf(n.broker).database();
+		const [row] = await sequelize.query<any>(`SELECT * FROM payment.payments WHERE order_id = :orderId`, { replacements: { orderId }, type: QueryTypes.SELECT });
+		const settled = await (n.broker.getLocalService("payment") as any).settle({ ...row, status: "PENDING" }, { ok: true });
+		expect(settled.status).toBe("FAILED");
+		await eventually("the late debit given back", async () => (await nbalance("d3")) === 700);
+	});
+
 });
 
 describe("wallet top-ups", () => {
