@@ -42,8 +42,10 @@ export function createBrokerOptions(config: Config): BrokerOptions {
 		// Retries only for retryable errors; actions that are not idempotent set `retryPolicy: { enabled: false }`.
 		retryPolicy: { enabled: true, retries: 3, delay: 100, maxDelay: 2000, factor: 2, check: isRetryable },
 		maxCallLevel: 100,
-		heartbeatInterval: 5,
-		heartbeatTimeout: 15,
+		// A node killed without a goodbye is dropped after the timeout, and the requests it held are
+		// retried elsewhere: until then, calls that reach it fail. Three beats per timeout.
+		heartbeatInterval: Math.max(1, Math.round(config.heartbeatTimeoutS / 3)),
+		heartbeatTimeout: config.heartbeatTimeoutS,
 		contextParamsCloning: false,
 		// A stopping node waits for the requests it accepted before it leaves.
 		tracking: { enabled: true, shutdownTimeout: 10000 },

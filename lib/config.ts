@@ -57,6 +57,8 @@ export interface Config {
 	/** A node's own /health/* listener (for nodes without the gateway); 0: none. */
 	healthPort: number;
 	requestTimeoutMs: number;
+	/** Seconds without a heartbeat before a node counts as gone (its pending requests go elsewhere). */
+	heartbeatTimeoutS: number;
 	reservationTtlMs: number;
 	/** 0: no sweep (expired reservations are then released when a payment or the watchdog meets them). */
 	reservationSweepMs: number;
@@ -210,6 +212,7 @@ export function loadConfig(env: Env = process.env): Config {
 		metricsPort: integer(env, "METRICS_PORT", 3030, 0, 65535),
 		healthPort: integer(env, "HEALTH_PORT", 0, 0, 65535),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 10000, 100, 600000),
+		heartbeatTimeoutS: integer(env, "HEARTBEAT_TIMEOUT_S", 6, 3, 300),
 		reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 15 * 60 * 1000, 1000, 7 * 24 * 3600 * 1000),
 		reservationSweepMs: integer(env, "RESERVATION_SWEEP_MS", -1, -1, 3600 * 1000),
 		sagaStepTimeoutMs: integer(env, "SAGA_STEP_TIMEOUT_MS", 60000, 500, 24 * 3600 * 1000),

@@ -1,4 +1,5 @@
 import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, loadConfig } from "../../lib/config";
+import { createBrokerOptions } from "../../moleculer.config";
 
 function problem(env: Record<string, string>): string {
 	try {
@@ -61,10 +62,16 @@ describe("loadConfig", () => {
 		[{ NODE_ENV: "production" }, /^JWT_SECRET: is required when NODE_ENV=production/],
 		[{ JWT_SECRET: "short" }, /^JWT_SECRET: must be at least 16 characters/],
 		[{ TRANSPORTER: "nats://127.0.0.1:4222" }, /^DATABASE_URL: is required when TRANSPORTER is set/],
+		[{ HEARTBEAT_TIMEOUT_S: "1" }, /^HEARTBEAT_TIMEOUT_S: must be between 3 and/],
 	])("refuses %j with one line naming the variable", (env, message) => {
 		const text = problem(env as Record<string, string>);
 		expect(text).toMatch(message);
 		expect(text).not.toContain("\n");
+	});
+
+	it("drops a silent node after HEARTBEAT_TIMEOUT_S, with three heartbeats in that time", () => {
+		expect(createBrokerOptions(loadConfig({}))).toMatchObject({ heartbeatTimeout: 6, heartbeatInterval: 2 });
+		expect(createBrokerOptions(loadConfig({ HEARTBEAT_TIMEOUT_S: "30" }))).toMatchObject({ heartbeatTimeout: 30, heartbeatInterval: 10 });
 	});
 
 	it("lets a gateway-only cluster node run without a database", () => {
