@@ -25,6 +25,20 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 const pick = <T>(items: T[]) => items[Math.floor(Math.random() * items.length)];
 const kafka = (command: string) => execFileSync("bash", [path.join(ROOT, "scripts/kafka.sh"), command], { stdio: "pipe" });
 
+/** Seconds (epoch) as clock spans, "22:10:16-22:10:24, 22:11:36", to set beside the log's events. */
+function spans(seconds: Set<number>): string {
+	const clock = (t: number) => new Date(t * 1000).toISOString().slice(11, 19);
+	const sorted = [...seconds].sort((a, b) => a - b);
+	const out: string[] = [];
+	for (let i = 0; i < sorted.length; ) {
+		let j = i;
+		while (j + 1 < sorted.length && sorted[j + 1] - sorted[j] <= 2) j++;
+		out.push(i === j ? clock(sorted[i]) : `${clock(sorted[i])}-${clock(sorted[j])}`);
+		i = j + 1;
+	}
+	return out.join(", ");
+}
+
 interface Invariant {
 	name: string;
 	ok: boolean;
@@ -92,6 +106,7 @@ async function main(): Promise<number> {
 		const secondsWith503 = new Set<number>();
 		const accepted = new Set<string>();
 		const refusals: Record<string, number> = {};
+		const unavailable: Record<string, number> = {};
 		let running = true;
 		const worker = async () => {
 			while (running) {
@@ -130,6 +145,8 @@ async function main(): Promise<number> {
 					// A dependency restarting, said as such: a client waits a moment and tries again.
 					stats.unavailable++;
 					secondsWith503.add(Math.floor(Date.now() / 1000));
+					const cause = `${res.body?.error?.code ?? "?"}: ${String(res.body?.error?.message ?? "").replace(/[0-9a-f-]{36}|[\w.-]+-\d+\b/g, "…").slice(0, 80)}`;
+					unavailable[cause] = (unavailable[cause] ?? 0) + 1;
 					await sleep(200);
 				} else stats.failed++;
 			}
@@ -162,7 +179,7 @@ async function main(): Promise<number> {
 		await at(0.2);
 		running = false;
 		await load;
-		log(`load done: ${JSON.stringify(stats)}, refusals ${JSON.stringify(refusals)}; 503 answered in ${secondsWith503.size} of ${SECONDS}+ seconds; waiting for quiet`);
+		log(`load done: ${JSON.stringify(stats)}, refusals ${JSON.stringify(refusals)}; 503 answered in ${secondsWith503.size} of ${SECONDS}+ seconds (${spans(secondsWith503)}) ${JSON.stringify(unavailable)}; waiting for quiet`);
 
 		const pg = new Client({ connectionString: cluster.databaseUrl });
 		await pg.connect();
