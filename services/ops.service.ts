@@ -1,17 +1,19 @@
 import http from "node:http";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { checkReadiness } from "../lib/health";
 import { runtimeOf } from "../lib/runtime";
+import { watchIncarnations } from "../lib/incarnations";
 
-type OpsThis = Service & { server?: http.Server };
+type OpsThis = Service & { server?: http.Server; onNodeInfo: ReturnType<typeof watchIncarnations> };
 
 /**
  * On every node, whatever SERVICES says: what an operator or an orchestrator asks of one node.
  * `readiness` for the REPL's `health`; with HEALTH_PORT, /health/live and /health/ready on that
- * port, so nodes without the gateway can be probed too. Internal (`$`): not balanced into the
- * domain, not published over the API.
+ * port, so nodes without the gateway can be probed too; a node restarted under the same nodeID
+ * has the requests of its previous process retried (lib/incarnations.ts). Internal (`$`): not
+ * balanced into the domain, not published over the API.
  */
-const OpsService: ServiceSchema = {
+const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, OpsThis> = {
 	name: "$ops",
 	actions: {
 		readiness: {
@@ -29,6 +31,17 @@ const OpsService: ServiceSchema = {
 				};
 			},
 		},
+	},
+	events: {
+		"$node.connected"(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["onNodeInfo"]>[0] }>) {
+			this.onNodeInfo(ctx.params.node);
+		},
+		"$node.updated"(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["onNodeInfo"]>[0] }>) {
+			this.onNodeInfo(ctx.params.node);
+		},
+	},
+	created(this: OpsThis) {
+		this.onNodeInfo = watchIncarnations(this.broker);
 	},
 	async started(this: OpsThis) {
 		const { healthPort } = runtimeOf(this.broker).config;
