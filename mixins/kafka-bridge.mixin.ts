@@ -62,6 +62,9 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					sessionTimeout,
 					heartbeatInterval: Math.floor(sessionTimeout / 10),
 					rebalanceTimeout: sessionTimeout * 2,
+					// A fetch long-polls this long on quiet topics, and disconnect() waits for it: a
+					// node's graceful stop took 5 s (the default) for a service with quiet topics.
+					maxWaitTimeInMs: 500,
 				});
 				this.kafkaConsumer = consumer;
 				await consumer.connect();
