@@ -6,6 +6,11 @@ import { watchIncarnations } from "../lib/incarnations";
 
 type OpsThis = Service & { server?: http.Server; onNodeInfo: ReturnType<typeof watchIncarnations> };
 
+/** A node said who it is (INFO): its instance ID tells whether it restarted. */
+function nodeAnnounced(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["onNodeInfo"]>[0] }>) {
+	this.onNodeInfo(ctx.params.node);
+}
+
 /**
  * On every node, whatever SERVICES says: what an operator or an orchestrator asks of one node.
  * `readiness` for the REPL's `health`; with HEALTH_PORT, /health/live and /health/ready on that
@@ -33,12 +38,8 @@ const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Recor
 		},
 	},
 	events: {
-		"$node.connected"(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["onNodeInfo"]>[0] }>) {
-			this.onNodeInfo(ctx.params.node);
-		},
-		"$node.updated"(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["onNodeInfo"]>[0] }>) {
-			this.onNodeInfo(ctx.params.node);
-		},
+		"$node.connected": nodeAnnounced,
+		"$node.updated": nodeAnnounced,
 	},
 	created(this: OpsThis) {
 		this.onNodeInfo = watchIncarnations(this.broker);
