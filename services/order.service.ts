@@ -110,6 +110,7 @@ type OrderThis = EventsService & {
 	transition(tx: Transaction, order: OrderRow, to: OrderStatus, change?: Change, cause?: DomainEvent): Promise<OrderRow>;
 	react(orderId: string, cause: DomainEvent | undefined, tx: Transaction, fn: (order: OrderRow) => Promise<unknown>): Promise<void>;
 	requestRefund(orderId: string, reason: string): Promise<void>;
+	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED", opts: { tx?: Transaction; pendingOnly?: boolean }): Promise<void>;
 	startPayment(orderId: string, ctx?: Context): Promise<AuthorizeResult | undefined>;
 	applyPayment(orderId: string, result: AuthorizeResult, ctx?: Context): Promise<OrderRow>;
 	refundLatePayment(tx: Transaction, order: OrderRow, paymentId: string): Promise<void>;
@@ -235,12 +236,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					if (order.status !== "PAYMENT_PENDING") return;
 					await self.transition(tx, order, "PAYMENT_FAILED", { reason: e.data.code, set: { payment_status: "FAILED", payment_failure_reason: e.data.reason, failure_code: e.data.code, failure_reason: e.data.reason, card_token: null } }, e);
 				}),
-				"payment.refunded": reaction((self, tx, order) =>
-					self.sql(`UPDATE ${self.table("orders")} SET payment_status = 'REFUNDED', step_deadline = NULL, updated_at = now() WHERE id = :id`, { id: order.id }, tx),
-				),
-				"payment.refund_failed": reaction((self, tx, order) =>
-					self.sql(`UPDATE ${self.table("orders")} SET payment_status = 'REFUND_FAILED', step_deadline = NULL, updated_at = now() WHERE id = :id`, { id: order.id }, tx),
-				),
+				"payment.refunded": reaction((self, tx, order) => self.recordRefundEnd(order.id, "REFUNDED", { tx })),
+				"payment.refund_failed": reaction((self, tx, order) => self.recordRefundEnd(order.id, "REFUND_FAILED", { tx })),
 			},
 		}),
 	],
@@ -601,11 +598,20 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			try {
 				const { status } = await this.broker.call<{ status: string }, Record<string, unknown>>("payment.refund", { orderId, reason });
 				if (status === "REFUNDED" || status === "REFUND_FAILED") {
-					await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
+					await this.recordRefundEnd(orderId, status, { pendingOnly: true });
 				}
 			} catch (err) {
 				this.logger.warn(`Refund request for order ${orderId} failed (${(err as Error).message}); the watchdog will ask again.`);
 			}
+		},
+
+		/** How the order's refund ended; `pendingOnly` leaves an order whose refund was not awaited alone. */
+		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED", opts: { tx?: Transaction; pendingOnly?: boolean }) {
+			await this.sql(
+				`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId${opts.pendingOnly ? " AND payment_status = 'REFUND_PENDING'" : ""}`,
+				{ orderId, status },
+				opts.tx,
+			);
 		},
 
 		/** Authorizes the order's chosen payment (idempotent) and applies the result; the watchdog retries on error. */
