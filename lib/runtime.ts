@@ -109,6 +109,29 @@ export class Runtime {
 		missing.forEach(t => this.topics.add(t));
 	}
 
+	/**
+	 * How far consumer group `groupId` is behind on event topics `eventNames`: records not yet
+	 * committed, and its committed position (a sum of offsets: it changes when the group moves on).
+	 */
+	async consumerLag(groupId: string, eventNames: string[]): Promise<ConsumerLag> {
+		const admin = await this.kafkaAdmin();
+		const topics = eventNames.map(n => `${this.config.kafkaTopicPrefix}${n}`);
+		const committed = await admin.fetchOffsets({ groupId, topics });
+		const ends = await Promise.all(topics.map(t => admin.fetchTopicOffsets(t)));
+		let lag = 0;
+		let position = 0;
+		topics.forEach((topic, i) => {
+			for (const end of ends[i]) {
+				const at = Number(committed.find(c => c.topic === topic)?.partitions.find(p => p.partition === end.partition)?.offset ?? -1);
+				// No commit yet: the group starts at the partition's beginning (fromBeginning).
+				const from = at >= 0 ? at : Number(end.low);
+				lag += Math.max(0, Number(end.high) - from);
+				position += from;
+			}
+		});
+		return { lag, position };
+	}
+
 	/** Readiness probe of the Kafka cluster this node uses. */
 	async pingKafka(): Promise<void> {
 		await (await this.kafkaAdmin()).describeCluster();
@@ -133,6 +156,11 @@ export class Runtime {
 		this.db = undefined;
 		if (db) await (await db).close();
 	}
+}
+
+export interface ConsumerLag {
+	lag: number;
+	position: number;
 }
 
 const runtimes = new WeakMap<ServiceBroker, Runtime>();

@@ -67,28 +67,56 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					maxWaitTimeInMs: 500,
 				});
 				this.kafkaConsumer = consumer;
+				const { GROUP_JOIN, REBALANCING, CRASH } = consumer.events;
+				consumer.on(GROUP_JOIN, e => this.logger.info(`Kafka group ${this.name} joined in ${e.payload.duration} ms`));
+				consumer.on(REBALANCING, () => this.logger.warn(`Kafka group ${this.name} is rebalancing`));
+				// kafkajs gives up on errors it deems fatal (e.g. "the coordinator is not aware of this
+				// member" from a commit after an eviction) and leaves the service consuming nothing
+				// until the node restarts: a burst once stalled the cluster that way. Start anew instead.
+				consumer.on(CRASH, e => {
+					this.logger.warn(`Kafka consumer of ${this.name} crashed: ${e.payload.error.message}${e.payload.restart ? "; kafkajs restarts it" : "; starting a new one"}`);
+					if (e.payload.restart || this.kafkaConsumer !== consumer) return;
+					setTimeout(() => {
+						if (this.kafkaConsumer !== consumer) return; // stopped meanwhile
+						this.kafkaSubscribe(eventNames, handle).catch(err => this.logger.error(`Kafka consumer of ${this.name} could not restart: ${(err as Error).message}`));
+					}, 1000);
+				});
 				await consumer.connect();
 				await consumer.subscribe({ topics, fromBeginning: true });
 				await consumer.run({
 					autoCommit: false,
 					// Partitions run in parallel; records of one partition (one key) stay in order.
 					partitionsConsumedConcurrently: 3,
-					// One offset commit per fetched batch, not per record: the commit still follows the
-					// handlers' own commits, so a crash in between redelivers records the inbox skips.
 					// The position advances only over handled records (no auto-resolve of the whole batch).
 					eachBatchAutoResolve: false,
 					eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
 						const { topic, partition } = batch;
 						let next: string | undefined;
+						let committed: string | undefined;
+						let lastCommit = Date.now();
+						// Offsets are committed after the handlers' own commits, at most once a second and at
+						// the end of the batch: a crash or rebalance redelivers at most a second of records
+						// (the inbox skips them), not a whole backlog-sized batch.
+						const commit = async () => {
+							if (next === undefined || next === committed) return;
+							await consumer.commitOffsets([{ topic, partition, offset: next }]);
+							committed = next;
+							lastCommit = Date.now();
+						};
 						try {
 							for (const message of batch.messages) {
 								if (!isRunning() || isStale()) break;
 								await handle({ topic, value: message.value?.toString("utf8") ?? "", heartbeat });
 								resolveOffset(message.offset);
 								next = (BigInt(message.offset) + 1n).toString();
+								// A batch fetched from a backlog can take longer than the session timeout: without
+								// a heartbeat per record the member is evicted mid-batch (kafkajs sends one only
+								// when heartbeatInterval has passed, so this costs nothing otherwise).
+								await heartbeat();
+								if (Date.now() - lastCommit >= 1000) await commit();
 							}
 						} finally {
-							if (next !== undefined) await consumer.commitOffsets([{ topic, partition, offset: next }]);
+							await commit();
 						}
 					},
 				});

@@ -18,6 +18,8 @@ export interface Run {
 	errors: Record<string, number>;
 	cpuPercent: { avg: number; max: number };
 	processes: Record<string, { cpuAvg: number; cpuMax: number; rssMaxMb: number; system: boolean }>;
+	/** The burst profile's drain. */
+	burst?: { orders: number; accepted: number; postedSeconds: number; doorPerSecond: number; drainSeconds: number; unsettled: number; longestWithoutConfirmationSeconds: number };
 }
 
 /** bench/REPORT.md from every result kept in bench/results, the pgbench floor and bench/ANALYSIS.md. */
@@ -47,6 +49,10 @@ PostgreSQL, Redis, Kafka), \`npm run bench:floor\` (the pgbench floor), \`BENCH_
 | target | profile | customers / rate | date | confirmed checkouts/s | of the floor | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | system CPU % of one core, avg / max |
 |---|---|---|---|---|---|---|---|---|---|
 ${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}${r.rate ? ` / ${r.rate} per s` : ""} | ${r.date?.slice(0, 16).replace("T", " ") ?? ""} | ${r.confirmedPerSecond} | ${ofFloor(r)} | ${trio(r.postOrdersMs)} | ${trio(r.orderToConfirmedMs)} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} |`).join("\n")}
+
+### Bursts
+
+${runs.filter(r => r.burst).map(r => `- **${r.file}** (${r.date.slice(0, 16).replace("T", " ")}): ${r.burst!.accepted} of ${r.burst!.orders} orders accepted in ${r.burst!.postedSeconds} s (${r.burst!.doorPerSecond}/s at the door); the last settled ${r.burst!.drainSeconds} s after the first was posted: **${r.confirmedPerSecond} confirmed/s** over the drain; order → CONFIRMED p50 / p99 ${r.orderToConfirmedMs.p50} / ${r.orderToConfirmedMs.p99} ms; longest stretch without a confirmation ${r.burst!.longestWithoutConfirmationSeconds} s; unsettled at the end ${r.burst!.unsettled}.`).join("\n") || "No burst run kept: `BENCH_PROFILES=burst npm run bench`."}
 
 ### Per process (CPU % of one core avg / max, RSS max MB; a group's RSS is the sum of its processes', so PostgreSQL's shared buffers count once per backend)
 

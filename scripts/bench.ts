@@ -5,12 +5,14 @@
  *             Server-Sent Events until CONFIRMED (as a storefront would, instead of polling)
  *   shop      a storefront mix: browse 10, product page 5, validate cart 3, checkout 1
  *   hot       every order for one product with limited stock
+ *   burst     BENCH_BURST_ORDERS (1000) wallet orders posted back to back, then the time until the
+ *             last one settled and the drain rate over time (a flash sale: not in the default list)
  *
  * BENCH_TARGET picks what it measures: `embedded` (default: starts `bin/node.ts` on a fresh
  * DATA_DIR), `cluster` (starts `npm run cluster`: node processes on NATS, PostgreSQL, Redis, Kafka),
  * or BENCH_URL, a running gateway. BENCH_PROFILES (checkout,shop,hot), BENCH_SECONDS (20),
  * BENCH_CONCURRENCY (32 customers), BENCH_RATE (checkouts started per second, open loop; default:
- * as fast as the customers go), BENCH_CPU_PROF=1 (profile the node processes with --cpu-prof).
+ * as fast as the customers go), BENCH_BURST_ORDERS and BENCH_BURST_TIMEOUT_S (600) for the burst, BENCH_CPU_PROF=1 (profile the node processes with --cpu-prof).
  * CPU and memory are sampled per process from /proc: the nodes, and for a cluster PostgreSQL,
  * Kafka, NATS and Redis; the load generator is shown apart.
  * Writes bench/results/<target>-<profile>.json, bench/<target>-<profile>.svg and bench/REPORT.md.
@@ -25,6 +27,7 @@ import { eventually, freePort } from "../test/helpers/node";
 import { spawnNode } from "../test/helpers/cluster";
 import { summarizeProfile, type CpuProfile } from "./cpu-profile";
 import { writeReport } from "./bench-report";
+import { postBurst } from "./burst";
 
 const ROOT = path.resolve(__dirname, "..");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -33,6 +36,9 @@ const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined
 const PROFILES = (process.env.BENCH_PROFILES ?? "checkout,shop,hot").split(",");
 const TARGET = process.env.BENCH_URL ? "url" : (process.env.BENCH_TARGET ?? "embedded");
 const CPU_PROF = process.env.BENCH_CPU_PROF === "1";
+const BURST_ORDERS = Number(process.env.BENCH_BURST_ORDERS ?? 1000);
+/** How long the burst profile waits for its backlog to settle before it reports what is left. */
+const BURST_TIMEOUT_S = Number(process.env.BENCH_BURST_TIMEOUT_S ?? 600);
 const ADDRESS = { name: "B", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const ADMIN = tokenFor("bench-admin", "admin");
 const ENDED = ["FAILED", "PAYMENT_FAILED", "CANCELLED"];
@@ -125,7 +131,23 @@ async function createProduct(base: string, body: Record<string, unknown>): Promi
 	}
 }
 
-async function runProfile(base: string, watched: Watched[], profile: string) {
+const avg = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
+
+/** CPU of the system under test and of each watched process over a run's samples. */
+function usageOf(watched: Watched[], samples: Sample[]) {
+	return {
+		cpuPercent: { avg: avg(samples.map(x => x.cpuPercent)), max: Math.max(0, ...samples.map(x => x.cpuPercent)) },
+		processes: Object.fromEntries(
+			watched.map(w => [
+				w.name,
+				{ cpuAvg: avg(samples.map(x => x.usage[w.name].cpuPercent)), cpuMax: Math.max(0, ...samples.map(x => x.usage[w.name].cpuPercent)), rssMaxMb: Math.max(0, ...samples.map(x => x.usage[w.name].rssMb)), system: w.system },
+			]),
+		),
+	};
+}
+
+/** The profile's catalogue (1,000 products; one with 200 units for `hot`) and its customers with money in their wallets. */
+async function prepare(base: string, profile: string) {
 	const products: Array<{ id: string; price: number }> = [];
 	const count = profile === "hot" ? 1 : 1000;
 	for (let i = 0; i < count; i += 50) {
@@ -138,6 +160,12 @@ async function runProfile(base: string, watched: Watched[], profile: string) {
 	}
 	const users = Array.from({ length: CONCURRENCY }, (_, i) => `bench-${profile}-${i}`);
 	for (const u of users) await http(base, "POST", "/api/wallet/top-ups", { token: tokenFor(u), body: { amount: 5_000_000, cardToken: "tok_visa" }, headers: { "Idempotency-Key": `seed-${u}` } });
+	return { products, users };
+}
+
+async function runProfile(base: string, watched: Watched[], profile: string) {
+	if (profile === "burst") return runBurst(base, watched);
+	const { products, users } = await prepare(base, profile);
 
 	const orderLatency: number[] = [];
 	const confirmLatency: number[] = [];
@@ -213,7 +241,6 @@ async function runProfile(base: string, watched: Watched[], profile: string) {
 	const loadToUs = monotonicUs();
 	clearInterval(ticker);
 	const elapsed = (Date.now() - start) / 1000;
-	const avg = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
 	return {
 		target: TARGET,
 		profile,
@@ -227,15 +254,103 @@ async function runProfile(base: string, watched: Watched[], profile: string) {
 		orderToConfirmedMs: summarize(confirmLatency),
 		errors,
 		errorSamples,
-		cpuPercent: { avg: avg(samples.map(x => x.cpuPercent)), max: Math.max(0, ...samples.map(x => x.cpuPercent)) },
-		processes: Object.fromEntries(
-			watched.map(w => [
-				w.name,
-				{ cpuAvg: avg(samples.map(x => x.usage[w.name].cpuPercent)), cpuMax: Math.max(0, ...samples.map(x => x.usage[w.name].cpuPercent)), rssMaxMb: Math.max(0, ...samples.map(x => x.usage[w.name].rssMb)), system: w.system },
-			]),
-		),
+		...usageOf(watched, samples),
 		window: { fromUs: loadFromUs, toUs: loadToUs },
 		samples,
+	};
+}
+
+/**
+ * The burst profile: BENCH_BURST_ORDERS wallet orders posted by the customers back to back, none
+ * waiting for its confirmation (a flash sale), then the time until the last one has settled. The
+ * backlog is read once a second from /analytics/orders; each order's own history gives its time
+ * to CONFIRMED, and the confirmations per second show the drain rate over time.
+ */
+async function runBurst(base: string, watched: Watched[]) {
+	const { products, users } = await prepare(base, "burst");
+	const pendingNow = async () => (await http(base, "GET", "/api/analytics/orders", { token: ADMIN })).body.pendingOrders as number;
+	const pendingBefore = await pendingNow();
+	const sample = sampler(watched);
+	const start = Date.now();
+	const backlog: Array<{ second: number; pending: number; usage: Record<string, { cpuPercent: number; rssMb: number }> }> = [];
+	let reading = false;
+	const ticker = setInterval(() => {
+		if (reading) return; // a slow answer is itself a finding: skip, don't pile up
+		reading = true;
+		pendingNow()
+			.then(pending => backlog.push({ second: Math.round((Date.now() - start) / 1000), pending: pending - pendingBefore, usage: sample() }))
+			.catch(() => undefined)
+			.finally(() => (reading = false));
+	}, 1000);
+	const loadFromUs = monotonicUs();
+	const { orders, latencies: orderLatency, errors, errorSamples } = await postBurst(base, users, products.map(p => p.id), BURST_ORDERS);
+	const postedSeconds = (Date.now() - start) / 1000;
+	const deadline = Date.now() + BURST_TIMEOUT_S * 1000;
+	while ((await pendingNow()) > pendingBefore && Date.now() < deadline) await sleep(500);
+	const loadToUs = monotonicUs();
+	clearInterval(ticker);
+	// Every order's outcome and its time to CONFIRMED, from its own status history.
+	const confirmLatency: number[] = [];
+	const confirmedAt: number[] = [];
+	let lastSettledAt = start;
+	for (let i = 0; i < orders.length; i += CONCURRENCY) {
+		await Promise.all(
+			orders.slice(i, i + CONCURRENCY).map(async o => {
+				const { body } = await http(base, "GET", `/api/orders/${o.id}`, { token: o.token });
+				const confirmed = body.statusHistory?.find((h: { status: string }) => h.status === "CONFIRMED");
+				const last = body.statusHistory?.at(-1);
+				if (last && !["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS"].includes(last.status)) lastSettledAt = Math.max(lastSettledAt, Date.parse(last.at));
+				if (confirmed) {
+					confirmLatency.push(Date.parse(confirmed.at) - o.postedAt);
+					confirmedAt.push(Date.parse(confirmed.at));
+				} else errors[body.failureCode ?? body.status] = (errors[body.failureCode ?? body.status] ?? 0) + 1;
+			}),
+		);
+	}
+	const drainSeconds = Math.max(0.001, (lastSettledAt - start) / 1000);
+	const perSecond = new Map<number, number>();
+	for (const at of confirmedAt) perSecond.set(Math.floor((at - start) / 1000), (perSecond.get(Math.floor((at - start) / 1000)) ?? 0) + 1);
+	const samples: Sample[] = backlog.map(b => ({
+		second: b.second,
+		confirmed: perSecond.get(b.second) ?? 0,
+		orderP95: 0,
+		cpuPercent: watched.filter(w => w.system).reduce((sum, w) => sum + b.usage[w.name].cpuPercent, 0),
+		usage: b.usage,
+	}));
+	// The longest run of seconds in which a backlog waited and no order reached CONFIRMED (the
+	// earlier steps may have moved meanwhile).
+	let quiet = 0;
+	let run = 0;
+	for (const b of backlog) {
+		run = b.pending > 0 && !perSecond.get(b.second) ? run + 1 : 0;
+		quiet = Math.max(quiet, run);
+	}
+	return {
+		target: TARGET,
+		profile: "burst",
+		date: new Date().toISOString(),
+		seconds: Math.round(drainSeconds),
+		concurrency: CONCURRENCY,
+		rate: null,
+		confirmedPerSecond: Math.round((confirmLatency.length / drainSeconds) * 10) / 10,
+		confirmed: confirmLatency.length,
+		postOrdersMs: summarize(orderLatency),
+		orderToConfirmedMs: summarize(confirmLatency),
+		errors,
+		errorSamples,
+		...usageOf(watched, samples),
+		window: { fromUs: loadFromUs, toUs: loadToUs },
+		samples,
+		burst: {
+			orders: BURST_ORDERS,
+			accepted: orders.length,
+			postedSeconds: Math.round(postedSeconds * 10) / 10,
+			doorPerSecond: Math.round((orders.length / postedSeconds) * 10) / 10,
+			drainSeconds: Math.round(drainSeconds * 10) / 10,
+			unsettled: Math.max(0, (await pendingNow()) - pendingBefore),
+			longestWithoutConfirmationSeconds: quiet,
+			backlog: backlog.map(b => ({ second: b.second, pending: b.pending, confirmed: perSecond.get(b.second) ?? 0 })),
+		},
 	};
 }
 
@@ -371,6 +486,7 @@ async function main() {
 			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
 			const r = await runProfile(system.base, system.watched, profile);
 			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
+			if ("burst" in r) console.log(`  burst: ${JSON.stringify({ ...r.burst, backlog: r.burst.backlog.map(b => `${b.second}s:${b.pending}/${b.confirmed}`).join(" ") })}`);
 			for (const [name, p] of Object.entries(r.processes)) console.log(`    ${name}: CPU avg ${p.cpuAvg}% max ${p.cpuMax}%, RSS max ${p.rssMaxMb} MB`);
 			results.push(r);
 		}

@@ -5,7 +5,7 @@
  * each invariant with its numbers; exits 1 on any violation.
  *
  * Needs PostgreSQL, Redis, NATS and Kafka (as test:cluster does). CHAOS_SECONDS sets the load's
- * length (default 120).
+ * length (default 120), CHAOS_BURST the orders of its burst phase (default 300).
  */
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -15,11 +15,14 @@ import { startMockGateway } from "../lib/mock-gateway";
 import { eventually, freePort } from "../test/helpers/node";
 import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "../test/helpers/cluster";
 import { http, tokenFor } from "../test/helpers/http";
+import { checkInvariants, unsettledOrders } from "./invariants";
+import { postBurst } from "./burst";
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
 const WORKERS = Number(process.env.CHAOS_WORKERS ?? 8);
+/** Orders of the burst phase, posted back to back at a tenth of the run. */
+const BURST = Number(process.env.CHAOS_BURST ?? 300);
 const ADDRESS = { name: "C", line1: "L", city: "C", postalCode: "P", country: "DE" };
-const TERMINAL = ["CONFIRMED", "DISPATCHED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"];
 const log = (line: string) => console.log(`[chaos ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 const pick = <T>(items: T[]) => items[Math.floor(Math.random() * items.length)];
@@ -37,12 +40,6 @@ function spans(seconds: Set<number>): string {
 		i = j + 1;
 	}
 	return out.join(", ");
-}
-
-interface Invariant {
-	name: string;
-	ok: boolean;
-	detail: string;
 }
 
 async function main(): Promise<number> {
@@ -166,7 +163,17 @@ async function main(): Promise<number> {
 		const load = Promise.all([...Array.from({ length: WORKERS }, worker), dispatcher()]);
 
 		const at = (fraction: number) => sleep(SECONDS * 1000 * fraction);
-		await at(0.2);
+		await at(0.1);
+		// A flash sale on top of the load: orders posted back to back, none waiting for its saga,
+		// so a backlog forms just before the first node is killed.
+		log(`burst of ${BURST} orders`);
+		const burst = await postBurst(api, users, products.filter((_, i) => i > 1).map(p => p.id), BURST);
+		for (const o of burst.orders) accepted.add(o.id);
+		stats.created += burst.orders.length;
+		stats.sent += BURST;
+		stats.failed += burst.failed;
+		log(`burst posted: ${burst.orders.length} accepted, refusals ${JSON.stringify(burst.errors)}`);
+		await at(0.1);
 		await restart("c-stock-1", "SIGKILL");
 		await at(0.2);
 		log("restarting the Kafka broker");
@@ -184,11 +191,7 @@ async function main(): Promise<number> {
 		const pg = new Client({ connectionString: cluster.databaseUrl });
 		await pg.connect();
 		try {
-			const settled = async () => {
-				const { rows } = await pg.query(`SELECT count(*)::int AS n FROM "order".orders WHERE status NOT IN (${TERMINAL.map(s => `'${s}'`).join(",")}) OR payment_status = 'REFUND_PENDING'`);
-				return rows[0].n === 0;
-			};
-			await eventually("every order to settle", settled, 180000, 1000).catch(() => log("not every order settled in time; the invariants will say which"));
+			await eventually("every order to settle", async () => (await unsettledOrders(pg)) === 0, 180000, 1000).catch(() => log("not every order settled in time; the invariants will say which"));
 			await sleep(2000);
 			const invariants = await checkInvariants(pg, gateway.charges(), accepted);
 			invariants.unshift({ name: "answers name the problem", ok: !refusals.ROUTE_NOT_FOUND && stats.failed === 0, detail: `refusals ${JSON.stringify(refusals)}, ${stats.failed} without an HTTP answer or with 5xx other than 503` });
@@ -207,94 +210,6 @@ async function main(): Promise<number> {
 		await cluster.stop();
 		await gateway.close();
 	}
-}
-
-/** SPEC section 9, checked in the tables and the gateway's charges. */
-async function checkInvariants(pg: Client, charges: Array<{ idempotencyKey: string; amount: number; refunded: number }>, accepted: Set<string>): Promise<Invariant[]> {
-	const q = async (sql: string) => (await pg.query(sql)).rows;
-	const out: Invariant[] = [];
-	const check = (name: string, ok: boolean, detail: string) => out.push({ name, ok, detail });
-
-	const orders = await q(`SELECT id, status, payment_status, payment_method, total::bigint AS total, items FROM "order".orders`);
-	const byStatus: Record<string, number> = {};
-	for (const o of orders) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
-	const open = orders.filter(o => !TERMINAL.includes(o.status));
-	const unanswered = orders.filter(o => !accepted.has(o.id)).slice(0, 3).map(o => `${o.id} ${o.status}`);
-	check("no lost order", open.length === 0 && [...accepted].every(id => orders.some(o => o.id === id)), `${orders.length} orders (${accepted.size} accepted over HTTP; not answered 2xx, e.g. ${unanswered.join(", ") || "none"}), ${JSON.stringify(byStatus)}, ${open.length} not settled`);
-	const refundPending = orders.filter(o => o.payment_status === "REFUND_PENDING");
-	const stuck = refundPending.length ? `; ${(await describeOrders(pg, refundPending.slice(0, 5).map(o => o.id), charges)).join("; ")}` : "";
-	check("refunds settled", refundPending.length === 0, `${refundPending.length} still REFUND_PENDING, ${orders.filter(o => o.payment_status === "REFUND_FAILED").length} REFUND_FAILED${stuck}`);
-	// Every service's dead letters (each service owns a schema with its own table).
-	const schemas = await q(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = 'dead_letters'`);
-	const letters = schemas.length ? await q(schemas.map(({ s }) => `SELECT '${s}' AS service, event_name, error FROM "${s}".dead_letters`).join(" UNION ALL ")) : [];
-	check("no event dead-lettered", letters.length === 0, `${letters.length} dead letters${letters.length ? ": " + letters.slice(0, 5).map(l => `${l.service} ${l.event_name} (${l.error})`).join("; ") : ""}`);
-
-	const chargesPerOrder = new Map<string, number>();
-	for (const c of charges) {
-		const id = /order-(.+)-charge/.exec(c.idempotencyKey)?.[1];
-		if (id) chargesPerOrder.set(id, (chargesPerOrder.get(id) ?? 0) + 1);
-	}
-	const doubleCharged = [...chargesPerOrder].filter(([, n]) => n > 1);
-	check("no double card charge", doubleCharged.length === 0, `${charges.length} charges for ${chargesPerOrder.size} orders, ${doubleCharged.length} charged twice`);
-	const debits = await q(`SELECT order_id, reason, count(*)::int AS n FROM wallet.wallet_transactions WHERE order_id IS NOT NULL GROUP BY order_id, reason`);
-	const doubleMoves = debits.filter(d => d.n > 1);
-	check("no double wallet debit or refund", doubleMoves.length === 0, `${debits.filter(d => d.reason === "PAYMENT").length} payment debits, ${debits.filter(d => d.reason === "REFUND").length} refunds, ${doubleMoves.length} repeated`);
-
-	// Money taken only for orders that kept it, and given back for the others.
-	const kept = new Set(orders.filter(o => ["CONFIRMED", "DISPATCHED", "COMPLETED"].includes(o.status)).map(o => o.id));
-	const cardNotKept = [...chargesPerOrder.keys()].filter(id => !kept.has(id) && charges.find(c => c.idempotencyKey === `/charges:order-${id}-charge`)!.refunded === 0);
-	const walletPaid = new Set(debits.filter(d => d.reason === "PAYMENT").map(d => d.order_id));
-	const walletRefunded = new Set(debits.filter(d => d.reason === "REFUND").map(d => d.order_id));
-	const walletNotKept = [...walletPaid].filter(id => !kept.has(id) && !walletRefunded.has(id));
-	const keptUnpaid = orders.filter(o => kept.has(o.id) && Number(o.total) > 0 && !walletPaid.has(o.id) && !chargesPerOrder.has(o.id));
-	const suspects = [...cardNotKept, ...walletNotKept, ...keptUnpaid.map(o => o.id)].slice(0, 5);
-	const described = suspects.length ? (await describeOrders(pg, suspects, charges)).join("; ") : "none";
-	check("paid exactly the kept orders", cardNotKept.length + walletNotKept.length + keptUnpaid.length === 0, `${kept.size} kept orders; unrefunded money of ended orders: ${cardNotKept.length} card, ${walletNotKept.length} wallet; kept orders unpaid: ${keptUnpaid.length}; ${described}`);
-
-	// Stock: onHand never below zero; the movement ledger sums to onHand; committed units are the kept orders'.
-	const products = await q(`SELECT p.id, p.sku, p.on_hand, p.reserved, COALESCE(sum(m.quantity), 0)::int AS moved,
-		COALESCE(sum(-m.quantity) FILTER (WHERE m.kind = 'COMMIT'), 0)::int - COALESCE(sum(m.quantity) FILTER (WHERE m.kind = 'RETURN'), 0)::int AS sold
-		FROM inventory.products p LEFT JOIN inventory.stock_movements m ON m.product_id = p.id GROUP BY p.id`);
-	const soldByOrders = new Map<string, number>();
-	for (const o of orders.filter(o => kept.has(o.id))) for (const l of o.items) soldByOrders.set(l.productId, (soldByOrders.get(l.productId) ?? 0) + l.quantity);
-	const reservedOpen = await q(`SELECT l.product_id, sum(l.quantity)::int AS n FROM inventory.reservations r JOIN inventory.reservation_lines l USING (order_id) WHERE r.status = 'RESERVED' GROUP BY 1`);
-	const stockBad = products.filter(p => p.on_hand < 0 || p.reserved < 0 || p.moved !== p.on_hand || p.sold !== (soldByOrders.get(p.id) ?? 0) || p.reserved !== (reservedOpen.find(r => r.product_id === p.id)?.n ?? 0));
-	check("no oversell, stock conserved", stockBad.length === 0, `${products.length} products, ${[...soldByOrders.values()].reduce((a, b) => a + b, 0)} units sold in kept orders; mismatched: ${stockBad.map(p => `${p.sku} onHand=${p.on_hand} ledger=${p.moved} sold=${p.sold}/${soldByOrders.get(p.id) ?? 0} reserved=${p.reserved}`).join("; ") || "none"}`);
-
-	// Money conserves: each balance is its ledger's sum, and the sum of balances is deposits − debits + refunds.
-	const wallets = await q(`SELECT w.user_id, w.balance::bigint AS balance, COALESCE(sum(CASE WHEN t.type = 'CREDIT' THEN t.amount ELSE -t.amount END), 0)::bigint AS ledger
-		FROM wallet.wallets w LEFT JOIN wallet.wallet_transactions t USING (user_id) GROUP BY w.user_id, w.balance`);
-	const off = wallets.filter(w => Number(w.balance) !== Number(w.ledger) || Number(w.balance) < 0);
-	const [totals] = await q(`SELECT COALESCE(sum(amount) FILTER (WHERE reason IN ('TOP_UP', 'ADJUSTMENT') AND type = 'CREDIT'), 0)::bigint AS deposits,
-		COALESCE(sum(amount) FILTER (WHERE type = 'DEBIT'), 0)::bigint AS debits, COALESCE(sum(amount) FILTER (WHERE reason = 'REFUND'), 0)::bigint AS refunds FROM wallet.wallet_transactions`);
-	const sum = wallets.reduce((s, w) => s + Number(w.balance), 0);
-	const expected = Number(totals.deposits) - Number(totals.debits) + Number(totals.refunds);
-	check("money conserves", off.length === 0 && sum === expected, `sum of balances ${sum} = deposits ${totals.deposits} − debits ${totals.debits} + refunds ${totals.refunds} (${expected}); ${off.length} wallets off their ledger`);
-
-	// One voucher per qualifying dispatched order, none for others.
-	const vouchers = await q(`SELECT order_id, count(*)::int AS n FROM voucher.vouchers GROUP BY order_id`);
-	const qualifying = orders.filter(o => ["DISPATCHED", "COMPLETED"].includes(o.status) && Number(o.total) > 10000).map(o => o.id);
-	const wrong = vouchers.filter(v => v.n !== 1 || !qualifying.includes(v.order_id));
-	const missing = qualifying.filter(id => !vouchers.some(v => v.order_id === id));
-	check("vouchers exactly once", wrong.length + missing.length === 0, `${qualifying.length} qualifying dispatched orders, ${vouchers.length} vouchers, ${wrong.length} wrong, ${missing.length} missing`);
-	return out;
-}
-
-/** One line per order: its status and history, its payment row, its wallet movements and card charge. */
-async function describeOrders(pg: Client, ids: string[], charges: Array<{ idempotencyKey: string; amount: number; refunded: number }>): Promise<string[]> {
-	const { rows } = await pg.query(
-		`SELECT o.id, o.status, o.payment_status, o.failure_code,
-			(SELECT string_agg(h.status || coalesce('(' || h.reason || ')', ''), ' > ' ORDER BY h.id) FROM "order".order_status_history h WHERE h.order_id = o.id) AS history,
-			p.method, p.status AS payment, p.refund_attempts, p.refund_error, p.reconcile, p.refund_next_at,
-			(SELECT string_agg(t.reason, ',' ORDER BY t.created_at) FROM wallet.wallet_transactions t WHERE t.order_id = o.id) AS ledger,
-			(SELECT string_agg(e.event_name, ',' ORDER BY e.seq) FROM payment.outbox e WHERE e.aggregate_key = o.id::text) AS payment_events
-		 FROM "order".orders o LEFT JOIN payment.payments p ON p.order_id = o.id WHERE o.id = ANY($1::uuid[])`,
-		[ids],
-	);
-	return rows.map(r => {
-		const charge = charges.find(c => c.idempotencyKey.includes(`order-${r.id}-charge`));
-		return `${r.id} ${r.status}/${r.payment_status} ${r.failure_code ?? ""} [${r.history}] payment ${r.method} ${r.payment} (tries ${r.refund_attempts}, next ${r.refund_next_at?.toISOString?.() ?? "-"}, reconcile ${r.reconcile}, error ${r.refund_error ?? "-"}) events [${r.payment_events ?? ""}] ledger [${r.ledger ?? ""}] charge ${charge ? `${charge.amount} refunded ${charge.refunded}` : "none"}`;
-	});
 }
 
 main().then(

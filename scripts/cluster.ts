@@ -7,10 +7,12 @@
  *   CLUSTER_NODES  each node's SERVICES, separated by ";" (default: see LAYOUT)
  *   CLUSTER_PORT   the gateway's HTTP port (default 3000); further gateways take the next ports
  *   CLUSTER_NODE_OPTIONS  NODE_OPTIONS for the nodes (the benchmark profiles them with --cpu-prof)
+ *   CLUSTER_LOGS=1  the nodes' log lines on this process's output, each prefixed with its node
  *
  * Once every service is reachable it prints `cluster ready {json}` (gateway URL, each node's name,
  * services and pid): `npm run bench` with BENCH_TARGET=cluster reads that line.
  */
+import { createInterface } from "node:readline";
 import { startMockGateway } from "../lib/mock-gateway";
 import { missingServers, startCluster, waitForServicesOn } from "../test/helpers/cluster";
 
@@ -56,6 +58,13 @@ async function main(): Promise<void> {
 	};
 	process.on("SIGINT", stop);
 	process.on("SIGTERM", stop);
+	if (process.env.CLUSTER_LOGS === "1") {
+		for (const n of cluster.nodes) {
+			for (const stream of [n.child.stdout!, n.child.stderr!]) {
+				createInterface({ input: stream }).on("line", line => console.log(`${n.name} | ${line}`));
+			}
+		}
+	}
 	for (const n of cluster.nodes) {
 		void n.exited.then(code => {
 			if (!stopping) console.error(`cluster: ${n.name} exited (${code}):\n${n.output().slice(-2000)}`);

@@ -10,6 +10,7 @@ import { offsetOf, pageOf, pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
+import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
 import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, canTransition, isPreDispatch, type OrderStatus } from "../lib/domain/order-status";
 import type { DomainEvent } from "../lib/events/envelope";
@@ -70,6 +71,12 @@ const SUCCESSFUL = ["CONFIRMED", "DISPATCHED", "COMPLETED"];
 /** Where a checkout ends, for the orders metric (DISPATCHED is a step of fulfilment, not an outcome). */
 const FINAL_STEPS = new Set<OrderStatus>(["CONFIRMED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"]);
 const MAX_REDRIVES = 5;
+/** The saga's Kafka consumers whose queue an order can wait in, by the step it waits in. */
+const SAGA_CONSUMERS: Record<string, string[]> = {
+	inventory: ["order.created", "payment.authorized"],
+	order: ["stock.reserved", "stock.failed", "stock.committed"],
+};
+const QUEUED_STEPS = new Set<OrderStatus>(["CREATED", "PAYMENT_SUCCESS"]);
 
 const addressRule = {
 	type: "object",
@@ -103,6 +110,8 @@ type CreateParams = {
 
 type OrderThis = EventsService & {
 	watchdogRun?: Periodic;
+	queueProgress: Record<string, QueueProgress>;
+	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
 	lockOrder(orderId: string, tx: Transaction): Promise<OrderRow | undefined>;
 	view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
@@ -751,12 +760,40 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			}
 		},
 
+		/** True while a saga consumer group has a Kafka backlog that moves (the bus has no queue to read). */
+		async sagaQueueMoving() {
+			const runtime = runtimeOf(this.broker);
+			if (!runtime.kafka()) return false;
+			let moving = false;
+			for (const [group, events] of Object.entries(SAGA_CONSUMERS)) {
+				const lag = await runtime.consumerLag(group, events).catch(err => this.logger.warn(`Watchdog cannot read the lag of ${group}: ${(err as Error).message}`));
+				if (!lag) continue;
+				const verdict = queueVerdict(this.queueProgress[group], lag, Date.now(), this.stepTimeoutMs());
+				this.queueProgress[group] = verdict.progress;
+				if (verdict.moving) this.logger.info(`Watchdog: ${group} works off a backlog of ${lag.lag} events; its overdue steps wait their turn.`);
+				moving ||= verdict.moving;
+			}
+			return moving;
+		},
+
 		async watchdog() {
-			const due = await this.sql<{ id: string }>(`SELECT id FROM ${this.table("orders")} WHERE step_deadline <= now() ORDER BY step_deadline LIMIT 50`);
+			const dueSql = (skipQueued: boolean) =>
+				this.sql<{ id: string; status: OrderStatus }>(
+					`SELECT id, status FROM ${this.table("orders")} WHERE step_deadline <= now() ${skipQueued ? "AND status <> ALL(ARRAY[:queued]::text[])" : ""} ORDER BY step_deadline LIMIT 50`,
+					{ queued: [...QUEUED_STEPS] },
+				);
+			let due = await dueSql(false);
+			// Past its deadline only because its event waits behind a backlog that is being worked
+			// off: the consumer will reach it, and a re-drive would only add load to a busy saga.
+			if (due.some(o => QUEUED_STEPS.has(o.status)) && (await this.sagaQueueMoving())) due = await dueSql(true);
 			for (const { id } of due) {
 				await this.redrive(id).catch(err => this.logger.warn(`Watchdog could not re-drive order ${id}: ${(err as Error).message}`));
 			}
 		},
+	},
+
+	created() {
+		this.queueProgress = {};
 	},
 
 	async started() {

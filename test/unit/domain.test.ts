@@ -6,6 +6,7 @@ import { ORDER_STATUSES, canTransition, isTerminal } from "../../lib/domain/orde
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
 import { findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
+import { queueVerdict } from "../../lib/domain/backlog";
 
 describe("money", () => {
 	it("rounds percent discounts half up to the cent", () => {
@@ -207,6 +208,23 @@ describe("stock rules", () => {
 			{ productId: "a", quantity: 2 },
 			{ productId: "b", quantity: 4 },
 		]);
+	});
+});
+
+describe("queueVerdict (watchdog: a backlog that moves)", () => {
+	it("calls a backlog whose position advanced within the window moving", () => {
+		const first = queueVerdict(undefined, { lag: 500, position: 10 }, 1000, 60000);
+		expect(first.moving).toBe(true);
+		const later = queueVerdict(first.progress, { lag: 400, position: 110 }, 50000, 60000);
+		expect(later).toEqual({ moving: true, progress: { position: 110, movedAt: 50000 } });
+	});
+	it("calls a backlog that has not moved for the window stuck", () => {
+		const seen = queueVerdict(undefined, { lag: 500, position: 10 }, 0, 60000);
+		expect(queueVerdict(seen.progress, { lag: 500, position: 10 }, 59999, 60000).moving).toBe(true);
+		expect(queueVerdict(seen.progress, { lag: 500, position: 10 }, 60000, 60000)).toEqual({ moving: false, progress: { position: 10, movedAt: 0 } });
+	});
+	it("sees no queue without lag", () => {
+		expect(queueVerdict({ position: 5, movedAt: 0 }, { lag: 0, position: 9 }, 10, 60000).moving).toBe(false);
 	});
 });
 

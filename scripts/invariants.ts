@@ -1,0 +1,112 @@
+/**
+ * SPEC section 9 checked in a cluster's databases and the mock card gateway's charges: no lost
+ * order, refunds settled, nothing dead-lettered, no double charge or debit, money taken exactly for
+ * the kept orders, no oversell with stock conserved, money conserved, vouchers exactly once. Used by
+ * the chaos run and the cluster suite's burst test.
+ */
+import type { Client } from "pg";
+
+export const TERMINAL = ["CONFIRMED", "DISPATCHED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"];
+
+export interface Invariant {
+	name: string;
+	ok: boolean;
+	detail: string;
+}
+
+export type Charge = { idempotencyKey: string; amount: number; refunded: number };
+
+/** Orders still in the saga, or waiting for a refund. */
+export async function unsettledOrders(pg: Client): Promise<number> {
+	const { rows } = await pg.query(`SELECT count(*)::int AS n FROM "order".orders WHERE status <> ALL($1::text[]) OR payment_status = 'REFUND_PENDING'`, [TERMINAL]);
+	return rows[0].n;
+}
+
+/** SPEC section 9, checked in the tables and the gateway's charges. */
+export async function checkInvariants(pg: Client, charges: Charge[], accepted: Set<string>): Promise<Invariant[]> {
+	const q = async (sql: string) => (await pg.query(sql)).rows;
+	const out: Invariant[] = [];
+	const check = (name: string, ok: boolean, detail: string) => out.push({ name, ok, detail });
+
+	const orders = await q(`SELECT id, status, payment_status, payment_method, total::bigint AS total, items FROM "order".orders`);
+	const byStatus: Record<string, number> = {};
+	for (const o of orders) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
+	const open = orders.filter(o => !TERMINAL.includes(o.status));
+	const unanswered = orders.filter(o => !accepted.has(o.id)).slice(0, 3).map(o => `${o.id} ${o.status}`);
+	check("no lost order", open.length === 0 && [...accepted].every(id => orders.some(o => o.id === id)), `${orders.length} orders (${accepted.size} accepted over HTTP; not answered 2xx, e.g. ${unanswered.join(", ") || "none"}), ${JSON.stringify(byStatus)}, ${open.length} not settled`);
+	const refundPending = orders.filter(o => o.payment_status === "REFUND_PENDING");
+	const stuck = refundPending.length ? `; ${(await describeOrders(pg, refundPending.slice(0, 5).map(o => o.id), charges)).join("; ")}` : "";
+	check("refunds settled", refundPending.length === 0, `${refundPending.length} still REFUND_PENDING, ${orders.filter(o => o.payment_status === "REFUND_FAILED").length} REFUND_FAILED${stuck}`);
+	// Every service's dead letters (each service owns a schema with its own table).
+	const schemas = await q(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = 'dead_letters'`);
+	const letters = schemas.length ? await q(schemas.map(({ s }) => `SELECT '${s}' AS service, event_name, error FROM "${s}".dead_letters`).join(" UNION ALL ")) : [];
+	check("no event dead-lettered", letters.length === 0, `${letters.length} dead letters${letters.length ? ": " + letters.slice(0, 5).map(l => `${l.service} ${l.event_name} (${l.error})`).join("; ") : ""}`);
+
+	const chargesPerOrder = new Map<string, number>();
+	for (const c of charges) {
+		const id = /order-(.+)-charge/.exec(c.idempotencyKey)?.[1];
+		if (id) chargesPerOrder.set(id, (chargesPerOrder.get(id) ?? 0) + 1);
+	}
+	const doubleCharged = [...chargesPerOrder].filter(([, n]) => n > 1);
+	check("no double card charge", doubleCharged.length === 0, `${charges.length} charges for ${chargesPerOrder.size} orders, ${doubleCharged.length} charged twice`);
+	const debits = await q(`SELECT order_id, reason, count(*)::int AS n FROM wallet.wallet_transactions WHERE order_id IS NOT NULL GROUP BY order_id, reason`);
+	const doubleMoves = debits.filter(d => d.n > 1);
+	check("no double wallet debit or refund", doubleMoves.length === 0, `${debits.filter(d => d.reason === "PAYMENT").length} payment debits, ${debits.filter(d => d.reason === "REFUND").length} refunds, ${doubleMoves.length} repeated`);
+
+	// Money taken only for orders that kept it, and given back for the others.
+	const kept = new Set(orders.filter(o => ["CONFIRMED", "DISPATCHED", "COMPLETED"].includes(o.status)).map(o => o.id));
+	const cardNotKept = [...chargesPerOrder.keys()].filter(id => !kept.has(id) && charges.find(c => c.idempotencyKey === `/charges:order-${id}-charge`)!.refunded === 0);
+	const walletPaid = new Set(debits.filter(d => d.reason === "PAYMENT").map(d => d.order_id));
+	const walletRefunded = new Set(debits.filter(d => d.reason === "REFUND").map(d => d.order_id));
+	const walletNotKept = [...walletPaid].filter(id => !kept.has(id) && !walletRefunded.has(id));
+	const keptUnpaid = orders.filter(o => kept.has(o.id) && Number(o.total) > 0 && !walletPaid.has(o.id) && !chargesPerOrder.has(o.id));
+	const suspects = [...cardNotKept, ...walletNotKept, ...keptUnpaid.map(o => o.id)].slice(0, 5);
+	const described = suspects.length ? (await describeOrders(pg, suspects, charges)).join("; ") : "none";
+	check("paid exactly the kept orders", cardNotKept.length + walletNotKept.length + keptUnpaid.length === 0, `${kept.size} kept orders; unrefunded money of ended orders: ${cardNotKept.length} card, ${walletNotKept.length} wallet; kept orders unpaid: ${keptUnpaid.length}; ${described}`);
+
+	// Stock: onHand never below zero; the movement ledger sums to onHand; committed units are the kept orders'.
+	const products = await q(`SELECT p.id, p.sku, p.on_hand, p.reserved, COALESCE(sum(m.quantity), 0)::int AS moved,
+		COALESCE(sum(-m.quantity) FILTER (WHERE m.kind = 'COMMIT'), 0)::int - COALESCE(sum(m.quantity) FILTER (WHERE m.kind = 'RETURN'), 0)::int AS sold
+		FROM inventory.products p LEFT JOIN inventory.stock_movements m ON m.product_id = p.id GROUP BY p.id`);
+	const soldByOrders = new Map<string, number>();
+	for (const o of orders.filter(o => kept.has(o.id))) for (const l of o.items) soldByOrders.set(l.productId, (soldByOrders.get(l.productId) ?? 0) + l.quantity);
+	const reservedOpen = await q(`SELECT l.product_id, sum(l.quantity)::int AS n FROM inventory.reservations r JOIN inventory.reservation_lines l USING (order_id) WHERE r.status = 'RESERVED' GROUP BY 1`);
+	const stockBad = products.filter(p => p.on_hand < 0 || p.reserved < 0 || p.moved !== p.on_hand || p.sold !== (soldByOrders.get(p.id) ?? 0) || p.reserved !== (reservedOpen.find(r => r.product_id === p.id)?.n ?? 0));
+	check("no oversell, stock conserved", stockBad.length === 0, `${products.length} products, ${[...soldByOrders.values()].reduce((a, b) => a + b, 0)} units sold in kept orders; mismatched: ${stockBad.map(p => `${p.sku} onHand=${p.on_hand} ledger=${p.moved} sold=${p.sold}/${soldByOrders.get(p.id) ?? 0} reserved=${p.reserved}`).join("; ") || "none"}`);
+
+	// Money conserves: each balance is its ledger's sum, and the sum of balances is deposits − debits + refunds.
+	const wallets = await q(`SELECT w.user_id, w.balance::bigint AS balance, COALESCE(sum(CASE WHEN t.type = 'CREDIT' THEN t.amount ELSE -t.amount END), 0)::bigint AS ledger
+		FROM wallet.wallets w LEFT JOIN wallet.wallet_transactions t USING (user_id) GROUP BY w.user_id, w.balance`);
+	const off = wallets.filter(w => Number(w.balance) !== Number(w.ledger) || Number(w.balance) < 0);
+	const [totals] = await q(`SELECT COALESCE(sum(amount) FILTER (WHERE reason IN ('TOP_UP', 'ADJUSTMENT') AND type = 'CREDIT'), 0)::bigint AS deposits,
+		COALESCE(sum(amount) FILTER (WHERE type = 'DEBIT'), 0)::bigint AS debits, COALESCE(sum(amount) FILTER (WHERE reason = 'REFUND'), 0)::bigint AS refunds FROM wallet.wallet_transactions`);
+	const sum = wallets.reduce((s, w) => s + Number(w.balance), 0);
+	const expected = Number(totals.deposits) - Number(totals.debits) + Number(totals.refunds);
+	check("money conserves", off.length === 0 && sum === expected, `sum of balances ${sum} = deposits ${totals.deposits} − debits ${totals.debits} + refunds ${totals.refunds} (${expected}); ${off.length} wallets off their ledger`);
+
+	// One voucher per qualifying dispatched order, none for others.
+	const vouchers = await q(`SELECT order_id, count(*)::int AS n FROM voucher.vouchers GROUP BY order_id`);
+	const qualifying = orders.filter(o => ["DISPATCHED", "COMPLETED"].includes(o.status) && Number(o.total) > 10000).map(o => o.id);
+	const wrong = vouchers.filter(v => v.n !== 1 || !qualifying.includes(v.order_id));
+	const missing = qualifying.filter(id => !vouchers.some(v => v.order_id === id));
+	check("vouchers exactly once", wrong.length + missing.length === 0, `${qualifying.length} qualifying dispatched orders, ${vouchers.length} vouchers, ${wrong.length} wrong, ${missing.length} missing`);
+	return out;
+}
+
+/** One line per order: its status and history, its payment row, its wallet movements and card charge. */
+async function describeOrders(pg: Client, ids: string[], charges: Charge[]): Promise<string[]> {
+	const { rows } = await pg.query(
+		`SELECT o.id, o.status, o.payment_status, o.failure_code,
+			(SELECT string_agg(h.status || coalesce('(' || h.reason || ')', ''), ' > ' ORDER BY h.id) FROM "order".order_status_history h WHERE h.order_id = o.id) AS history,
+			p.method, p.status AS payment, p.refund_attempts, p.refund_error, p.reconcile, p.refund_next_at,
+			(SELECT string_agg(t.reason, ',' ORDER BY t.created_at) FROM wallet.wallet_transactions t WHERE t.order_id = o.id) AS ledger,
+			(SELECT string_agg(e.event_name, ',' ORDER BY e.seq) FROM payment.outbox e WHERE e.aggregate_key = o.id::text) AS payment_events
+		 FROM "order".orders o LEFT JOIN payment.payments p ON p.order_id = o.id WHERE o.id = ANY($1::uuid[])`,
+		[ids],
+	);
+	return rows.map(r => {
+		const charge = charges.find(c => c.idempotencyKey.includes(`order-${r.id}-charge`));
+		return `${r.id} ${r.status}/${r.payment_status} ${r.failure_code ?? ""} [${r.history}] payment ${r.method} ${r.payment} (tries ${r.refund_attempts}, next ${r.refund_next_at?.toISOString?.() ?? "-"}, reconcile ${r.reconcile}, error ${r.refund_error ?? "-"}) events [${r.payment_events ?? ""}] ledger [${r.ledger ?? ""}] charge ${charge ? `${charge.amount} refunded ${charge.refunded}` : "none"}`;
+	});
+}
+
