@@ -1,5 +1,6 @@
 import os from "node:os";
-import type { BrokerOptions, Errors } from "moleculer";
+import type { BrokerOptions, Context, Errors } from "moleculer";
+import { redactSecrets } from "./lib/api/input";
 import type { Config } from "./lib/config";
 
 /** Errors worth another try: Moleculer's retryable ones (timeouts, unreachable nodes, 5xx-like). */
@@ -70,6 +71,8 @@ export function createBrokerOptions(config: Config): BrokerOptions {
 			exporter,
 			events: true,
 			stackTrace: !config.production,
+			// Spans carry an action's params, minus what is a credential (card tokens, passwords, …).
+			tags: { action: (ctx: Context) => ({ params: redactSecrets(ctx.params) }) },
 		},
 	};
 }

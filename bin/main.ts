@@ -14,12 +14,19 @@ export function fail(err: unknown): never {
 	process.exit(1);
 }
 
-/** First signal: graceful shutdown; a second one forces the exit. */
+/**
+ * First signal: graceful shutdown; a second one forces the exit. A repeat within a second is the
+ * same request arriving twice (a signal to the process group reaches npm, which forwards it, and
+ * this process), not an operator insisting.
+ */
 export function handleSignals(broker: ServiceBroker): void {
-	let stopping = false;
+	let stoppingSince = 0;
 	const onSignal = (signal: string) => {
-		if (stopping) process.exit(1);
-		stopping = true;
+		if (stoppingSince) {
+			if (Date.now() - stoppingSince < 1000) return;
+			process.exit(1);
+		}
+		stoppingSince = Date.now();
 		broker.logger.info(`${signal} received.`);
 		shutdown(broker).then(
 			() => process.exit(0),

@@ -48,6 +48,9 @@ export interface Config {
 	rateLimitWindowMs: number;
 	corsOrigins?: string[];
 	bodyLimitBytes: number;
+	/** A request's headers must arrive within this, and the whole request within the next: slow or stalled clients are cut with 408. */
+	httpHeadersTimeoutMs: number;
+	httpRequestTimeoutMs: number;
 	jwtSecret: string;
 	smtpUrl?: string;
 	logLevel: (typeof LOG_LEVELS)[number];
@@ -204,6 +207,8 @@ export function loadConfig(env: Env = process.env): Config {
 		rateLimitWindowMs: integer(env, "RATE_LIMIT_WINDOW_MS", 60000, 100, 3600000),
 		corsOrigins: corsOrigins(env),
 		bodyLimitBytes: integer(env, "BODY_LIMIT_BYTES", 65536, 1024, 10 * 1024 * 1024),
+		httpHeadersTimeoutMs: integer(env, "HTTP_HEADERS_TIMEOUT_MS", 5000, 100, 120000),
+		httpRequestTimeoutMs: integer(env, "HTTP_REQUEST_TIMEOUT_MS", 10000, 100, 600000),
 		jwtSecret: jwtSecret ?? DEV_JWT_SECRET,
 		smtpUrl: url(env, "SMTP_URL", ["smtp:", "smtps:"]),
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
@@ -231,6 +236,9 @@ export function loadConfig(env: Env = process.env): Config {
 	if (config.reservationSweepMs === -1) config.reservationSweepMs = Math.max(200, Math.min(5000, Math.floor(config.reservationTtlMs / 4)));
 	if (config.transporter && !config.databaseUrl && usesDatabase(config.services)) {
 		throw new ConfigError("DATABASE_URL", "is required when TRANSPORTER is set: the embedded database belongs to one process");
+	}
+	if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+		throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS", `must not exceed HTTP_REQUEST_TIMEOUT_MS (${config.httpRequestTimeoutMs})`);
 	}
 	if (tracingExporter !== "none" && tracingExporter !== "console" && tracingExporter !== "event" && !config.tracingEndpoint) {
 		throw new ConfigError("TRACING_ENDPOINT", `is required with TRACING_EXPORTER=${tracingExporter}`);

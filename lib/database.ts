@@ -3,6 +3,7 @@ import { Sequelize } from "sequelize";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Config } from "./config";
+import { lockDataDir } from "./data-dir-lock";
 
 /** The node's one Sequelize instance (one pool) and, in embedded mode, the PGlite behind it. */
 export interface Database {
@@ -35,7 +36,11 @@ function redact(url: string): string {
 async function openEmbedded(config: Config): Promise<Database> {
 	const inMemory = config.dataDir.startsWith("memory://");
 	if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
-	const pglite = await PGlite.create(inMemory ? config.dataDir : `${config.dataDir}/pgdata`);
+	const unlock = inMemory ? () => undefined : lockDataDir(config.dataDir);
+	const pglite = await PGlite.create(inMemory ? config.dataDir : `${config.dataDir}/pgdata`).catch(err => {
+		unlock();
+		throw err;
+	});
 	const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: config.dbPoolMax + 2 });
 	await server.start();
 	const sequelize = sequelizeFor(`postgres://postgres@${server.getServerConn()}/postgres`, config.dbPoolMax);
@@ -46,6 +51,7 @@ async function openEmbedded(config: Config): Promise<Database> {
 			await sequelize.close();
 			await server.stop();
 			await pglite.close();
+			unlock();
 		},
 	};
 }

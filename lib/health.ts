@@ -14,8 +14,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 }
 
 /**
- * Readiness of this node (SPEC section 4): its database, transporter and, when configured, Redis
- * and Kafka answer, and it is not shutting down. Checks run in parallel, each bounded.
+ * Readiness of this node (SPEC section 4): every local service has started, its database,
+ * transporter and, when configured, Redis and Kafka answer, and it is not shutting down. Checks run in parallel, each bounded.
  */
 export async function checkReadiness(broker: ServiceBroker, timeoutMs = 2000): Promise<Readiness> {
 	const runtime = runtimeOf(broker);
@@ -32,6 +32,9 @@ export async function checkReadiness(broker: ServiceBroker, timeoutMs = 2000): P
 
 	const checks: Record<string, string> = {};
 	if (runtime.shuttingDown) checks.shutdown = "node is shutting down";
+	// The gateway answers as soon as it listens, before the node's other services have started
+	// (migrations, consumers): a request sent then would wait on them and time out.
+	else if (!broker.started) checks.services = "starting";
 	const results = await Promise.all(
 		Object.entries(probes).map(async ([name, probe]) => {
 			try {

@@ -3,6 +3,7 @@ import { accessSync, constants, mkdirSync } from "node:fs";
 import { Client } from "pg";
 import Redis from "ioredis";
 import { ConfigError, usesDatabase, type Config } from "./config";
+import { DataDirInUseError, dataDirHolder } from "./data-dir-lock";
 
 const TIMEOUT_MS = 4000;
 
@@ -78,6 +79,8 @@ function checkDataDir(dir: string): void {
 	} catch (err) {
 		throw new ConfigError("DATA_DIR", `cannot write to ${dir} (${reason(err)})`);
 	}
+	const holder = dataDirHolder(dir);
+	if (holder !== undefined) throw new DataDirInUseError(dir, holder);
 }
 
 /**

@@ -10,8 +10,9 @@ import { tokenOf, verifyToken, type ApiUser } from "../lib/api/auth";
 import { API_ROUTES, ROUTES_BY_KEY, routeKey, type ApiRoute } from "../lib/api/routes";
 import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../lib/api/rate-limit";
 import { buildOpenApi, renderDocsPage } from "../lib/api/openapi";
+import { badText, clientErrorAnswer, rawResponse, redactUrl } from "../lib/api/input";
 
-type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown> };
+type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown>; $secretQuery?: URLSearchParams };
 type Res = ServerResponse;
 
 interface StreamSubscriber {
@@ -128,7 +129,10 @@ const ConfiguredFromRuntime: Partial<ServiceSchema<ApiSettingsSchema, any, any, 
 			};
 		}
 		const api = (this.settings.routes ?? []).find(r => r.aliases === apiAliases);
-		if (api) api.bodyParsers = { json: { strict: true, limit: config.bodyLimitBytes } };
+		// Every JSON media type (application/merge-patch+json, …) is parsed as JSON; gzip, deflate and
+		// br bodies are decoded, the limit applying to the decoded body.
+		if (api) api.bodyParsers = { json: { strict: true, limit: config.bodyLimitBytes, type: ["application/json", "application/*+json"] } };
+		this.settings.requestTimeout = config.httpRequestTimeoutMs;
 	},
 };
 
@@ -183,7 +187,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 				mappingPolicy: "restrict",
 				mergeParams: false,
 				aliases: apiAliases,
-				bodyParsers: { json: { strict: true, limit: 65536 } },
+				bodyParsers: { json: { strict: true, limit: 65536, type: ["application/json", "application/*+json"] } },
 
 				async onBeforeCall(this: GatewayThis, ctx: Context<any, any>, _route: unknown, req: Req, res: Res, alias: { method: string; path: string }) {
 					for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
@@ -195,7 +199,8 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 
 					let user: ApiUser | undefined;
 					if (spec.access !== "public") {
-						user = verifyToken(tokenOf(req.headers, spec.action === "gateway.orderStream" ? (req.$params.query as Record<string, unknown>) : undefined), config.jwtSecret);
+						const queryToken = spec.action === "gateway.orderStream" ? { access_token: req.$secretQuery?.get("access_token") ?? undefined } : undefined;
+						user = verifyToken(tokenOf(req.headers, queryToken), config.jwtSecret);
 						if (spec.access === "admin" && user.role !== "admin") throw new ApiError(403, "FORBIDDEN", "This needs the admin role");
 					}
 					ctx.meta.user = user;
@@ -216,6 +221,8 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 					if (spec.body && body !== undefined && (typeof body !== "object" || body === null || Array.isArray(body))) {
 						throw new ApiError(400, "VALIDATION_ERROR", "The body must be a JSON object");
 					}
+					const badField = badText(body) ?? badText(req.$params.query) ?? badText(req.$params.params);
+					if (badField) throw new ApiError(400, "VALIDATION_ERROR", "The request is not valid", { fields: [badField] });
 					req.$params = spec.params({
 						body: (body as Record<string, unknown>) ?? {},
 						query: (req.$params.query as Record<string, unknown>) ?? {},
@@ -274,6 +281,39 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 	},
 
 	methods: {
+		/**
+		 * Every request enters here. A credential in the query (`?access_token=`, what a browser's
+		 * EventSource must use) is taken out of the URL first, so that no log line, span name or
+		 * trace tag, all made from the URL, ever holds it.
+		 */
+		httpHandler(this: GatewayThis, req: Req, res: Res, next?: unknown) {
+			if (req.url && req.url.includes("?")) {
+				const clean = redactUrl(req.url);
+				if (clean !== req.url) {
+					req.$secretQuery = new URL(req.url, "http://x").searchParams;
+					req.url = clean;
+				}
+			}
+			return (ApiGateway.methods!.httpHandler as (this: unknown, ...a: unknown[]) => unknown).call(this, req, res, next);
+		},
+
+		/** moleculer-web's server, with the edge's timeouts and its answer to what Node's parser refuses. */
+		createServer(this: GatewayThis) {
+			(ApiGateway.methods!.createServer as (this: unknown) => void).call(this);
+			const { config } = runtimeOf(this.broker);
+			const server = this.server as typeof this.server & { connectionsCheckingInterval: number };
+			server.headersTimeout = config.httpHeadersTimeoutMs;
+			// Node checks those timeouts every 30 s by default: a stalled client would hold on that long.
+			server.connectionsCheckingInterval = Math.min(1000, config.httpHeadersTimeoutMs);
+			// Headers too large, a request not arriving in time, not HTTP: the error shape too, not a bare status line.
+			server.on("clientError", (err: NodeJS.ErrnoException, socket: import("node:stream").Duplex) => {
+				if (!socket.writable) return socket.destroy();
+				const { status, body } = clientErrorAnswer(err.code);
+				// Closed, not half-closed: a request the handler is still reading must see its end.
+				socket.end(rawResponse(status, body), () => socket.destroy());
+			});
+		},
+
 		listeningPort(this: GatewayThis): number {
 			return (this.server.address() as AddressInfo).port;
 		},
@@ -286,7 +326,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 
 		logRequestLine(this: GatewayThis, req: Req, status: number) {
 			const user = req.$ctx?.meta?.user as ApiUser | undefined;
-			this.logger.info(`${req.method} ${req.url} ${status} ${ms(req.$startTime)}ms req=${req.$ctx?.requestID ?? "-"}${user ? ` user=${user.sub}` : ""}`);
+			this.logger.info(`${req.method} ${(req as Req & { originalUrl?: string }).originalUrl ?? req.url} ${status} ${ms(req.$startTime)}ms req=${req.$ctx?.requestID ?? "-"}${user ? ` user=${user.sub}` : ""}`);
 		},
 
 		/** Sends the transitions a subscriber has not seen yet, each as its own event, in order. */
@@ -317,6 +357,9 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 
 	stopped(this: GatewayThis) {
 		this.closeStreams();
+		// The broker already waited (request tracking) for the requests it accepted: what is still
+		// connected now is idle, or a client that stalled mid-request. Neither holds the stop.
+		this.server.closeAllConnections();
 	},
 };
 

@@ -56,6 +56,8 @@ const toProduct = (r: ProductRow) => ({
 });
 const toLevel = (r: ProductRow) => ({ productId: r.id, sku: r.sku, name: r.name, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved });
 
+/** The highest price a product may have, in cents (10,000,000.00). */
+export const MAX_PRICE = 1_000_000_000;
 const SORTS: Record<string, string> = { price: "price ASC, id", "-price": "price DESC, id", name: "name ASC, id" };
 const itemsRule = {
 	type: "array",
@@ -165,8 +167,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			params: {
 				category: { type: "string", max: 100, optional: true },
 				search: { type: "string", max: 200, optional: true },
-				minPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
-				maxPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
+				minPrice: { type: "number", integer: true, min: 0, max: MAX_PRICE, optional: true, convert: true },
+				maxPrice: { type: "number", integer: true, min: 0, max: MAX_PRICE, optional: true, convert: true },
 				sort: { type: "enum", values: Object.keys(SORTS), optional: true },
 				...pageParams,
 			},
@@ -226,7 +228,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				name: { type: "string", min: 1, max: 200, trim: true },
 				description: { type: "string", max: 2000, optional: true, default: "" },
 				category: { type: "string", min: 1, max: 100, trim: true },
-				price: { type: "number", integer: true, min: 0, max: 1_000_000_000 },
+				price: { type: "number", integer: true, min: 0, max: MAX_PRICE },
 				currency: { type: "string", length: 3, uppercase: true, optional: true },
 				imageUrl: { type: "url", optional: true },
 				stock: { type: "number", integer: true, min: 0, max: 1_000_000 },
@@ -264,7 +266,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				name: { type: "string", min: 1, max: 200, trim: true, optional: true },
 				description: { type: "string", max: 2000, optional: true },
 				category: { type: "string", min: 1, max: 100, trim: true, optional: true },
-				price: { type: "number", integer: true, min: 0, max: 1_000_000_000, optional: true },
+				price: { type: "number", integer: true, min: 0, max: MAX_PRICE, optional: true },
 				imageUrl: { type: "url", optional: true, nullable: true },
 				active: { type: "boolean", optional: true },
 			},

@@ -1,4 +1,5 @@
 import { Errors } from "moleculer";
+import ApiGateway from "moleculer-web";
 
 /** The one error body of SPEC section 2. */
 export interface ErrorBody {
@@ -37,7 +38,6 @@ const BODY_ERRORS: Record<string, [number, string, string]> = {
 
 /** moleculer-web's HTTP errors that keep their status but get the contract's codes. */
 const WEB_ERRORS: Record<string, [number, string]> = {
-	NOT_FOUND: [404, "ROUTE_NOT_FOUND"],
 	NO_TOKEN: [401, "UNAUTHORIZED"],
 	INVALID_TOKEN: [401, "UNAUTHORIZED"],
 	ERR_HAS_NO_ACCESS: [403, "FORBIDDEN"],
@@ -60,6 +60,13 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody; in
 	const e = (err ?? {}) as Errors.MoleculerError & { status?: number; type?: string; expose?: boolean };
 	const body = (code: string, message: string, details?: unknown): ErrorBody => ({ error: details === undefined ? { code, message } : { code, message, details } });
 
+	// moleculer-web's own 404 means no route matched; a service's NOT_FOUND is a missing resource.
+	if (err instanceof ApiGateway.Errors.NotFoundError) return { status: 404, body: body("ROUTE_NOT_FOUND", "No such route"), internal: false };
+	// zlib's own failure codes: a body whose Content-Encoding does not match its bytes. moleculer-web
+	// rewraps the decoder's error and loses its 400, so it is recognised by its code.
+	if (typeof e.code === "string" && /^(Z_[A-Z_]+|ERR__ERROR_[A-Z0-9_]+|ERR_BROTLI_[A-Z_]+)$/.test(e.code)) {
+		return { status: 400, body: body("INVALID_BODY", "The body could not be decoded with its Content-Encoding"), internal: false };
+	}
 	if (e.type && BODY_ERRORS[e.type]) {
 		const [status, code, message] = BODY_ERRORS[e.type];
 		return { status, body: body(code, message), internal: false };

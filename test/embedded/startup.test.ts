@@ -1,10 +1,14 @@
 /**
  * The real entry point (`npm start` = bin/node.ts) as a child process: it comes up on embedded
- * defaults, shuts down on SIGTERM, and refuses bad settings with one clear line.
+ * defaults, is ready only when it can serve, shuts down once on SIGTERM or SIGINT however it is
+ * signalled (npm, its process group, a stalled client connected), keeps its data directory to
+ * itself, keeps tokens out of its logs and traces, and refuses bad settings with one clear line.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
 import path from "node:path";
 import { tempDir, eventually, freePort } from "../helpers/node";
+import { tokenFor } from "../helpers/http";
 
 const ROOT = path.resolve(__dirname, "../..");
 const CLEAN_ENV = Object.fromEntries(
@@ -69,6 +73,132 @@ describe("npm start (bin/node.ts)", () => {
 		try {
 			expect(await refusal({ DATA_DIR: data.dir, ...env })).toMatch(line);
 		} finally {
+			data.remove();
+		}
+	});
+
+	it("turns ready only when it can serve: a write sent the instant readiness answers 200 succeeds", async () => {
+		const data = tempDir();
+		const port = await freePort();
+		const node = startNode({ DATA_DIR: data.dir, PORT: String(port) });
+		try {
+			await eventually(
+				"readiness",
+				async () => (await fetch(`http://127.0.0.1:${port}/health/ready`).catch(() => undefined))?.status === 200,
+				60000,
+				5,
+			);
+			const res = await fetch(`http://127.0.0.1:${port}/api/products`, {
+				method: "POST",
+				headers: { Authorization: `Bearer ${tokenFor("ops", "admin")}`, "Content-Type": "application/json" },
+				body: JSON.stringify({ sku: "READY-1", name: "First", category: "r", price: 100, stock: 1 }),
+			});
+			expect(res.status).toBe(201);
+		} finally {
+			node.child.kill("SIGKILL");
+			await node.exit;
+			data.remove();
+		}
+	});
+
+	it("writes no token into its logs or traces, even one sent as ?access_token=", async () => {
+		const data = tempDir();
+		const port = await freePort();
+		const node = startNode({ DATA_DIR: data.dir, PORT: String(port), LOG_LEVEL: "info", TRACING_EXPORTER: "console" });
+		const token = tokenFor("alice");
+		try {
+			await eventually("the start-up banner", async () => node.output().includes("is up"), 60000);
+			const order = "00000000-0000-4000-8000-000000000000";
+			expect((await fetch(`http://127.0.0.1:${port}/api/orders/${order}/stream?access_token=${token}`)).status).toBe(404);
+			expect((await fetch(`http://127.0.0.1:${port}/api/wallet?access_token=${token}&page=1`, { headers: { Authorization: `Bearer ${token}` } })).status).toBe(200);
+			await eventually("the request lines", async () => node.output().includes(`/api/wallet?access_token=[REDACTED]&page=1 200`), 10000);
+			node.child.kill("SIGTERM");
+			expect(await node.exit).toBe(0);
+			expect(node.output()).toContain(`/api/orders/${order}/stream?access_token=[REDACTED] 404`);
+			expect(node.output()).not.toContain(token);
+			expect(node.output()).not.toContain(token.split(".")[2]); // not even the signature
+		} finally {
+			node.child.kill("SIGKILL");
+			data.remove();
+		}
+	});
+
+	/** `npm run start:node` in its own process group, as a shell's job would be. */
+	function npmStart(env: Record<string, string>) {
+		const child = spawn("npm", ["run", "--silent", "start:node"], { cwd: ROOT, env: { ...CLEAN_ENV, LOG_LEVEL: "info", METRICS_PORT: "0", ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+		let output = "";
+		child.stdout!.on("data", d => (output += d));
+		child.stderr!.on("data", d => (output += d));
+		const exit = new Promise<number | null>(resolve => child.on("exit", resolve));
+		const groupGone = () => {
+			try {
+				process.kill(-child.pid!, 0);
+				return false;
+			} catch {
+				return true;
+			}
+		};
+		return { child, output: () => output, exit, groupGone };
+	}
+
+	it.each([
+		["npm's process", (pid: number) => process.kill(pid, "SIGTERM")],
+		["the whole process group", (pid: number) => process.kill(-pid, "SIGTERM")],
+		["the whole process group with SIGINT (Ctrl-C)", (pid: number) => process.kill(-pid, "SIGINT")],
+	])("`npm run start:node` stops once, gracefully, with exit 0 and nothing left behind, when %s is signalled", async (_, signal) => {
+		const data = tempDir();
+		const node = npmStart({ DATA_DIR: data.dir, PORT: String(await freePort()) });
+		try {
+			await eventually("the start-up banner", async () => node.output().includes("is up"), 60000);
+			signal(node.child.pid!);
+			expect(await node.exit).toBe(0);
+			await eventually("every process of the group to exit", async () => node.groupGone(), 5000);
+			expect(node.output().match(/Shutting down/g)).toHaveLength(1);
+		} finally {
+			if (!node.groupGone()) process.kill(-node.child.pid!, "SIGKILL");
+			data.remove();
+		}
+	});
+
+	it("stops within its bound with a client stalled mid-request", async () => {
+		const data = tempDir();
+		const port = await freePort();
+		const node = startNode({ DATA_DIR: data.dir, PORT: String(port), HTTP_REQUEST_TIMEOUT_MS: "2000", HTTP_HEADERS_TIMEOUT_MS: "1000" });
+		const socket = new net.Socket();
+		try {
+			await eventually("the start-up banner", async () => node.output().includes("is up"), 60000);
+			await new Promise<void>(resolve => socket.connect(port, "127.0.0.1", resolve));
+			socket.on("error", () => undefined);
+			socket.write(`POST /api/cart/validate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokenFor("alice")}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"items":`);
+			await new Promise(r => setTimeout(r, 300));
+			const t0 = Date.now();
+			node.child.kill("SIGTERM");
+			expect(await node.exit).toBe(0);
+			expect(Date.now() - t0).toBeLessThan(8000); // the request timeout (2 s) and the stop itself
+		} finally {
+			socket.destroy();
+			node.child.kill("SIGKILL");
+			data.remove();
+		}
+	});
+
+	it("keeps its DATA_DIR to itself: a second process on it stops at start with one line", async () => {
+		const data = tempDir();
+		const node = startNode({ DATA_DIR: data.dir, PORT: String(await freePort()) });
+		try {
+			await eventually("the start-up banner", async () => node.output().includes("is up"), 60000);
+			expect(await refusal({ DATA_DIR: data.dir, PORT: String(await freePort()), METRICS_PORT: "0" })).toMatch(
+				new RegExp(`^checkout: failed to start: DATA_DIR .* is in use by process ${node.child.pid}; stop that process or set another DATA_DIR$`),
+			);
+			node.child.kill("SIGTERM");
+			expect(await node.exit).toBe(0);
+			// Its owner gone, the directory is free again.
+			const again = startNode({ DATA_DIR: data.dir, PORT: String(await freePort()) });
+			await eventually("the second start-up", async () => again.output().includes("is up"), 60000);
+			again.child.kill("SIGTERM");
+			expect(await again.exit).toBe(0);
+		} finally {
+			node.child.kill("SIGKILL");
 			data.remove();
 		}
 	});
