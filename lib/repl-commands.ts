@@ -25,14 +25,22 @@ async function report(what: string, fn: () => Promise<void>) {
 	}
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export const REPL_COMMANDS: ReplCommand[] = [
 	{
 		command: "order <id>",
-		description: "An order with its history and its domain events",
+		description: "An order with its history and its domain events (the id, or its first 8 characters as notifications show it)",
 		async action(broker, args) {
 			await report("order", async () => {
-				const o = await broker.call<any, Record<string, unknown>>("order.get", { orderId: args.id });
-				const events = await broker.call<any[], Record<string, unknown>>("audit.timeline", { orderId: args.id }).catch(() => []);
+				let orderId = String(args.id);
+				if (!UUID.test(orderId)) {
+					const ids = await broker.call<string[], Record<string, unknown>>("order.idsStartingWith", { prefix: orderId });
+					if (ids.length !== 1) return print(ids.length === 0 ? `no order starts with ${orderId}` : `${orderId} is ambiguous: ${ids.join(", ")}`);
+					orderId = ids[0];
+				}
+				const o = await broker.call<any, Record<string, unknown>>("order.get", { orderId });
+				const events = await broker.call<any[], Record<string, unknown>>("audit.timeline", { orderId }).catch(() => []);
 				print(
 					`order ${o.id} of ${o.userId}: ${o.status} / payment ${o.paymentStatus}, total ${o.total} ${o.currency}${o.failureCode ? `, failed: ${o.failureCode}` : ""}`,
 					...o.items.map((l: any) => `  ${l.quantity} x ${l.sku} ${l.name} @ ${l.unitPrice} = ${l.lineTotal}`),

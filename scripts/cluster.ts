@@ -2,15 +2,16 @@
  * `npm run cluster`: a local cluster of node processes on the servers of test:cluster (NATS,
  * PostgreSQL, Redis, Kafka: DATABASE_URL, TRANSPORTER, REDIS_URL, KAFKA_BROKERS or their local
  * defaults), in a fresh database that is dropped on exit, with the mock card gateway in this
- * process. Runs until Ctrl-C (SIGINT/SIGTERM), then stops the nodes with SIGTERM.
+ * process, and the demo catalogue seeded. Runs until Ctrl-C (SIGINT/SIGTERM), then stops the nodes
+ * with SIGTERM.
  *
  *   CLUSTER_NODES  each node's SERVICES, separated by ";" (default: see LAYOUT)
  *   CLUSTER_PORT   the gateway's HTTP port (default 3000); further gateways take the next ports
  *   CLUSTER_NODE_OPTIONS  NODE_OPTIONS for the nodes (the benchmark profiles them with --cpu-prof)
  *   CLUSTER_LOGS=1  the nodes' log lines on this process's output, each prefixed with its node
  *
- * Once every service is reachable it prints `cluster ready {json}` (gateway URL, each node's name,
- * services and pid): `npm run bench` with BENCH_TARGET=cluster reads that line.
+ * Once every service is reachable it prints `cluster ready {json}` (gateway URL, database URL,
+ * each node's name, services and pid): `npm run bench` with BENCH_TARGET=cluster reads that line.
  */
 import { createInterface } from "node:readline";
 import { startMockGateway } from "../lib/mock-gateway";
@@ -40,12 +41,17 @@ async function main(): Promise<void> {
 	// slower ones by their next heartbeat).
 	const services = [...new Set(layout.flatMap(l => l.split(",")))];
 	for (const n of nodes.filter(n => n.env.PORT)) await waitForServicesOn(cluster.client, n.name, services);
+	// The demo catalogue, as the embedded default has on its first start.
+	const seeded = await cluster.call<number>("inventory.seed");
 	const ready = {
 		url: `http://127.0.0.1:${firstPort}`,
+		databaseUrl: cluster.databaseUrl,
+		seededProducts: seeded,
 		paymentGateway: gateway.url,
 		nodes: cluster.nodes.map((n, i) => ({ name: n.name, services: nodes[i].env.SERVICES, pid: n.child.pid })),
 	};
 	console.log(`cluster ready ${JSON.stringify(ready)}`);
+	console.log(`API ${ready.url}/api (demo catalogue: ${seeded} products), database ${cluster.databaseUrl} (dropped on exit); Ctrl-C stops it.`);
 	let stopping = false;
 	const stop = async () => {
 		if (stopping) return;

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { runtimeOf } from "../lib/runtime";
@@ -9,7 +11,7 @@ import { ApiError, toHttpError } from "../lib/api/errors";
 import { tokenOf, verifyToken, type ApiUser } from "../lib/api/auth";
 import { API_ROUTES, ROUTES_BY_KEY, routeKey, type ApiRoute } from "../lib/api/routes";
 import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../lib/api/rate-limit";
-import { buildOpenApi, renderDocsPage } from "../lib/api/openapi";
+import { DOCS_INIT_SCRIPT, buildOpenApi, renderDocsPage } from "../lib/api/openapi";
 import { badText, clientErrorAnswer, rawResponse, redactUrl } from "../lib/api/input";
 
 type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown>; $secretQuery?: URLSearchParams };
@@ -42,6 +44,22 @@ const SECURITY_HEADERS: Record<string, string> = {
 	"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 	"Cross-Origin-Resource-Policy": "same-origin",
 };
+/** The reference page runs Swagger UI's own script from this server and nothing else. */
+const DOCS_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'";
+const SWAGGER_UI_DIR = path.dirname(require.resolve("swagger-ui-dist/package.json"));
+const DOCS_ASSETS: Record<string, string> = { "swagger-ui.css": "text/css; charset=utf-8", "swagger-ui-bundle.js": "text/javascript; charset=utf-8", "init.js": "text/javascript; charset=utf-8" };
+const docsCache = new Map<string, Buffer>();
+/** One of the three files the reference page loads (read once), or undefined. */
+function docsAsset(file: string): { type: string; body: Buffer } | undefined {
+	const type = DOCS_ASSETS[file];
+	if (!type) return undefined;
+	let body = docsCache.get(file);
+	if (!body) {
+		body = file === "init.js" ? Buffer.from(DOCS_INIT_SCRIPT) : readFileSync(path.join(SWAGGER_UI_DIR, file));
+		docsCache.set(file, body);
+	}
+	return { type, body };
+}
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH"]);
 const ms = (start?: number[]) => {
@@ -61,8 +79,20 @@ const apiAliases: Record<string, unknown> = Object.fromEntries([
 	[
 		"GET /docs",
 		function (this: GatewayThis, req: Req, res: Res) {
-			res.writeHead(200, { ...SECURITY_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'", "Content-Type": "text/html; charset=utf-8" });
+			res.writeHead(200, { ...SECURITY_HEADERS, "Content-Security-Policy": DOCS_CSP, "Content-Type": "text/html; charset=utf-8" });
 			res.end(renderDocsPage(buildOpenApi(this.broker)));
+			this.logRequestLine(req, 200);
+		},
+	],
+	[
+		"GET /docs/assets/:file",
+		function (this: GatewayThis, req: Req, res: Res) {
+			const file = (req.$params.params as { file?: string } | undefined)?.file ?? "";
+			const asset = docsAsset(file);
+			if (!asset) return this.sendJson(req, res, 404, { error: { code: "NOT_FOUND", message: "No such asset" } });
+			// The versioned package's files: cached a day (they change only with an upgrade).
+			res.writeHead(200, { ...SECURITY_HEADERS, "Content-Type": asset.type, "Cache-Control": "public, max-age=86400" });
+			res.end(asset.body);
 			this.logRequestLine(req, 200);
 		},
 	],
@@ -240,6 +270,11 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 						delete data.replayed;
 					}
 					ctx.meta.$statusCode = status;
+					// A created resource's address: its own GET route if it has one, else its collection.
+					if (status === 201 && req.$spec) {
+						const item = typeof data?.id === "string" && ROUTES_BY_KEY.has(routeKey("GET", `${req.$spec.path}/:id`));
+						ctx.meta.$location = `/api${req.$spec.path}${item ? `/${data.id}` : ""}`;
+					}
 					this.logRequestLine(req, status);
 					return data;
 				},

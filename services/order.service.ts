@@ -15,7 +15,7 @@ import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, canTransition, isPreDispatch, type OrderStatus } from "../lib/domain/order-status";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
-import type { PricedLine } from "../lib/domain/cart";
+import { CART_ITEMS_RULE, type PricedLine } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod } from "./payment.service";
 import type { CommitResult, ReserveResult } from "./inventory.service";
 
@@ -256,12 +256,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		create: {
 			params: {
 				userId: { type: "string", min: 1, max: 200 },
-				items: {
-					type: "array",
-					min: 1,
-					max: 500,
-					items: { type: "object", strict: "remove", props: { productId: { type: "string", min: 1, max: 100 }, quantity: { type: "number" }, price: { type: "number", optional: true } } },
-				},
+				items: { ...CART_ITEMS_RULE, min: 1 },
 				promoCodes: { type: "array", items: { type: "string", min: 1, max: 64 }, max: 10, optional: true, default: [] },
 				voucherCodes: { type: "array", items: { type: "string", min: 1, max: 64 }, max: 10, optional: true, default: [] },
 				shippingAddress: addressRule,
@@ -493,6 +488,15 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					currency: runtimeOf(this.broker).config.storeCurrency,
 					topProducts: top.map(t => ({ productId: t.product_id, name: t.name, quantity: Number(t.quantity), revenue: Number(t.revenue) })),
 				};
+			},
+		},
+
+		/** Operators: the ids that start with `prefix` (the 8-character short id notifications show), at most 5. */
+		idsStartingWith: {
+			params: { prefix: { type: "string", pattern: /^[0-9a-f-]{4,36}$/i } },
+			async handler(ctx: Context<{ prefix: string }>) {
+				const rows = await this.sql<{ id: string }>(`SELECT id FROM ${this.table("orders")} WHERE id::text LIKE :prefix ORDER BY created_at DESC LIMIT 5`, { prefix: `${ctx.params.prefix.toLowerCase()}%` });
+				return rows.map(r => r.id);
 			},
 		},
 

@@ -5,7 +5,7 @@ import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
-import { checkCart, type CartError, type CartItemInput, type CatalogueEntry } from "../lib/domain/cart";
+import { CART_ITEMS_RULE, checkCart, type CartError, type CartItemInput, type CatalogueEntry } from "../lib/domain/cart";
 import { applyPromotion, normalizeCode, type Promotion } from "../lib/domain/promotion";
 import { computeTotals } from "../lib/domain/totals";
 import type { VoucherCheck } from "./voucher.service";
@@ -107,15 +107,7 @@ const ValidationService: ServiceSchema<ServiceSettingSchema, Record<string, any>
 		/** Always an answer for a well-formed cart: `valid` and every error, with the priced lines and totals. */
 		validate: {
 			params: {
-				items: {
-					type: "array",
-					max: 500,
-					items: {
-						type: "object",
-						strict: "remove",
-						props: { productId: { type: "string", min: 1, max: 100 }, quantity: { type: "number" }, price: { type: "number", optional: true } },
-					},
-				},
+				items: CART_ITEMS_RULE,
 				promoCodes: { type: "array", items: { type: "string", min: 1, max: 64 }, max: 10, optional: true, default: [] },
 				voucherCodes: { type: "array", items: { type: "string", min: 1, max: 64 }, max: 10, optional: true, default: [] },
 				userId: { type: "string", min: 1, optional: true },

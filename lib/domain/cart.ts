@@ -3,6 +3,16 @@
 export const MAX_LINES = 50;
 export const MAX_QUANTITY = 99;
 
+/**
+ * The shape of a cart's lines in a request (fastest-validator): at most MAX_LINES of them. The
+ * values (quantities, prices, products) are the cart check's to judge, line by line.
+ */
+export const CART_ITEMS_RULE = {
+	type: "array",
+	max: MAX_LINES,
+	items: { type: "object", strict: "remove", props: { productId: { type: "string", min: 1, max: 100 }, quantity: { type: "number" }, price: { type: "number", optional: true } } },
+} as const;
+
 export interface CartItemInput {
 	productId: string;
 	quantity: number;

@@ -32,6 +32,10 @@ it("starts, confirms a checkout through its gateway, and stops on SIGINT, droppi
 		const ready = JSON.parse((await eventually("cluster ready", async () => /cluster ready (\{.*\})/.exec(out)?.[1], 120000, 250)) as string);
 		pids = ready.nodes.map((n: { pid: number }) => n.pid);
 		expect(ready.url).toBe(`http://127.0.0.1:${port}`);
+		expect(ready.databaseUrl).toMatch(/^postgres:\/\/.*\/checkout_t_/);
+		// It starts with the demo catalogue, like the embedded default.
+		expect(ready.seededProducts).toBeGreaterThanOrEqual(20);
+		expect((await http(ready.url, "GET", "/api/products?pageSize=100")).body.total).toBe(ready.seededProducts);
 		expect(ready.nodes.map((n: { services: string }) => n.services)).toEqual(["gateway", "order,validation,voucher", "inventory,payment,wallet", "notification,audit"]);
 		const ours = (await databases()).filter(d => !before.includes(d));
 		expect(ours).toHaveLength(1);

@@ -1,13 +1,15 @@
 /**
  * The public REST API over real HTTP against a started embedded node: the contract's routes and
  * nothing else, auth and roles, every route's success and error codes, the full checkout, the
- * customers' isolation, idempotency, live tracking, and a fuzz of malformed writes.
+ * customers' isolation, idempotency, live tracking, and a fuzz of malformed writes. Every answer
+ * is checked against the served OpenAPI document (declared status, schema of the body).
  */
 import { randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { DEV_JWT_SECRET } from "../../lib/config";
 import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
 import { http, readEvents, tokenFor, type HttpResult } from "../helpers/http";
+import { responseChecker } from "../helpers/openapi";
 
 /** SPEC section 4, written out independently of the gateway's route table. */
 const CONTRACT = [
@@ -42,6 +44,7 @@ const CONTRACT = [
 	"GET /metrics",
 	"GET /api/openapi.json",
 	"GET /api/docs",
+	"GET /api/docs/assets/:file", // the reference page's own scripts and styles (Swagger UI), not an operation
 ].sort();
 
 const ADDRESS = { name: "Ada", line1: "1 Main St", city: "Berlin", postalCode: "10115", country: "DE" };
@@ -50,7 +53,13 @@ let node: TestNode;
 const admin = tokenFor("ops", "admin");
 const alice = tokenFor("alice");
 const bob = tokenFor("bob");
-const api = (method: string, path: string, opts: Parameters<typeof http>[3] = {}) => http(node.url, method, path, opts);
+let checkAnswer: ReturnType<typeof responseChecker>;
+/** A request whose answer is also checked against the served OpenAPI document. */
+const api = async (method: string, path: string, opts: Parameters<typeof http>[3] = {}) => {
+	const res = await http(node.url, method, path, opts);
+	checkAnswer(method, path, res);
+	return res;
+};
 
 async function newProduct(price: number, stock: number) {
 	const res = await api("POST", "/api/products", { token: admin, body: { sku: `API-${randomUUID().slice(0, 8)}`, name: `Thing ${price}`, category: "api", price, stock } });
@@ -72,6 +81,7 @@ const untilStatus = (token: string, id: string, status: string) =>
 
 beforeAll(async () => {
 	node = await startTestNode({ DATA_DIR: data.dir, RATE_LIMIT: "100000", METRICS_PORT: "0", SAGA_STEP_TIMEOUT_MS: "5000" });
+	checkAnswer = responseChecker((await http(node.url, "GET", "/api/openapi.json")).body);
 });
 afterAll(async () => {
 	await node?.stop();
@@ -91,7 +101,7 @@ describe("the published surface", () => {
 		const documented = Object.entries(res.body.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) =>
 			Object.keys(ops).map(m => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ":$1")}`),
 		);
-		expect(documented.sort()).toEqual(CONTRACT);
+		expect(documented.sort()).toEqual(CONTRACT.filter(r => r !== "GET /api/docs/assets/:file"));
 		const createOrder = res.body.paths["/api/orders"].post;
 		expect(createOrder.requestBody.content["application/json"].schema.required).toEqual(expect.arrayContaining(["items", "shippingAddress"]));
 		expect(Object.keys(createOrder.responses)).toEqual(expect.arrayContaining(["201", "200", "400", "401", "409", "422", "429"]));
@@ -100,7 +110,16 @@ describe("the published surface", () => {
 		const docs = await api("GET", "/api/docs");
 		expect(docs.status).toBe(200);
 		expect(docs.headers.get("content-type")).toMatch(/text\/html/);
-		expect(docs.text).toContain("/api/orders/{id}/process-payment");
+		expect(docs.text).toContain("/api/orders/{id}/process-payment"); // the table for readers without scripts
+		// Swagger UI from this server only: its files are served, and the CSP allows no other script.
+		expect(docs.headers.get("content-security-policy")).toMatch(/script-src 'self';/);
+		for (const src of [...docs.text.matchAll(/(?:src|href)="(\/api\/docs\/assets\/[^"]+)"/g)].map(m => m[1])) {
+			const asset = await http(node.url, "GET", src);
+			expect(asset.status).toBe(200);
+			expect(asset.headers.get("cache-control")).toMatch(/max-age/);
+		}
+		expect((await http(node.url, "GET", "/api/docs/assets/swagger-ui-bundle.js")).text).toContain("SwaggerUIBundle");
+		expect((await http(node.url, "GET", "/api/docs/assets/..%2Fpackage.json")).status).toBe(404);
 	});
 
 	it("publishes none of the services' other actions", async () => {
@@ -184,6 +203,7 @@ describe("a full checkout over HTTP", () => {
 		expect(created.status).toBe(201);
 		expect(created.body).toMatchObject({ status: "CREATED", total: 10800, userId: "alice" });
 		const id = created.body.id;
+		expect(created.headers.get("location")).toBe(`/api/orders/${id}`);
 		const confirmed = await untilStatus(alice, id, "CONFIRMED");
 		expect(confirmed.statusHistory.map((h: any) => h.status)).toEqual(["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED"]);
 		expect((await api("GET", "/api/wallet", { token: alice })).body.balance).toBe(20000 - 10800);

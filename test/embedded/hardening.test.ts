@@ -10,16 +10,24 @@ import { gzipSync, brotliCompressSync, deflateSync } from "node:zlib";
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { startTestNode, tempDir, type TestNode } from "../helpers/node";
-import { http, tokenFor } from "../helpers/http";
+import { http, tokenFor, type HttpResult } from "../helpers/http";
+import { responseChecker } from "../helpers/openapi";
 
 const data = tempDir();
 let node: TestNode;
 const admin = tokenFor("ops", "admin");
 const alice = tokenFor("alice");
-const api = (method: string, path: string, opts: Parameters<typeof http>[3] = {}) => http(node.url, method, path, opts);
+let checkAnswer: ReturnType<typeof responseChecker>;
+/** A request whose answer is also checked against the served OpenAPI document. */
+const api = async (method: string, path: string, opts: Parameters<typeof http>[3] = {}) => {
+	const res = await http(node.url, method, path, opts);
+	checkAnswer(method, path, res);
+	return res;
+};
 
 beforeAll(async () => {
 	node = await startTestNode({ DATA_DIR: data.dir, RATE_LIMIT: "1000000", HTTP_HEADERS_TIMEOUT_MS: "1000", HTTP_REQUEST_TIMEOUT_MS: "1500" });
+	checkAnswer = responseChecker((await http(node.url, "GET", "/api/openapi.json")).body);
 });
 afterAll(async () => {
 	await node?.stop();
@@ -125,6 +133,7 @@ it("answers every malformed variant of every operation with a 4xx in the error s
 			const parsed = JSON.parse(text);
 			expect(typeof parsed.error.code).toBe("string");
 			expect(typeof parsed.error.message).toBe("string");
+			checkAnswer(op.method, path, { status: res.status, headers: res.headers, body: parsed, text } as HttpResult);
 		}),
 		{ numRuns: 400 },
 	);
