@@ -45,7 +45,8 @@ export function createBrokerOptions(config: Config): BrokerOptions {
 		maxCallLevel: 100,
 		// A node killed without a goodbye is dropped after the timeout, and the requests it held are
 		// retried elsewhere: until then, calls that reach it fail. Three beats per timeout.
-		heartbeatInterval: Math.max(1, Math.round(config.heartbeatTimeoutS / 3)),
+		// Five beats per timeout: a node on a busy machine that misses two or three is not dropped.
+		heartbeatInterval: Math.max(1, Math.round(config.heartbeatTimeoutS / 5)),
 		heartbeatTimeout: config.heartbeatTimeoutS,
 		contextParamsCloning: false,
 		// A stopping node waits for the requests it accepted before it leaves.

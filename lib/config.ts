@@ -217,7 +217,7 @@ export function loadConfig(env: Env = process.env): Config {
 		metricsPort: integer(env, "METRICS_PORT", 3030, 0, 65535),
 		healthPort: integer(env, "HEALTH_PORT", 0, 0, 65535),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 10000, 100, 600000),
-		heartbeatTimeoutS: integer(env, "HEARTBEAT_TIMEOUT_S", 6, 3, 300),
+		heartbeatTimeoutS: integer(env, "HEARTBEAT_TIMEOUT_S", 10, 3, 300),
 		reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 15 * 60 * 1000, 1000, 7 * 24 * 3600 * 1000),
 		reservationSweepMs: integer(env, "RESERVATION_SWEEP_MS", -1, -1, 3600 * 1000),
 		sagaStepTimeoutMs: integer(env, "SAGA_STEP_TIMEOUT_MS", 60000, 500, 24 * 3600 * 1000),

@@ -69,9 +69,10 @@ describe("loadConfig", () => {
 		expect(text).not.toContain("\n");
 	});
 
-	it("drops a silent node after HEARTBEAT_TIMEOUT_S, with three heartbeats in that time", () => {
-		expect(createBrokerOptions(loadConfig({}))).toMatchObject({ heartbeatTimeout: 6, heartbeatInterval: 2 });
-		expect(createBrokerOptions(loadConfig({ HEARTBEAT_TIMEOUT_S: "30" }))).toMatchObject({ heartbeatTimeout: 30, heartbeatInterval: 10 });
+	it("drops a silent node after HEARTBEAT_TIMEOUT_S, with five heartbeats in that time", () => {
+		expect(createBrokerOptions(loadConfig({}))).toMatchObject({ heartbeatTimeout: 10, heartbeatInterval: 2 });
+		expect(createBrokerOptions(loadConfig({ HEARTBEAT_TIMEOUT_S: "30" }))).toMatchObject({ heartbeatTimeout: 30, heartbeatInterval: 6 });
+		expect(createBrokerOptions(loadConfig({ HEARTBEAT_TIMEOUT_S: "3" }))).toMatchObject({ heartbeatTimeout: 3, heartbeatInterval: 1 });
 	});
 
 	it("lets a gateway-only cluster node run without a database", () => {
