@@ -133,6 +133,38 @@ async function createProduct(base: string, body: Record<string, unknown>): Promi
 
 const avg = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
 
+/** One profile's result as bench/results keeps it: rates, latencies, errors, CPU per process. */
+function runResult(r: {
+	profile: string;
+	seconds: number;
+	rate: number | null;
+	orderLatency: number[];
+	confirmLatency: number[];
+	errors: Record<string, number>;
+	errorSamples: Record<string, string>;
+	watched: Watched[];
+	samples: Sample[];
+	window: { fromUs: number; toUs: number };
+}) {
+	return {
+		target: TARGET,
+		profile: r.profile,
+		date: new Date().toISOString(),
+		seconds: Math.round(r.seconds),
+		concurrency: CONCURRENCY,
+		rate: r.rate,
+		confirmedPerSecond: Math.round((r.confirmLatency.length / r.seconds) * 10) / 10,
+		confirmed: r.confirmLatency.length,
+		postOrdersMs: summarize(r.orderLatency),
+		orderToConfirmedMs: summarize(r.confirmLatency),
+		errors: r.errors,
+		errorSamples: r.errorSamples,
+		...usageOf(r.watched, r.samples),
+		window: r.window,
+		samples: r.samples,
+	};
+}
+
 /** CPU of the system under test and of each watched process over a run's samples. */
 function usageOf(watched: Watched[], samples: Sample[]) {
 	return {
@@ -241,23 +273,7 @@ async function runProfile(base: string, watched: Watched[], profile: string) {
 	const loadToUs = monotonicUs();
 	clearInterval(ticker);
 	const elapsed = (Date.now() - start) / 1000;
-	return {
-		target: TARGET,
-		profile,
-		date: new Date().toISOString(),
-		seconds: Math.round(elapsed),
-		concurrency: CONCURRENCY,
-		rate: RATE ?? null,
-		confirmedPerSecond: Math.round((confirmLatency.length / elapsed) * 10) / 10,
-		confirmed: confirmLatency.length,
-		postOrdersMs: summarize(orderLatency),
-		orderToConfirmedMs: summarize(confirmLatency),
-		errors,
-		errorSamples,
-		...usageOf(watched, samples),
-		window: { fromUs: loadFromUs, toUs: loadToUs },
-		samples,
-	};
+	return runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } });
 }
 
 /**
@@ -326,21 +342,7 @@ async function runBurst(base: string, watched: Watched[]) {
 		quiet = Math.max(quiet, run);
 	}
 	return {
-		target: TARGET,
-		profile: "burst",
-		date: new Date().toISOString(),
-		seconds: Math.round(drainSeconds),
-		concurrency: CONCURRENCY,
-		rate: null,
-		confirmedPerSecond: Math.round((confirmLatency.length / drainSeconds) * 10) / 10,
-		confirmed: confirmLatency.length,
-		postOrdersMs: summarize(orderLatency),
-		orderToConfirmedMs: summarize(confirmLatency),
-		errors,
-		errorSamples,
-		...usageOf(watched, samples),
-		window: { fromUs: loadFromUs, toUs: loadToUs },
-		samples,
+		...runResult({ profile: "burst", seconds: drainSeconds, rate: null, orderLatency, confirmLatency, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } }),
 		burst: {
 			orders: BURST_ORDERS,
 			accepted: orders.length,
@@ -486,7 +488,8 @@ async function main() {
 			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
 			const r = await runProfile(system.base, system.watched, profile);
 			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
-			if ("burst" in r) console.log(`  burst: ${JSON.stringify({ ...r.burst, backlog: r.burst.backlog.map(b => `${b.second}s:${b.pending}/${b.confirmed}`).join(" ") })}`);
+			const { burst } = r as Partial<Awaited<ReturnType<typeof runBurst>>>;
+			if (burst) console.log(`  burst: ${JSON.stringify({ ...burst, backlog: burst.backlog.map(b => `${b.second}s:${b.pending}/${b.confirmed}`).join(" ") })}`);
 			for (const [name, p] of Object.entries(r.processes)) console.log(`    ${name}: CPU avg ${p.cpuAvg}% max ${p.cpuMax}%, RSS max ${p.rssMaxMb} MB`);
 			results.push(r);
 		}
