@@ -44,8 +44,8 @@ export function createBrokerOptions(config: Config): BrokerOptions {
 		retryPolicy: { enabled: true, retries: 3, delay: 100, maxDelay: 2000, factor: 2, check: isRetryable },
 		maxCallLevel: 100,
 		// A node killed without a goodbye is dropped after the timeout, and the requests it held are
-		// retried elsewhere: until then, calls that reach it fail. Three beats per timeout.
-		// Five beats per timeout: a node on a busy machine that misses two or three is not dropped.
+		// retried elsewhere: until then, calls that reach it fail. Five beats per timeout: a live node
+		// on a busy machine that misses two or three is not dropped.
 		heartbeatInterval: Math.max(1, Math.round(config.heartbeatTimeoutS / 5)),
 		heartbeatTimeout: config.heartbeatTimeoutS,
 		contextParamsCloning: false,
@@ -59,7 +59,9 @@ export function createBrokerOptions(config: Config): BrokerOptions {
 			minRequestCount: 20,
 			windowTime: 60,
 			halfOpenTime: 10000,
-			check: isRetryable,
+			// A lock not had in time is contention on some rows (a hot product), not a broken endpoint:
+			// counted, it opened the breaker and made every other product's reservation unavailable.
+			check: (err: Error) => isRetryable(err) && (err as Errors.MoleculerError).type !== "LOCK_TIMEOUT",
 		},
 		bulkhead: { enabled: true, concurrency: 50, maxQueueSize: 500 },
 		validator: true,

@@ -1,5 +1,7 @@
 import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, loadConfig } from "../../lib/config";
 import { createBrokerOptions } from "../../moleculer.config";
+import { Errors } from "moleculer";
+import { LockTimeoutError } from "../../lib/locks";
 
 function problem(env: Record<string, string>): string {
 	try {
@@ -73,6 +75,13 @@ describe("loadConfig", () => {
 		expect(createBrokerOptions(loadConfig({}))).toMatchObject({ heartbeatTimeout: 10, heartbeatInterval: 2 });
 		expect(createBrokerOptions(loadConfig({ HEARTBEAT_TIMEOUT_S: "30" }))).toMatchObject({ heartbeatTimeout: 30, heartbeatInterval: 6 });
 		expect(createBrokerOptions(loadConfig({ HEARTBEAT_TIMEOUT_S: "3" }))).toMatchObject({ heartbeatTimeout: 3, heartbeatInterval: 1 });
+	});
+
+	it("opens a breaker for broken endpoints, not for lock contention on hot rows", () => {
+		const { check } = createBrokerOptions(loadConfig({})).circuitBreaker as { check: (err: Error) => boolean };
+		expect(check(new Errors.RequestTimeoutError({ action: "inventory.reserve", nodeID: "n1" }))).toBe(true);
+		expect(check(new LockTimeoutError(["product:1"], 5000))).toBe(false);
+		expect(check(new Errors.MoleculerClientError("bad", 422, "OUT_OF_STOCK"))).toBe(false);
 	});
 
 	it("lets a gateway-only cluster node run without a database", () => {
