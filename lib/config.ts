@@ -71,6 +71,8 @@ export interface Config {
 	voucherAmountCents: number;
 	voucherTtlDays: number;
 	eventMaxAttempts: number;
+	/** Most events a consumer handles in one transaction (1: one at a time). */
+	eventBatchMax: number;
 	outboxPollMs: number;
 	lockTtlMs: number;
 	lockWaitMs: number;
@@ -226,6 +228,7 @@ export function loadConfig(env: Env = process.env): Config {
 		voucherAmountCents: integer(env, "VOUCHER_AMOUNT_CENTS", 500, 1, Number.MAX_SAFE_INTEGER),
 		voucherTtlDays: integer(env, "VOUCHER_TTL_DAYS", 365, 1, 3650),
 		eventMaxAttempts: integer(env, "EVENT_MAX_ATTEMPTS", 5, 1, 100),
+		eventBatchMax: integer(env, "EVENT_BATCH_MAX", 100, 1, 1000),
 		outboxPollMs: integer(env, "OUTBOX_POLL_MS", 1000, 10, 60000),
 		lockTtlMs: integer(env, "LOCK_TTL_MS", 10000, 100, 600000),
 		lockWaitMs: integer(env, "LOCK_WAIT_MS", 5000, 0, 600000),

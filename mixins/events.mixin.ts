@@ -7,8 +7,9 @@ import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
-import { consumeOnce, consumeOnceInOneStatement, deliverWithRetries, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
-import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaRecordHandler } from "./kafka-bridge.mixin";
+import { consumeOnce, consumeOnceInOneStatement, deliverWithRetries, knownNewInbox, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { BatchQueue, applyBisecting } from "../lib/events/batch";
+import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
 import { NotFoundError, BusinessRuleError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
@@ -16,9 +17,24 @@ import { offsetOf, pageOf, pageParams } from "../lib/paging";
 export interface EventsMethods {
 	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): Promise<DomainEvent>;
 	receiveDomainEvent(event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome>;
+	receiveBatch(deliveries: Delivery[]): Promise<void>;
+	applyBatch(batch: Valid[]): Promise<void>;
+	deliverOne(valid: Valid, between?: () => Promise<void>): Promise<ConsumeOutcome>;
 	outboxBacklog(): Promise<number>;
 }
-export type EventsService = DbService & EventsMethods & KafkaBridgeMethods & { relay?: OutboxRelay };
+export type EventsService = DbService & EventsMethods & KafkaBridgeMethods & { relay?: OutboxRelay; batches?: BatchQueue<Delivery> };
+
+/** An event as it arrived, with the context its handling runs in. */
+interface Delivery {
+	event: unknown;
+	ctx: Context;
+}
+/** A delivery whose envelope is valid and whose handler is known. */
+interface Valid {
+	event: DomainEvent;
+	ctx: Context;
+	declared: DeclaredHandler;
+}
 
 /**
  * A stand-in for the context that produced an event, so that the context of its handling continues
@@ -58,6 +74,8 @@ export interface EventsMixinOptions {
 	handlers?: Record<string, DeclaredHandler>;
 }
 
+const handlerOf = (declared: DomainEventHandler | LockingHandler) => (typeof declared === "function" ? declared : declared.handle);
+
 /** How one delivery of `event` is attempted: once per eventId, under the handler's locks if any. */
 function attemptFor(service: EventsService, declared: DeclaredHandler, event: DomainEvent, ctx: Context): () => Promise<"processed" | "duplicate"> {
 	if ("statement" in declared) {
@@ -67,7 +85,7 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 			return "processed";
 		};
 	}
-	const handler = typeof declared === "function" ? declared : declared.handle;
+	const handler = handlerOf(declared);
 	const once = () =>
 		consumeOnce(service.sequelize, service.name, event, tx => {
 			bindContext(tx, ctx);
@@ -93,7 +111,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			eventNames.map(name => [
 				name,
 				function (this: EventsService, ctx: Context) {
-					return this.receiveDomainEvent(ctx.params, ctx);
+					return this.batches!.push([{ event: ctx.params, ctx }]);
 				},
 			]),
 		),
@@ -150,6 +168,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				return event;
 			},
 
+			/** One event on its own (a dead letter replayed): dead-lettered at once if it is not a valid envelope. */
 			async receiveDomainEvent(this: EventsService, event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome> {
 				const eventName = isDomainEvent(event) ? event.eventName : "unknown";
 				const declared = handlers[eventName];
@@ -157,8 +176,54 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 					await recordDeadLetter(this.sequelize, this.name, { eventName, raw: JSON.stringify(event), error: "not a valid domain event", attempts: 1 });
 					return "dead-lettered";
 				}
-				const runtime = runtimeOf(this.broker);
 				observeMetric(this.broker, "eventDelay", { service: this.name, event: eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
+				return this.deliverOne({ event, ctx, declared }, between);
+			},
+
+			/**
+			 * The events that were waiting, as one batch: the invalid ones dead-lettered, the rest applied
+			 * in one transaction (applyBatch), a failing batch split until the failing event stands alone
+			 * and takes its own retries and dead letter (deliverOne).
+			 */
+			async receiveBatch(this: EventsService, deliveries: Delivery[]): Promise<void> {
+				const valid: Valid[] = [];
+				for (const { event, ctx } of deliveries) {
+					const declared = isDomainEvent(event) ? handlers[event.eventName] : undefined;
+					if (!declared) await this.receiveDomainEvent(event, ctx);
+					else {
+						valid.push({ event: event as DomainEvent, ctx, declared });
+						observeMetric(this.broker, "eventDelay", { service: this.name, event: (event as DomainEvent).eventName }, Math.max(0, (Date.now() - Date.parse((event as DomainEvent).occurredAt)) / 1000));
+					}
+				}
+				await applyBisecting(valid, batch => this.applyBatch(batch), async one => void (await this.deliverOne(one)));
+			},
+
+			/**
+			 * A batch in one transaction: the inbox records of all its events in one statement, then each
+			 * new event's handler in arrival order (duplicates, earlier or within the batch, are skipped),
+			 * under the union of the handlers' locks, taken once before the transaction opens.
+			 */
+			async applyBatch(this: EventsService, batch: Valid[]): Promise<void> {
+				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared ? declared.lock(event) : []));
+				const apply = () =>
+					this.sequelize.transaction(async tx => {
+						const fresh = await recordBatch(this.sequelize, this.name, batch.map(b => b.event), tx);
+						for (const { event, ctx, declared } of batch) {
+							if (!fresh.delete(event.eventId)) continue;
+							bindContext(tx, ctx);
+							if ("statement" in declared) {
+								const { sql, replacements } = declared.statement.call(this, event, { ctx });
+								await this.sequelize.query(knownNewInbox(sql), { replacements: { ...replacements, eventId: event.eventId, eventName: event.eventName }, transaction: tx });
+							} else await handlerOf(declared).call(this, event, { tx, ctx });
+						}
+					});
+				await (keys.length > 0 ? lockedFor(this.broker, this.name, keys, apply) : apply());
+			},
+
+			/** One valid event: tried up to EVENT_MAX_ATTEMPTS times with backoff, then dead-lettered. */
+			async deliverOne(this: EventsService, { event, ctx, declared }: Valid, between?: () => Promise<void>): Promise<ConsumeOutcome> {
+				const runtime = runtimeOf(this.broker);
+				const eventName = event.eventName;
 				return deliverWithRetries(
 					event,
 					attemptFor(this, declared, event, ctx),
@@ -179,6 +244,11 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			},
 		},
 
+		created() {
+			// Events that arrive while a batch is in flight form the next one (see BatchQueue).
+			this.batches = new BatchQueue<Delivery>(deliveries => this.receiveBatch(deliveries), runtimeOf(this.broker).config.eventBatchMax);
+		},
+
 		async started() {
 			const runtime = runtimeOf(this.broker);
 			await this.prepareDatabase();
@@ -195,30 +265,33 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			);
 			this.relay.start();
 			if (kafka && eventNames.length > 0) {
-				const onRecord: KafkaRecordHandler = async ({ topic, value, heartbeat }) => {
-					let event: unknown;
+				const onRecords: KafkaBatchHandler = async records => {
+					const deliveries = records.map(({ value }) => {
+						let event: unknown;
+						try {
+							event = JSON.parse(value);
+						} catch {
+							event = { unparsable: value };
+						}
+						const ctx = this.broker.ContextFactory.create(this.broker, undefined as any, {}, { parentCtx: isDomainEvent(event) ? traceParent(this.broker, event) : undefined });
+						ctx.eventName = isDomainEvent(event) ? event.eventName : null;
+						// The span Moleculer opens for a bus event, opened here for a Kafka record.
+						const span = this.broker.isTracingEnabled()
+							? ctx.startSpan(`event '${ctx.eventName}' in '${this.name}'`, { id: ctx.id, type: "event", traceID: ctx.requestID, parentID: ctx.parentID, sampled: true, service: { name: this.name }, tags: { event: ctx.eventName, transport: "kafka" } })
+							: undefined;
+						return { event, ctx, span };
+					});
 					try {
-						event = JSON.parse(value);
-					} catch {
-						event = { unparsable: value };
-					}
-					const ctx = this.broker.ContextFactory.create(this.broker, undefined as any, {}, { parentCtx: isDomainEvent(event) ? traceParent(this.broker, event) : undefined });
-					ctx.eventName = isDomainEvent(event) ? event.eventName : null;
-					// The span Moleculer opens for a bus event, opened here for a Kafka record.
-					const span = this.broker.isTracingEnabled()
-						? ctx.startSpan(`event '${ctx.eventName}' in '${this.name}'`, { id: ctx.id, type: "event", traceID: ctx.requestID, parentID: ctx.parentID, sampled: true, service: { name: this.name }, tags: { event: ctx.eventName, transport: "kafka" } })
-						: undefined;
-					let outcome: ConsumeOutcome;
-					try {
-						outcome = await this.receiveDomainEvent(event, ctx, heartbeat);
+						await this.batches!.push(deliveries.map(({ event, ctx }) => ({ event, ctx })));
 					} finally {
-						if (span) ctx.finishSpan(span);
+						for (const { ctx, span } of deliveries) if (span) ctx.finishSpan(span);
 					}
-					if (outcome === "dead-lettered" && !isDomainEvent(event)) {
-						await this.kafkaDeadLetter(topic, value, new Error("not a valid domain event"));
+					// A record that is no envelope at all also goes to the topic's DLQ, as it came.
+					for (const [i, { event }] of deliveries.entries()) {
+						if (!isDomainEvent(event)) await this.kafkaDeadLetter(records[i].topic, records[i].value, new Error("not a valid domain event"));
 					}
 				};
-				await this.kafkaSubscribe(eventNames, onRecord);
+				await this.kafkaSubscribe(eventNames, onRecords, runtime.config.eventBatchMax);
 			}
 		},
 

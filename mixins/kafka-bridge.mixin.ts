@@ -3,13 +3,13 @@ import type { Consumer, IHeaders } from "kafkajs";
 import { runtimeOf } from "../lib/runtime";
 import type { OutboxMessage } from "../lib/events/relay";
 
-/** Receives one raw Kafka record; resolves once it is processed or dead-lettered. */
-export type KafkaRecordHandler = (record: { topic: string; value: string; heartbeat: () => Promise<void> }) => Promise<void>;
+/** Receives raw Kafka records in their order; resolves once each is processed or dead-lettered. */
+export type KafkaBatchHandler = (records: Array<{ topic: string; value: string }>) => Promise<void>;
 
 export interface KafkaBridgeMethods {
 	kafkaTopic(eventName: string): string;
 	kafkaPublish(messages: OutboxMessage[]): Promise<void>;
-	kafkaSubscribe(eventNames: string[], handle: KafkaRecordHandler): Promise<void>;
+	kafkaSubscribe(eventNames: string[], handle: KafkaBatchHandler, chunk: number): Promise<void>;
 	kafkaDeadLetter(topic: string, value: string, error: Error, headers?: IHeaders): Promise<void>;
 	kafkaUnsubscribe(): Promise<void>;
 }
@@ -50,7 +50,7 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 				});
 			},
 
-			async kafkaSubscribe(this: BridgeService, eventNames: string[], handle: KafkaRecordHandler): Promise<void> {
+			async kafkaSubscribe(this: BridgeService, eventNames: string[], handle: KafkaBatchHandler, chunk: number): Promise<void> {
 				const runtime = runtimeOf(this.broker);
 				const topics = eventNames.map(n => this.kafkaTopic(n));
 				await runtime.ensureTopics(topics);
@@ -78,7 +78,7 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					if (e.payload.restart || this.kafkaConsumer !== consumer) return;
 					setTimeout(() => {
 						if (this.kafkaConsumer !== consumer) return; // stopped meanwhile
-						this.kafkaSubscribe(eventNames, handle).catch(err => this.logger.error(`Kafka consumer of ${this.name} could not restart: ${(err as Error).message}`));
+						this.kafkaSubscribe(eventNames, handle, chunk).catch(err => this.logger.error(`Kafka consumer of ${this.name} could not restart: ${(err as Error).message}`));
 					}, 1000);
 				});
 				await consumer.connect();
@@ -91,32 +91,24 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					eachBatchAutoResolve: false,
 					eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
 						const { topic, partition } = batch;
-						let next: string | undefined;
-						let committed: string | undefined;
-						let lastCommit = Date.now();
-						// Offsets are committed after the handlers' own commits, at most once a second and at
-						// the end of the batch: a crash or rebalance redelivers at most a second of records
-						// (the inbox skips them), not a whole backlog-sized batch.
-						const commit = async () => {
-							if (next === undefined || next === committed) return;
-							await consumer.commitOffsets([{ topic, partition, offset: next }]);
-							committed = next;
-							lastCommit = Date.now();
-						};
-						try {
-							for (const message of batch.messages) {
-								if (!isRunning() || isStale()) break;
-								await handle({ topic, value: message.value?.toString("utf8") ?? "", heartbeat });
-								resolveOffset(message.offset);
-								next = (BigInt(message.offset) + 1n).toString();
-								// A batch fetched from a backlog can take longer than the session timeout: without
-								// a heartbeat per record the member is evicted mid-batch (kafkajs sends one only
-								// when heartbeatInterval has passed, so this costs nothing otherwise).
-								await heartbeat();
-								if (Date.now() - lastCommit >= 1000) await commit();
+						// A fetched batch is handed over in chunks of at most `chunk` records (one transaction
+						// each on the service's side), each chunk's offset committed after it: a crash or
+						// rebalance redelivers at most one chunk, which the inbox skips.
+						for (let i = 0; i < batch.messages.length; i += chunk) {
+							if (!isRunning() || isStale()) break;
+							const messages = batch.messages.slice(i, i + chunk);
+							// A chunk can take longer than the session timeout on a busy machine: without
+							// heartbeats meanwhile the member would be evicted mid-chunk.
+							const beat = setInterval(() => void heartbeat().catch(() => undefined), Math.max(100, Math.floor(sessionTimeout / 10)));
+							try {
+								await handle(messages.map(m => ({ topic, value: m.value?.toString("utf8") ?? "" })));
+							} finally {
+								clearInterval(beat);
 							}
-						} finally {
-							await commit();
+							const last = messages[messages.length - 1].offset;
+							resolveOffset(last);
+							await consumer.commitOffsets([{ topic, partition, offset: (BigInt(last) + 1n).toString() }]);
+							await heartbeat();
 						}
 					},
 				});

@@ -60,7 +60,7 @@ ${runs.map(r => `- **${r.file}**: ${Object.entries(r.processes ?? {}).map(([name
 
 ## SQL per checkout
 
-${sql ? `Counted by \`npm run bench:sql\` (${sql.orders} orders of each kind on an embedded node, ${sql.date.slice(0, 10)}): a wallet checkout runs ${sql.WALLET.statements} statements in ${sql.WALLET.transactions} transactions, a card checkout ${sql.CARD.statements} in ${sql.CARD.transactions}, from \`order.create\` to the last event handled after CONFIRMED (audit, notification, voucher). The floor below does it in 7.` : "Not counted yet: `npm run bench:sql`."}
+${sql ? `Counted by \`npm run bench:sql\` (${sql.orders} orders of each kind on an embedded node, ${sql.date.slice(0, 10)}): a wallet checkout runs ${sql.WALLET.statements} statements in ${sql.WALLET.transactions} transactions, a card checkout ${sql.CARD.statements} in ${sql.CARD.transactions}, from \`order.create\` to the last event handled after CONFIRMED (audit, notification, voucher), each checkout alone.${sql.WALLET_BURST ? ` In a burst of ${sql.burst} wallet orders placed at once, where consumers take the events waiting for them as batches, a checkout costs ${sql.WALLET_BURST.statements} statements in ${sql.WALLET_BURST.transactions} transactions, amortized.` : ""} The floor below does it in 7.` : "Not counted yet: `npm run bench:sql`."}
 
 ## The floor
 

@@ -23,6 +23,22 @@ export async function consumeOnceInOneStatement(sequelize: Sequelize, schema: st
 }
 
 /**
+ * Records a batch's events in one statement, inside the batch's transaction: the ids new to this
+ * consumer come back (an id seen before, or twice in the batch, comes back at most once).
+ */
+export async function recordBatch(sequelize: Sequelize, schema: string, events: DomainEvent[], tx: Transaction): Promise<Set<string>> {
+	const rows = await sequelize.query<{ event_id: string }>(
+		`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name)
+		 SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
+		{ replacements: { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) }, type: QueryTypes.SELECT, transaction: tx },
+	);
+	return new Set(rows.map(r => r.event_id));
+}
+
+/** A one-statement handler's SQL inside a batch whose inbox record is already written: `inbox` holds the id. */
+export const knownNewInbox = (statement: string) => `WITH inbox AS (SELECT CAST(:eventId AS uuid) AS event_id) ${statement}`;
+
+/**
  * Runs `effect` once per eventId for this consumer: the `(consumer, eventId)` record and the
  * effect commit in one transaction, so a redelivered event finds the record and does nothing.
  * (Each service has its own schema, so the schema is the consumer.)

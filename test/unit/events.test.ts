@@ -1,5 +1,6 @@
 import { aggregateKey, createEnvelope, isDomainEvent } from "../../lib/events/envelope";
 import { backoffDelay } from "../../lib/events/backoff";
+import { BatchQueue, applyBisecting } from "../../lib/events/batch";
 
 const producer = { service: "order", nodeID: "n1" };
 
@@ -37,5 +38,56 @@ describe("domain event envelope", () => {
 describe("backoffDelay", () => {
 	it("doubles from the base and stops at the ceiling", () => {
 		expect([0, 1, 2, 3, 4].map(n => backoffDelay(n, 100, 500))).toEqual([0, 100, 200, 400, 500]);
+	});
+});
+
+describe("BatchQueue", () => {
+	it("handles an event at once when idle, and what arrives meanwhile as the next batch, in order", async () => {
+		const batches: number[][] = [];
+		let release!: () => void;
+		const queue = new BatchQueue<number>(async items => {
+			batches.push(items);
+			if (batches.length === 1) await new Promise<void>(r => (release = r));
+		}, 3);
+		const first = queue.push([1]);
+		const rest = [queue.push([2]), queue.push([3, 4]), queue.push([5])];
+		expect(batches).toEqual([[1]]); // the first went at once
+		expect(queue.depth).toBe(4);
+		release();
+		await Promise.all([first, ...rest]);
+		expect(batches).toEqual([[1], [2, 3, 4], [5]]); // at most 3 a batch, arrival order kept
+	});
+
+	it("fails the items of a failing batch, and goes on with the next", async () => {
+		const queue = new BatchQueue<string>(async items => {
+			if (items.includes("bad")) throw new Error("boom");
+		}, 10);
+		const results = await Promise.allSettled([queue.push(["bad"]), queue.push(["ok"])]);
+		expect(results.map(r => r.status)).toEqual(["rejected", "fulfilled"]);
+	});
+});
+
+describe("applyBisecting", () => {
+	it("applies a clean batch once, as one unit", async () => {
+		const applied: number[][] = [];
+		await applyBisecting([1, 2, 3], async items => void applied.push(items), async () => {
+			throw new Error("no single delivery for a clean batch");
+		});
+		expect(applied).toEqual([[1, 2, 3]]);
+	});
+
+	it("isolates a poison item: the others are applied in order, the poison goes alone to the single path", async () => {
+		const applied: number[] = [];
+		const singles: number[] = [];
+		const apply = async (items: number[]) => {
+			if (items.includes(3)) throw new Error("poison");
+			applied.push(...items);
+		};
+		await applyBisecting([1, 2, 3, 4, 5, 6], apply, async item => {
+			singles.push(item);
+			if (item !== 3) applied.push(item);
+		});
+		expect(singles).toEqual([3]);
+		expect(applied).toEqual([1, 2, 4, 5, 6]); // nothing twice, nothing reordered
 	});
 });

@@ -1,0 +1,62 @@
+/**
+ * A service's queue of events waiting to be handled. Whatever arrives while a batch is being
+ * handled forms the next batch (up to `max`); an event that arrives when nothing is in flight is
+ * handled at once, so batching adds no wait when idle. Batches run one at a time, in arrival order.
+ */
+export class BatchQueue<T> {
+	private readonly waiting: Array<{ item: T; done: () => void; failed: (err: unknown) => void }> = [];
+	private running = false;
+
+	constructor(
+		/** Handles one batch; a rejection fails every item of that batch. */
+		private readonly handle: (items: T[]) => Promise<void>,
+		private readonly max: number,
+	) {}
+
+	/** Resolves once every item has been handled (in this batch or the next ones). */
+	push(items: T[]): Promise<void> {
+		const settled = items.map(item => new Promise<void>((done, failed) => this.waiting.push({ item, done, failed })));
+		void this.drain();
+		return Promise.all(settled).then(() => undefined);
+	}
+
+	/** Items waiting for a batch, and whether one is in flight (for tests and metrics). */
+	get depth(): number {
+		return this.waiting.length;
+	}
+
+	private async drain(): Promise<void> {
+		if (this.running) return;
+		this.running = true;
+		try {
+			while (this.waiting.length > 0) {
+				const batch = this.waiting.splice(0, this.max);
+				try {
+					await this.handle(batch.map(b => b.item));
+					for (const b of batch) b.done();
+				} catch (err) {
+					for (const b of batch) b.failed(err);
+				}
+			}
+		} finally {
+			this.running = false;
+		}
+	}
+}
+
+/**
+ * Applies `items` as one unit with `apply`; when that fails, splits the batch in two and applies
+ * each half in turn, down to single items, which `single` takes (retries, then dead-letter). A
+ * poison item is so isolated: it never blocks or re-applies the others, and order is kept.
+ */
+export async function applyBisecting<T>(items: T[], apply: (items: T[]) => Promise<void>, single: (item: T) => Promise<void>): Promise<void> {
+	if (items.length === 0) return;
+	if (items.length === 1) return single(items[0]);
+	try {
+		await apply(items);
+	} catch {
+		const half = Math.ceil(items.length / 2);
+		await applyBisecting(items.slice(0, half), apply, single);
+		await applyBisecting(items.slice(half), apply, single);
+	}
+}
