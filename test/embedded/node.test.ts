@@ -132,6 +132,33 @@ describe("embedded node", () => {
 		expect((await effects()).some(r => r.eventId === poison)).toBe(false);
 	});
 
+	it("applies a batch as one transaction: each event once and in order, a duplicate skipped, a poison dead-lettered alone", async () => {
+		const consumer = node.broker.getLocalService("probe-consumer") as any;
+		const producer = { service: "probe-producer", nodeID: node.broker.nodeID };
+		const ping = (note: string, extra: Record<string, unknown> = {}) => createEnvelope(PROBE_EVENT, { note, ...extra }, producer);
+		const [a, poison, b, c] = [ping("batch-a"), ping("batch-poison", { poison: true }), ping("batch-b"), ping("batch-c")];
+		const ctx = () => node.broker.ContextFactory.create(node.broker);
+		const { sequelize } = await runtimeOf(node.broker).database();
+		// The consumer's inbox statements (other services' background work shares the pool, not this table).
+		let inboxWrites = 0;
+		const query = sequelize.query.bind(sequelize);
+		(sequelize as any).query = (sql: unknown, opts?: unknown) => {
+			if (typeof sql === "string" && sql.includes(`"probe-consumer".processed_events`) && sql.includes("INSERT")) inboxWrites++;
+			return (query as any)(sql, opts);
+		};
+		try {
+			// a arrives twice in the batch; a and b again in a later batch (a redelivery).
+			await consumer.batches.push([a, b, a, c].map(event => ({ event, ctx: ctx() })));
+			expect(inboxWrites).toBe(1); // one statement records the whole batch
+			await consumer.batches.push([a, poison, b, c].map(event => ({ event, ctx: ctx() })));
+		} finally {
+			(sequelize as any).query = query;
+		}
+		const applied = (await effects()).filter(r => r.note.startsWith("batch-")).map(r => r.note);
+		expect(applied).toEqual(["batch-a", "batch-b", "batch-c"]);
+		expect((await deadLettersOf(call)).filter(r => r.eventId === poison.eventId)).toEqual([{ eventId: poison.eventId, eventName: PROBE_EVENT, error: "poisoned event", attempts: 3 }]);
+	});
+
 	it("replays a dead letter once its cause is gone: processed once, and not replayable twice", async () => {
 		// Fails three times, which is every try of one delivery; the replay's first try succeeds.
 		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "late-success", failTimes: 3 } });
