@@ -10,7 +10,9 @@ import { ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
 
 const ADDRESS = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London", postalCode: "N1 1AA", country: "gb" };
-const ENV = { PAYMENT_TIMEOUT_MS: "200", PAYMENT_RETRIES: "2", REFUND_RETRY_BASE_MS: "50", SAGA_STEP_TIMEOUT_MS: "2000" };
+// A card call times out after 1 s: short enough for tok_timeout's test, long enough that a loaded
+// machine's in-process mock gateway still answers tok_visa in time (200 ms failed a loaded CI run).
+const ENV = { PAYMENT_TIMEOUT_MS: "1000", PAYMENT_RETRIES: "2", REFUND_RETRY_BASE_MS: "50", SAGA_STEP_TIMEOUT_MS: "2000" };
 
 let node: TestNode;
 let mock: MockGateway;
