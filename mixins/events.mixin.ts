@@ -16,10 +16,10 @@ import { offsetOf, pageOf, pageParams } from "../lib/paging";
 
 export interface EventsMethods {
 	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): Promise<DomainEvent>;
-	receiveDomainEvent(event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome>;
+	receiveDomainEvent(event: unknown, ctx: Context): Promise<ConsumeOutcome>;
 	receiveBatch(deliveries: Delivery[]): Promise<void>;
 	applyBatch(batch: Valid[]): Promise<void>;
-	deliverOne(valid: Valid, between?: () => Promise<void>): Promise<ConsumeOutcome>;
+	deliverOne(valid: Valid): Promise<ConsumeOutcome>;
 	outboxBacklog(): Promise<number>;
 }
 export type EventsService = DbService & EventsMethods & KafkaBridgeMethods & { relay?: OutboxRelay; batches?: BatchQueue<Delivery> };
@@ -73,6 +73,10 @@ export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
 	handlers?: Record<string, DeclaredHandler>;
 }
+
+/** How long an event took from its occurrence to its handling (consumer lag, either transport). */
+const observeDelay = (service: EventsService, event: DomainEvent) =>
+	observeMetric(service.broker, "eventDelay", { service: service.name, event: event.eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
 
 const handlerOf = (declared: DomainEventHandler | LockingHandler) => (typeof declared === "function" ? declared : declared.handle);
 
@@ -169,15 +173,15 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			},
 
 			/** One event on its own (a dead letter replayed): dead-lettered at once if it is not a valid envelope. */
-			async receiveDomainEvent(this: EventsService, event: unknown, ctx: Context, between?: () => Promise<void>): Promise<ConsumeOutcome> {
+			async receiveDomainEvent(this: EventsService, event: unknown, ctx: Context): Promise<ConsumeOutcome> {
 				const eventName = isDomainEvent(event) ? event.eventName : "unknown";
 				const declared = handlers[eventName];
 				if (!isDomainEvent(event) || !declared) {
 					await recordDeadLetter(this.sequelize, this.name, { eventName, raw: JSON.stringify(event), error: "not a valid domain event", attempts: 1 });
 					return "dead-lettered";
 				}
-				observeMetric(this.broker, "eventDelay", { service: this.name, event: eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
-				return this.deliverOne({ event, ctx, declared }, between);
+				observeDelay(this, event);
+				return this.deliverOne({ event, ctx, declared });
 			},
 
 			/**
@@ -189,11 +193,12 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				const valid: Valid[] = [];
 				for (const { event, ctx } of deliveries) {
 					const declared = isDomainEvent(event) ? handlers[event.eventName] : undefined;
-					if (!declared) await this.receiveDomainEvent(event, ctx);
-					else {
-						valid.push({ event: event as DomainEvent, ctx, declared });
-						observeMetric(this.broker, "eventDelay", { service: this.name, event: (event as DomainEvent).eventName }, Math.max(0, (Date.now() - Date.parse((event as DomainEvent).occurredAt)) / 1000));
+					if (!declared) {
+						await this.receiveDomainEvent(event, ctx); // dead-lettered: not an envelope, or no handler
+						continue;
 					}
+					observeDelay(this, event as DomainEvent);
+					valid.push({ event: event as DomainEvent, ctx, declared });
 				}
 				await applyBisecting(valid, batch => this.applyBatch(batch), async one => void (await this.deliverOne(one)));
 			},
@@ -221,13 +226,13 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			},
 
 			/** One valid event: tried up to EVENT_MAX_ATTEMPTS times with backoff, then dead-lettered. */
-			async deliverOne(this: EventsService, { event, ctx, declared }: Valid, between?: () => Promise<void>): Promise<ConsumeOutcome> {
+			async deliverOne(this: EventsService, { event, ctx, declared }: Valid): Promise<ConsumeOutcome> {
 				const runtime = runtimeOf(this.broker);
 				const eventName = event.eventName;
 				return deliverWithRetries(
 					event,
 					attemptFor(this, declared, event, ctx),
-					{ maxAttempts: runtime.config.eventMaxAttempts, baseDelayMs: 100, between },
+					{ maxAttempts: runtime.config.eventMaxAttempts, baseDelayMs: 100 },
 					async (error, attempts) => {
 						await recordDeadLetter(this.sequelize, this.name, { event, eventName, error: error.message, attempts });
 						countMetric(this.broker, "deadLetters", { service: this.name, event: eventName });

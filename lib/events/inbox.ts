@@ -84,8 +84,6 @@ export async function recordDeadLetter(sequelize: Sequelize, schema: string, let
 export interface RetryPolicy {
 	maxAttempts: number;
 	baseDelayMs: number;
-	/** Called between attempts (Kafka: keeps the consumer's session alive). */
-	between?: () => Promise<void>;
 }
 
 /**
@@ -110,7 +108,6 @@ export async function deliverWithRetries(
 				return "dead-lettered";
 			}
 			logger.warn(`Event ${event.eventName} ${event.eventId} failed (attempt ${n}/${policy.maxAttempts}): ${error.message}`);
-			await policy.between?.();
 			await sleep(backoffDelay(n, policy.baseDelayMs));
 		}
 	}
