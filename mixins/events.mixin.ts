@@ -7,7 +7,7 @@ import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
-import { consumeOnce, consumeOnceInOneStatement, deliverWithRetries, knownNewInbox, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { consumeOnce, consumeOnceInOneStatement, consumeSetOnce, deliverWithRetries, knownNewInbox, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/events/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
@@ -67,7 +67,16 @@ export interface OneStatementHandler {
 	statement: (this: EventsService, event: DomainEvent, tools: { ctx: Context }) => { sql: string; replacements: Record<string, unknown> };
 }
 
-type DeclaredHandler = DomainEventHandler | LockingHandler | OneStatementHandler;
+/**
+ * A handler that is one statement for any number of events: its SQL reads the CTE `inbox`, one row
+ * `(event_id uuid, envelope jsonb)` per new event, and takes effect only through it. A batch's run
+ * of such events costs one statement (the audit log: one multi-row insert per batch).
+ */
+export interface SetStatementHandler {
+	setStatement: (this: EventsService) => string;
+}
+
+type DeclaredHandler = DomainEventHandler | LockingHandler | OneStatementHandler | SetStatementHandler;
 
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
@@ -82,6 +91,12 @@ const handlerOf = (declared: DomainEventHandler | LockingHandler) => (typeof dec
 
 /** How one delivery of `event` is attempted: once per eventId, under the handler's locks if any. */
 function attemptFor(service: EventsService, declared: DeclaredHandler, event: DomainEvent, ctx: Context): () => Promise<"processed" | "duplicate"> {
+	if ("setStatement" in declared) {
+		return async () => {
+			await consumeSetOnce(service.sequelize, service.name, event, declared.setStatement.call(service));
+			return "processed";
+		};
+	}
 	if ("statement" in declared) {
 		return async () => {
 			const { sql, replacements } = declared.statement.call(service, event, { ctx });
@@ -213,14 +228,30 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				const apply = () =>
 					this.sequelize.transaction(async tx => {
 						const fresh = await recordBatch(this.sequelize, this.name, batch.map(b => b.event), tx);
+						// A run of events for the same set-based handler is applied as one statement, at its place in the order.
+						let run: { declared: SetStatementHandler; events: DomainEvent[] } | undefined;
+						const flush = async () => {
+							if (!run) return;
+							const { declared, events } = run;
+							run = undefined;
+							await this.sequelize.query(knownNewSet(declared.setStatement.call(this)), { replacements: { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, transaction: tx });
+						};
 						for (const { event, ctx, declared } of batch) {
 							if (!fresh.delete(event.eventId)) continue;
+							if ("setStatement" in declared) {
+								if (run && run.declared !== declared) await flush();
+								run ??= { declared, events: [] };
+								run.events.push(event);
+								continue;
+							}
+							await flush();
 							bindContext(tx, ctx);
 							if ("statement" in declared) {
 								const { sql, replacements } = declared.statement.call(this, event, { ctx });
 								await this.sequelize.query(knownNewInbox(sql), { replacements: { ...replacements, eventId: event.eventId, eventName: event.eventName }, transaction: tx });
 							} else await handlerOf(declared).call(this, event, { tx, ctx });
 						}
+						await flush();
 					});
 				await (keys.length > 0 ? lockedFor(this.broker, this.name, keys, apply) : apply());
 			},

@@ -1,26 +1,19 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes } from "sequelize";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type EventsService, type OneStatementHandler } from "../mixins/events.mixin";
+import { EventsMixin, type EventsService, type SetStatementHandler } from "../mixins/events.mixin";
 import { DOMAIN_EVENTS } from "../lib/events/catalogue";
 
-/** Stores one row per domain event, with who produced it and the trace it belongs to. */
-const record: OneStatementHandler = {
-	statement(event, { ctx }) {
-		return {
-			sql: `INSERT INTO ${this.table("audit_log")} (event_id, event_name, correlation_id, causation_id, producer_service, producer_node, occurred_at, data, trace_id)
-				SELECT event_id, :eventName, :correlationId, :causationId, :service, :node, :occurredAt, :data, :traceId FROM inbox
-				ON CONFLICT (event_id) DO NOTHING`,
-			replacements: {
-				correlationId: event.correlationId,
-				causationId: event.causationId,
-				service: event.producer.service,
-				node: event.producer.nodeID,
-				occurredAt: event.occurredAt,
-				data: JSON.stringify(event.data),
-				traceId: ctx.requestID ?? null,
-			},
-		};
+/**
+ * Stores one row per domain event, with who produced it and the trace it belongs to: a batch of
+ * events is one multi-row insert, read from each event's envelope.
+ */
+const record: SetStatementHandler = {
+	setStatement() {
+		return `INSERT INTO ${this.table("audit_log")} (event_id, event_name, correlation_id, causation_id, producer_service, producer_node, occurred_at, data, trace_id)
+			SELECT event_id, envelope->>'eventName', envelope->>'correlationId', (envelope->>'causationId')::uuid, envelope->'producer'->>'service',
+			       envelope->'producer'->>'nodeID', (envelope->>'occurredAt')::timestamptz, envelope->'data', envelope->'trace'->>'requestID'
+			FROM inbox ON CONFLICT (event_id) DO NOTHING`;
 	},
 };
 

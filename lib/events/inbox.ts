@@ -39,6 +39,19 @@ export async function recordBatch(sequelize: Sequelize, schema: string, events: 
 export const knownNewInbox = (statement: string) => `WITH inbox AS (SELECT CAST(:eventId AS uuid) AS event_id) ${statement}`;
 
 /**
+ * A set-based handler's SQL for events whose inbox records are already written: `inbox` holds one
+ * row `(event_id, envelope)` per event (replacements `ids`, `envelopes`).
+ */
+export const knownNewSet = (statement: string) => `WITH inbox AS (SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:envelopes]::jsonb[]) AS inbox (event_id, envelope)) ${statement}`;
+
+/** A set-based handler's SQL for one event, its inbox record written in the same statement (it takes effect only if new). */
+export async function consumeSetOnce(sequelize: Sequelize, schema: string, event: DomainEvent, statement: string): Promise<void> {
+	await sequelize.query(`WITH recorded AS (${recordSql(schema)}), inbox AS (SELECT event_id, CAST(:envelope AS jsonb) AS envelope FROM recorded) ${statement}`, {
+		replacements: { eventId: event.eventId, eventName: event.eventName, envelope: JSON.stringify(event) },
+	});
+}
+
+/**
  * Runs `effect` once per eventId for this consumer: the `(consumer, eventId)` record and the
  * effect commit in one transaction, so a redelivered event finds the record and does nothing.
  * (Each service has its own schema, so the schema is the consumer.)

@@ -205,6 +205,28 @@ describe("embedded node", () => {
 		await expect(call("audit.timeline", { orderId: "not-a-uuid" })).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
 	});
 
+	it("writes a batch of events into the audit log with one statement, each once and with its fields", async () => {
+		const audit = node.broker.getLocalService("audit") as any;
+		const orderId = "7d0c1c52-2f4b-4b0e-9d43-54a3b1f0a001";
+		const producer = { service: "probe-producer", nodeID: "n-batch" };
+		const events = ["order.created", "stock.reserved", "order.confirmed"].map(name => createEnvelope(name, { orderId }, producer, { trace: { requestID: "req-batch", parentID: "p" } }));
+		const { sequelize } = await runtimeOf(node.broker).database();
+		let inserts = 0;
+		const query = sequelize.query.bind(sequelize);
+		(sequelize as any).query = (sql: unknown, opts?: unknown) => {
+			if (typeof sql === "string" && sql.includes(`INSERT INTO "audit"."audit_log"`)) inserts++;
+			return (query as any)(sql, opts);
+		};
+		try {
+			await audit.batches.push([...events, events[1]].map(event => ({ event, ctx: node.broker.ContextFactory.create(node.broker) })));
+		} finally {
+			(sequelize as any).query = query;
+		}
+		expect(inserts).toBe(1);
+		const [rows] = await sequelize.query(`SELECT event_name, correlation_id, producer_node, trace_id, data->>'orderId' AS order_id FROM audit.audit_log WHERE correlation_id = :orderId ORDER BY seq`, { replacements: { orderId } });
+		expect(rows).toEqual(["order.created", "stock.reserved", "order.confirmed"].map(event_name => ({ event_name, correlation_id: orderId, producer_node: "n-batch", trace_id: "req-batch", order_id: orderId })));
+	});
+
 	it("answers 503 on readiness while shutting down", async () => {
 		const runtime = runtimeOf(node.broker);
 		runtime.shuttingDown = true;
