@@ -1,6 +1,7 @@
 /**
  * `npm run chaos`: a local cluster under checkout load while its nodes are killed (SIGKILL) and
- * restarted, the Kafka broker is restarted and a consumer node is restarted; then, once quiet, every
+ * restarted (one of them in the middle of the batches of a burst of orders), the Kafka broker is
+ * restarted and a consumer node is restarted; then, once quiet, every
  * guarantee of SPEC section 9 is checked in the databases and in the mock gateway's charges. Prints
  * each invariant with its numbers; exits 1 on any violation.
  *
@@ -164,16 +165,16 @@ async function main(): Promise<number> {
 
 		const at = (fraction: number) => sleep(SECONDS * 1000 * fraction);
 		await at(0.1);
-		// A flash sale on top of the load: orders posted back to back, none waiting for its saga,
-		// so a backlog forms just before the first node is killed.
+		// A flash sale on top of the load: orders posted back to back, none waiting for its saga.
+		// The consumers then work off a backlog in batches, and a stock node is killed in the middle
+		// of them: its uncommitted batch must be redelivered and applied once, elsewhere or later.
 		log(`burst of ${BURST} orders`);
 		const burst = await postBurst(api, users, products.filter((_, i) => i > 1).map(p => p.id), BURST);
 		for (const o of burst.orders) accepted.add(o.id);
 		stats.created += burst.orders.length;
 		stats.sent += BURST;
 		stats.failed += burst.failed;
-		log(`burst posted: ${burst.orders.length} accepted, refusals ${JSON.stringify(burst.errors)}`);
-		await at(0.1);
+		log(`burst posted: ${burst.orders.length} accepted, refusals ${JSON.stringify(burst.errors)}; killing a consumer in the middle of its batches`);
 		await restart("c-stock-1", "SIGKILL");
 		await at(0.2);
 		log("restarting the Kafka broker");
@@ -183,7 +184,7 @@ async function main(): Promise<number> {
 		await restart("c-core", "SIGTERM");
 		await at(0.2);
 		await restart("c-stock-2", "SIGKILL");
-		await at(0.2);
+		await at(0.3);
 		running = false;
 		await load;
 		log(`load done: ${JSON.stringify(stats)}, refusals ${JSON.stringify(refusals)}; 503 answered in ${secondsWith503.size} of ${SECONDS}+ seconds (${spans(secondsWith503)}) ${JSON.stringify(unavailable)}; waiting for quiet`);
