@@ -14,7 +14,7 @@ import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../l
 import { DOCS_INIT_SCRIPT, buildOpenApi, renderDocsPage } from "../lib/api/openapi";
 import { badText, clientErrorAnswer, rawResponse, redactUrl } from "../lib/api/input";
 
-type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown>; $secretQuery?: URLSearchParams };
+type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown>; $secretQuery?: URLSearchParams; originalUrl?: string };
 type Res = ServerResponse;
 
 interface StreamSubscriber {
@@ -60,6 +60,8 @@ function docsAsset(file: string): { type: string; body: Buffer } | undefined {
 	}
 	return { type, body };
 }
+/** The media types parsed as JSON: application/json and every +json type (merge patches, …). */
+const JSON_TYPES = ["application/json", "application/*+json"];
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH"]);
 const ms = (start?: number[]) => {
@@ -161,7 +163,7 @@ const ConfiguredFromRuntime: Partial<ServiceSchema<ApiSettingsSchema, any, any, 
 		const api = (this.settings.routes ?? []).find(r => r.aliases === apiAliases);
 		// Every JSON media type (application/merge-patch+json, …) is parsed as JSON; gzip, deflate and
 		// br bodies are decoded, the limit applying to the decoded body.
-		if (api) api.bodyParsers = { json: { strict: true, limit: config.bodyLimitBytes, type: ["application/json", "application/*+json"] } };
+		if (api) api.bodyParsers = { json: { strict: true, limit: config.bodyLimitBytes, type: JSON_TYPES } };
 		this.settings.requestTimeout = config.httpRequestTimeoutMs;
 	},
 };
@@ -217,7 +219,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 				mappingPolicy: "restrict",
 				mergeParams: false,
 				aliases: apiAliases,
-				bodyParsers: { json: { strict: true, limit: 65536, type: ["application/json", "application/*+json"] } },
+				bodyParsers: { json: { strict: true, limit: 65536, type: JSON_TYPES } },
 
 				async onBeforeCall(this: GatewayThis, ctx: Context<any, any>, _route: unknown, req: Req, res: Res, alias: { method: string; path: string }) {
 					for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
@@ -361,7 +363,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 
 		logRequestLine(this: GatewayThis, req: Req, status: number) {
 			const user = req.$ctx?.meta?.user as ApiUser | undefined;
-			this.logger.info(`${req.method} ${(req as Req & { originalUrl?: string }).originalUrl ?? req.url} ${status} ${ms(req.$startTime)}ms req=${req.$ctx?.requestID ?? "-"}${user ? ` user=${user.sub}` : ""}`);
+			this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${status} ${ms(req.$startTime)}ms req=${req.$ctx?.requestID ?? "-"}${user ? ` user=${user.sub}` : ""}`);
 		},
 
 		/** Sends the transitions a subscriber has not seen yet, each as its own event, in order. */
