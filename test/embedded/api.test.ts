@@ -9,7 +9,7 @@ import jwt from "jsonwebtoken";
 import { DEV_JWT_SECRET } from "../../lib/config";
 import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
 import { http, readEvents, tokenFor, type HttpResult } from "../helpers/http";
-import { responseChecker } from "../helpers/openapi";
+import { checkedApi, type CheckedApi } from "../helpers/openapi";
 
 /** SPEC section 4, written out independently of the gateway's route table. */
 const CONTRACT = [
@@ -53,13 +53,8 @@ let node: TestNode;
 const admin = tokenFor("ops", "admin");
 const alice = tokenFor("alice");
 const bob = tokenFor("bob");
-let checkAnswer: ReturnType<typeof responseChecker>;
-/** A request whose answer is also checked against the served OpenAPI document. */
-const api = async (method: string, path: string, opts: Parameters<typeof http>[3] = {}) => {
-	const res = await http(node.url, method, path, opts);
-	checkAnswer(method, path, res);
-	return res;
-};
+/** Requests whose answers are also checked against the served OpenAPI document. */
+let api: CheckedApi;
 
 async function newProduct(price: number, stock: number) {
 	const res = await api("POST", "/api/products", { token: admin, body: { sku: `API-${randomUUID().slice(0, 8)}`, name: `Thing ${price}`, category: "api", price, stock } });
@@ -81,7 +76,7 @@ const untilStatus = (token: string, id: string, status: string) =>
 
 beforeAll(async () => {
 	node = await startTestNode({ DATA_DIR: data.dir, RATE_LIMIT: "100000", METRICS_PORT: "0", SAGA_STEP_TIMEOUT_MS: "5000" });
-	checkAnswer = responseChecker((await http(node.url, "GET", "/api/openapi.json")).body);
+	({ api } = await checkedApi(node.url));
 });
 afterAll(async () => {
 	await node?.stop();

@@ -10,24 +10,20 @@ import { gzipSync, brotliCompressSync, deflateSync } from "node:zlib";
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { startTestNode, tempDir, type TestNode } from "../helpers/node";
-import { http, tokenFor, type HttpResult } from "../helpers/http";
-import { responseChecker } from "../helpers/openapi";
+import { tokenFor, type HttpResult } from "../helpers/http";
+import { checkedApi, type AnswerCheck, type CheckedApi } from "../helpers/openapi";
 
 const data = tempDir();
 let node: TestNode;
 const admin = tokenFor("ops", "admin");
 const alice = tokenFor("alice");
-let checkAnswer: ReturnType<typeof responseChecker>;
-/** A request whose answer is also checked against the served OpenAPI document. */
-const api = async (method: string, path: string, opts: Parameters<typeof http>[3] = {}) => {
-	const res = await http(node.url, method, path, opts);
-	checkAnswer(method, path, res);
-	return res;
-};
+/** Requests whose answers are also checked against the served OpenAPI document. */
+let api: CheckedApi;
+let checkAnswer: AnswerCheck;
 
 beforeAll(async () => {
 	node = await startTestNode({ DATA_DIR: data.dir, RATE_LIMIT: "1000000", HTTP_HEADERS_TIMEOUT_MS: "1000", HTTP_REQUEST_TIMEOUT_MS: "1500" });
-	checkAnswer = responseChecker((await http(node.url, "GET", "/api/openapi.json")).body);
+	({ api, check: checkAnswer } = await checkedApi(node.url));
 });
 afterAll(async () => {
 	await node?.stop();

@@ -1,6 +1,6 @@
 import Ajv, { type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
-import type { HttpResult } from "./http";
+import { http, type HttpResult } from "./http";
 
 type Doc = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>; components: unknown };
 
@@ -40,4 +40,18 @@ export function responseChecker(doc: Doc): (method: string, url: string, res: Ht
 			throw new Error(`${method} ${route.template} ${res.status} does not match its document: ${ajv.errorsText(validate.errors, { separator: "; " })}\n${JSON.stringify(res.body).slice(0, 400)}`);
 		}
 	};
+}
+
+export type AnswerCheck = ReturnType<typeof responseChecker>;
+export type CheckedApi = (method: string, path: string, opts?: Parameters<typeof http>[3]) => Promise<HttpResult>;
+
+/** `http` against a node's gateway, every answer checked against the document that gateway serves. */
+export async function checkedApi(base: string): Promise<{ api: CheckedApi; check: AnswerCheck }> {
+	const check = responseChecker((await http(base, "GET", "/api/openapi.json")).body);
+	const api: CheckedApi = async (method, path, opts = {}) => {
+		const res = await http(base, method, path, opts);
+		check(method, path, res);
+		return res;
+	};
+	return { api, check };
 }
