@@ -22,9 +22,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { http, readEvents, tokenFor } from "../test/helpers/http";
-import { eventually, freePort } from "../test/helpers/node";
-import { spawnNode } from "../test/helpers/cluster";
+import { http, readEvents, tokenFor } from "./harness/http";
+import { eventually, freePort } from "./harness/node";
+import { spawnNode } from "./harness/cluster";
 import { summarizeProfile, type CpuProfile } from "./cpu-profile";
 import { writeReport } from "./bench-report";
 import { postBurst } from "./burst";

@@ -1,4 +1,4 @@
-import { http, tokenFor } from "../test/helpers/http";
+import { http, tokenFor } from "./harness/http";
 
 const ADDRESS = { name: "B", line1: "L", city: "C", postalCode: "P", country: "DE" };
 

@@ -13,9 +13,9 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { Client } from "pg";
 import { startMockGateway } from "../lib/mock-gateway";
-import { eventually, freePort } from "../test/helpers/node";
-import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "../test/helpers/cluster";
-import { http, tokenFor } from "../test/helpers/http";
+import { eventually, freePort } from "./harness/node";
+import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "./harness/cluster";
+import { http, tokenFor } from "./harness/http";
 import { checkInvariants, unsettledOrders } from "./invariants";
 import { postBurst } from "./burst";
 

@@ -15,7 +15,7 @@
  */
 import { createInterface } from "node:readline";
 import { startMockGateway } from "../lib/mock-gateway";
-import { missingServers, startCluster, waitForServicesOn } from "../test/helpers/cluster";
+import { missingServers, startCluster, waitForServicesOn } from "./harness/cluster";
 
 /** Four processes for two cores: the HTTP edge, the saga, the stock and money, the event sinks. */
 const LAYOUT = "gateway;order,validation,voucher;inventory,payment,wallet;notification,audit";

@@ -13,7 +13,7 @@ import path from "node:path";
 import { Client } from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
-import { freshDatabase } from "../test/helpers/cluster";
+import { freshDatabase } from "./harness/cluster";
 import { writeReport } from "./bench-report";
 
 const ROOT = path.resolve(__dirname, "..");

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { runtimeOf } from "../lib/runtime";
-import { eventually, startTestNode } from "../test/helpers/node";
+import { eventually, startTestNode } from "./harness/node";
 import { writeReport } from "./bench-report";
 
 const ROOT = path.resolve(__dirname, "..");

@@ -3,9 +3,9 @@
  * and two gateway nodes share one rate limit through Redis.
  */
 import { randomUUID } from "node:crypto";
-import { eventually, freePort } from "../helpers/node";
-import { startCluster, waitForActionsOn, type TestCluster } from "../helpers/cluster";
-import { http, readEvents, tokenFor } from "../helpers/http";
+import { eventually, freePort } from "../../scripts/harness/node";
+import { startCluster, waitForActionsOn, type TestCluster } from "../../scripts/harness/cluster";
+import { http, readEvents, tokenFor } from "../../scripts/harness/http";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
 let cluster: TestCluster;

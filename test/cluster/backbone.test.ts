@@ -11,8 +11,8 @@ import { Sequelize } from "sequelize";
 import { runMigrations } from "../../lib/migrations";
 import type { ServiceBroker } from "moleculer";
 import { deadLettersOf, PROBE_EVENT } from "../fixtures/probe.services";
-import { eventually, freePort } from "../helpers/node";
-import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+import { eventually, freePort } from "../../scripts/harness/node";
+import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../../scripts/harness/cluster";
 
 const kafkaScript = (command: string) => execFileSync("bash", [path.join(ROOT, "scripts/kafka.sh"), command], { stdio: "pipe" });
 

@@ -9,8 +9,8 @@
  * settled the backlog at about 4 orders/s (4 minutes for this test).
  */
 import { Client } from "pg";
-import { freePort, eventually } from "../helpers/node";
-import { startCluster, type TestCluster } from "../helpers/cluster";
+import { freePort, eventually } from "../../scripts/harness/node";
+import { startCluster, type TestCluster } from "../../scripts/harness/cluster";
 import { postBurst } from "../../scripts/burst";
 import { checkInvariants, unsettledOrders } from "../../scripts/invariants";
 

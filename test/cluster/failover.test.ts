@@ -4,7 +4,7 @@
  * rejected as soon as the new process announces itself, instead of waiting out their timeout.
  */
 import type { ServiceBroker } from "moleculer";
-import { clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../helpers/cluster";
+import { clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../../scripts/harness/cluster";
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let env: Record<string, string>;

@@ -2,7 +2,7 @@
  * `npm run test:cluster` needs real servers. Each is checked first; a missing one fails the run
  * with its name and how to start it, never a silent skip.
  */
-import { missingServers } from "../helpers/cluster";
+import { missingServers } from "../../scripts/harness/cluster";
 
 export default async function globalSetup(): Promise<void> {
 	const missing = await missingServers();

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Client } from "pg";
-import { startCluster, type TestCluster } from "../helpers/cluster";
+import { startCluster, type TestCluster } from "../../scripts/harness/cluster";
 
 let cluster: TestCluster;
 const call = <T = any>(action: string, params: Record<string, any> = {}) => cluster.call<T>(action, params);

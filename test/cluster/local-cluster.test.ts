@@ -5,9 +5,9 @@
  */
 import { spawn } from "node:child_process";
 import { Client } from "pg";
-import { ROOT, SERVERS } from "../helpers/cluster";
-import { http, readEvents, tokenFor } from "../helpers/http";
-import { eventually, freePort } from "../helpers/node";
+import { ROOT, SERVERS } from "../../scripts/harness/cluster";
+import { http, readEvents, tokenFor } from "../../scripts/harness/http";
+import { eventually, freePort } from "../../scripts/harness/node";
 
 const databases = async () => {
 	const pg = new Client({ connectionString: SERVERS.DATABASE_URL });

@@ -4,8 +4,8 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { eventually } from "../helpers/node";
-import { ROOT, startCluster, type TestCluster } from "../helpers/cluster";
+import { eventually } from "../../scripts/harness/node";
+import { ROOT, startCluster, type TestCluster } from "../../scripts/harness/cluster";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
 let cluster: TestCluster;

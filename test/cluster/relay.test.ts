@@ -8,7 +8,7 @@ import type { Logger } from "moleculer";
 import { runMigrations } from "../../lib/migrations";
 import { EVENT_TABLE_MIGRATIONS } from "../../lib/events/tables";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../../lib/events/relay";
-import { freshDatabase } from "../helpers/cluster";
+import { freshDatabase } from "../../scripts/harness/cluster";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
 let db: Awaited<ReturnType<typeof freshDatabase>>;

@@ -6,8 +6,8 @@
 import { randomUUID } from "node:crypto";
 import { Client } from "pg";
 import { startMockGateway, type MockGateway } from "../../lib/mock-gateway";
-import { eventually } from "../helpers/node";
-import { startCluster, type TestCluster } from "../helpers/cluster";
+import { eventually } from "../../scripts/harness/node";
+import { startCluster, type TestCluster } from "../../scripts/harness/cluster";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const TERMINAL = ["CONFIRMED", "FAILED", "PAYMENT_FAILED", "CANCELLED"];

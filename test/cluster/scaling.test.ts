@@ -4,9 +4,9 @@
  * with SIGTERM; no request it had accepted fails, and every accepted order is confirmed.
  */
 import { randomUUID } from "node:crypto";
-import { eventually, freePort } from "../helpers/node";
-import { spawnNode, startCluster, waitForActionsOn, waitForService, type NodeProcess, type TestCluster } from "../helpers/cluster";
-import { http, tokenFor } from "../helpers/http";
+import { eventually, freePort } from "../../scripts/harness/node";
+import { spawnNode, startCluster, waitForActionsOn, waitForService, type NodeProcess, type TestCluster } from "../../scripts/harness/cluster";
+import { http, tokenFor } from "../../scripts/harness/http";
 
 const ADDRESS = { name: "S", line1: "L", city: "C", postalCode: "P", country: "DE" };
 let cluster: TestCluster;

@@ -7,9 +7,9 @@ import { randomUUID } from "node:crypto";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../lib/config";
 import { createNode } from "../../lib/node";
-import { eventually, freePort } from "../helpers/node";
-import { startCluster, waitForActionsOn, waitForService, type TestCluster } from "../helpers/cluster";
-import { http, tokenFor } from "../helpers/http";
+import { eventually, freePort } from "../../scripts/harness/node";
+import { startCluster, waitForActionsOn, waitForService, type TestCluster } from "../../scripts/harness/cluster";
+import { http, tokenFor } from "../../scripts/harness/http";
 
 interface SpanRecord {
 	id: string;

@@ -3,7 +3,7 @@
  * PostgreSQL: the balance never goes below 0 and the ledger sums to it.
  */
 import { randomUUID } from "node:crypto";
-import { startCluster, type TestCluster } from "../helpers/cluster";
+import { startCluster, type TestCluster } from "../../scripts/harness/cluster";
 
 let cluster: TestCluster;
 const call = <T = any>(action: string, params: Record<string, any> = {}) => cluster.call<T>(action, params);

@@ -7,8 +7,8 @@
 import { randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { DEV_JWT_SECRET } from "../../lib/config";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
-import { http, readEvents, tokenFor, type HttpResult } from "../helpers/http";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { http, readEvents, tokenFor, type HttpResult } from "../../scripts/harness/http";
 import { checkedApi, type CheckedApi } from "../helpers/openapi";
 
 /** SPEC section 4, written out independently of the gateway's route table. */

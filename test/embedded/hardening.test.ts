@@ -9,8 +9,8 @@ import net from "node:net";
 import { gzipSync, brotliCompressSync, deflateSync } from "node:zlib";
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
-import { startTestNode, tempDir, type TestNode } from "../helpers/node";
-import { tokenFor, type HttpResult } from "../helpers/http";
+import { startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { tokenFor, type HttpResult } from "../../scripts/harness/http";
 import { checkedApi, type AnswerCheck, type CheckedApi } from "../helpers/openapi";
 
 const data = tempDir();

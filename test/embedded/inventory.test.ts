@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { QueryTypes } from "sequelize";
 import { runtimeOf } from "../../lib/runtime";
 import { ProbeProducer } from "../fixtures/probe.services";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 let node: TestNode;
 const data = tempDir();

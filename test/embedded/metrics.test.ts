@@ -2,7 +2,7 @@
  * The business metrics in the Prometheus text a scraper reads, after real checkouts.
  */
 import { randomUUID } from "node:crypto";
-import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const data = tempDir();

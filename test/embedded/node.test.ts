@@ -6,7 +6,7 @@ import { runtimeOf } from "../../lib/runtime";
 import { runMigrations } from "../../lib/migrations";
 import { createEnvelope } from "../../lib/events/envelope";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 const data = tempDir();
 let node: TestNode;

@@ -4,7 +4,7 @@ import { ProbeProducer } from "../fixtures/probe.services";
 import { QueryTypes } from "sequelize";
 import { createEnvelope } from "../../lib/events/envelope";
 import { runtimeOf } from "../../lib/runtime";
-import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 interface Mail {
 	to: string;

@@ -1,5 +1,5 @@
 import { runtimeOf } from "../../lib/runtime";
-import { freePort, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { freePort, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 const data = tempDir();
 let node: TestNode;

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { QueryTypes } from "sequelize";
 import type { MockGateway } from "../../lib/mock-gateway";
 import { runtimeOf } from "../../lib/runtime";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 let node: TestNode;
 let mock: MockGateway;

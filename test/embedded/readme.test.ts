@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { freePort, tempDir } from "../helpers/node";
+import { freePort, tempDir } from "../../scripts/harness/node";
 
 const ROOT = path.resolve(__dirname, "../..");
 

@@ -7,7 +7,7 @@ import { runtimeOf } from "../../lib/runtime";
 import { divRoundHalfUp } from "../../lib/domain/money";
 import type { MockGateway } from "../../lib/mock-gateway";
 import { ProbeProducer } from "../fixtures/probe.services";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 const ADDRESS = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London", postalCode: "N1 1AA", country: "gb" };
 // A card call times out after 1 s: short enough for tok_timeout's test, long enough that a loaded

@@ -7,8 +7,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
-import { tempDir, eventually, freePort } from "../helpers/node";
-import { tokenFor } from "../helpers/http";
+import { tempDir, eventually, freePort } from "../../scripts/harness/node";
+import { tokenFor } from "../../scripts/harness/http";
 
 const ROOT = path.resolve(__dirname, "../..");
 const CLEAN_ENV = Object.fromEntries(

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { runtimeOf } from "../../lib/runtime";
 import { ProbeProducer } from "../fixtures/probe.services";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 let node: TestNode;
 const data = tempDir();

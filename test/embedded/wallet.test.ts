@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { eventually, startTestNode, tempDir, type TestNode } from "../helpers/node";
+import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 const data = tempDir();
 let node: TestNode;
