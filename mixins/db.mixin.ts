@@ -5,6 +5,7 @@ import { QueryTypes, type ModelAttributes, type ModelOptions, type ModelStatic, 
 import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
+import { inTransaction } from "../lib/transactions";
 
 export interface DbMixinOptions {
 	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
@@ -87,7 +88,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			},
 			/** A managed transaction (commits when `fn` resolves, rolls back when it throws), for `ctx`'s request. */
 			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T> {
-				return this.sequelize.transaction(tx => {
+				return inTransaction(this.sequelize, tx => {
 					bindContext(tx, ctx);
 					return fn(tx);
 				});

@@ -2,6 +2,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { Transaction } from "sequelize";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
+import { inTransaction } from "../lib/transactions";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
@@ -15,7 +16,8 @@ import { NotFoundError, BusinessRuleError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
 
 export interface EventsMethods {
-	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): Promise<DomainEvent>;
+	/** Writes an event to the outbox within `tx` (inserted with the transaction's other events just before it commits). */
+	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): DomainEvent;
 	receiveDomainEvent(event: unknown, ctx: Context): Promise<ConsumeOutcome>;
 	receiveBatch(deliveries: Delivery[]): Promise<void>;
 	applyBatch(batch: Valid[]): Promise<void>;
@@ -179,10 +181,10 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			},
 		},
 		methods: {
-			async publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
+			publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
 				const ctx = contextOf(tx);
 				const trace = ctx ? { requestID: ctx.requestID ?? ctx.id, parentID: ctx.id } : undefined;
-				const event = await writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, { trace, ...publishOpts });
+				const event = writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, { trace, ...publishOpts });
 				tx.afterCommit(() => this.relay?.notify());
 				return event;
 			},
@@ -226,7 +228,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			async applyBatch(this: EventsService, batch: Valid[]): Promise<void> {
 				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared ? declared.lock(event) : []));
 				const apply = () =>
-					this.sequelize.transaction(async tx => {
+					inTransaction(this.sequelize, async tx => {
 						const fresh = await recordBatch(this.sequelize, this.name, batch.map(b => b.event), tx);
 						// A run of events for the same set-based handler is applied as one statement, at its place in the order.
 						let run: { declared: SetStatementHandler; events: DomainEvent[] } | undefined;

@@ -13,6 +13,7 @@ import type { DomainEvent } from "../lib/events/envelope";
 import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
+import { beforeCommit } from "../lib/transactions";
 
 interface ProductRow {
 	id: string;
@@ -42,6 +43,8 @@ export type ReserveResult = { ok: true; expiresAt: string } | { ok: false; reaso
 export type CommitResult = { ok: true } | { ok: false; reason: "NO_RESERVATION" | "RESERVATION_GONE" };
 
 const productKey = (id: string) => `product:${id}`;
+/** Per transaction, the products whose level it changed (the latest row) and the event that caused it. */
+const levelsChanged = new WeakMap<Transaction, Map<string, { row: ProductRow; cause?: DomainEvent }>>();
 const toProduct = (r: ProductRow) => ({
 	id: r.id,
 	sku: r.sku,
@@ -72,7 +75,7 @@ type InventoryThis = EventsService &
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
-		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): Promise<void>;
+		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): void;
 		reservationFor(orderId: string, tx: Transaction): Promise<ReservationRow | undefined>;
 		reserveIn(tx: Transaction, orderId: string, items: RequestedLine[], cause?: DomainEvent): Promise<ReserveResult>;
 		commitIn(tx: Transaction, orderId: string, cause?: DomainEvent): Promise<CommitResult>;
@@ -249,7 +252,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 						if (p.stock > 0) {
 							await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:id, 'INITIAL', :stock)`, { id, stock: p.stock }, tx);
 						}
-						await this.stockChanged([created], tx);
+						this.stockChanged([created], tx);
 						return created;
 					}, ctx);
 					return toProduct(row);
@@ -281,7 +284,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 						tx,
 					);
 					if (!updated) throw new NotFoundError("Product", { id: ctx.params.id });
-					await this.stockChanged([updated], tx);
+					this.stockChanged([updated], tx);
 					return updated;
 				}, ctx);
 				return toProduct(row);
@@ -302,7 +305,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 						);
 						if (!updated) throw new NotFoundError("Product", { id: productId });
 						await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:productId, 'RESTOCK', :quantity)`, { productId, quantity }, tx);
-						await this.stockChanged([updated], tx);
+						this.stockChanged([updated], tx);
 						return updated;
 					}, ctx),
 				);
@@ -437,18 +440,25 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			return new Map(rows.map(r => [r.id, r]));
 		},
 
-		/** `stock.updated` per changed product, and cached reads dropped once the change is committed. */
-		async stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent) {
-			for (const r of rows) {
-				await this.publishEvent(tx, "stock.updated", { productId: r.id, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved }, {
-					key: r.id,
-					causedBy: cause,
-					correlationId: cause?.correlationId ?? r.id,
+		/**
+		 * `stock.updated` for each product the transaction changed, once, with its level at the end
+		 * (a batch that reserves one product for many orders announces one level, not one per order);
+		 * cached reads dropped once the change is committed.
+		 */
+		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent) {
+			let changed = levelsChanged.get(tx);
+			if (!changed) {
+				const latest = (changed = new Map());
+				levelsChanged.set(tx, latest);
+				beforeCommit(tx, async () => {
+					levelsChanged.delete(tx);
+					for (const { row: r, cause: c } of latest.values()) {
+						this.publishEvent(tx, "stock.updated", { productId: r.id, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved }, { key: r.id, causedBy: c, correlationId: c?.correlationId ?? r.id });
+					}
 				});
+				tx.afterCommit(() => void this.broker.broadcast("inventory.cache.invalidated"));
 			}
-			tx.afterCommit(() => {
-				void this.broker.broadcast("inventory.cache.invalidated");
-			});
+			for (const row of rows) changed.set(row.id, { row, cause });
 		},
 
 		async reservationFor(orderId: string, tx: Transaction) {
@@ -475,7 +485,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					{ orderId, expiresAt, shortages: JSON.stringify(shortages) },
 					tx,
 				);
-				await this.publishEvent(tx, "stock.failed", { orderId, reason: "OUT_OF_STOCK", lines: shortages }, opts);
+				this.publishEvent(tx, "stock.failed", { orderId, reason: "OUT_OF_STOCK", lines: shortages }, opts);
 				tx.afterCommit(() => countMetric(this.broker, "reservations", { outcome: "OUT_OF_STOCK" }));
 				return { ok: false, reason: "OUT_OF_STOCK", lines: shortages };
 			}
@@ -492,9 +502,9 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				{ orderId, ids: lines.map(l => l.productId), quantities: lines.map(l => l.quantity) },
 				tx,
 			);
-			await this.publishEvent(tx, "stock.reserved", { orderId, items: lines, expiresAt: expiresAt.toISOString() }, opts);
+			this.publishEvent(tx, "stock.reserved", { orderId, items: lines, expiresAt: expiresAt.toISOString() }, opts);
 			tx.afterCommit(() => countMetric(this.broker, "reservations", { outcome: "RESERVED" }));
-			await this.stockChanged(updated, tx, cause);
+			this.stockChanged(updated, tx, cause);
 			return { ok: true, expiresAt: expiresAt.toISOString() };
 		},
 
@@ -527,8 +537,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			);
 			await this.sql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = :orderId`, { orderId }, tx);
 			const items = lines.map(l => ({ productId: l.product_id, quantity: l.quantity }));
-			await this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
-			await this.stockChanged(updated, tx, cause);
+			this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
+			this.stockChanged(updated, tx, cause);
 			return { ok: true };
 		},
 
@@ -563,8 +573,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			}
 			const status: ReservationStatus = returning ? "RETURNED" : "RELEASED";
 			await this.sql(`UPDATE ${this.table("reservations")} SET status = :status, release_reason = :reason, updated_at = now() WHERE order_id = :orderId`, { orderId, status, reason }, tx);
-			await this.publishEvent(tx, "stock.released", { orderId, reason }, { causedBy: cause, correlationId: orderId, key: orderId });
-			await this.stockChanged(updated, tx, cause);
+			this.publishEvent(tx, "stock.released", { orderId, reason }, { causedBy: cause, correlationId: orderId, key: orderId });
+			this.stockChanged(updated, tx, cause);
 			return status;
 		},
 
@@ -604,7 +614,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					if (!row) continue;
 					added++;
 					await this.sql(`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity) VALUES (:id, 'INITIAL', :stock)`, { id: row.id, stock: p.stock }, tx);
-					await this.stockChanged([row], tx);
+					this.stockChanged([row], tx);
 				}
 			});
 			return added;

@@ -323,7 +323,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 							tx,
 						);
 						await this.sql(`INSERT INTO ${this.table("order_status_history")} (order_id, status) VALUES (:orderId, 'CREATED')`, { orderId }, tx);
-						await this.publishEvent(
+						this.publishEvent(
 							tx,
 							"order.created",
 							{
@@ -581,7 +581,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				if (eventName === "order.failed") Object.assign(data, { code: updated.failure_code ?? change.reason ?? to, reason: updated.failure_reason ?? change.reason ?? to });
 				if (to === "DISPATCHED") Object.assign(data, { courier: updated.courier, trackingNumber: updated.tracking_number });
 				if (to === "CANCELLED") data.reason = change.reason ?? "CANCELLED";
-				await this.publishEvent(tx, eventName, data, { key: order.id, correlationId: order.id, causedBy: cause });
+				this.publishEvent(tx, eventName, data, { key: order.id, correlationId: order.id, causedBy: cause });
 			}
 			const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
 			// For live tracking (SSE): not a domain event, a hint to whoever follows the order.

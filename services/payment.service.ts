@@ -274,9 +274,9 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				tx.afterCommit(() => countMetric(this.broker, "payments", { method: p.method, outcome: outcome.ok ? "AUTHORIZED" : outcome.code }));
 				const opts = { correlationId: p.order_id, key: p.order_id };
 				if (outcome.ok) {
-					await this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
+					this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
 				} else {
-					await this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
+					this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
 				}
 				return updated;
 			}, ctx);
@@ -307,10 +307,10 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx);
 					} else if (found.kind === "refunded") {
 						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, charge_id = COALESCE(:chargeId, charge_id), refund_error = NULL WHERE id = :id`, { id: p.id, chargeId: found.chargeId ?? null }, tx);
-						await this.publishEvent(tx, "payment.refunded", data, opts);
+						this.publishEvent(tx, "payment.refunded", data, opts);
 					} else if (p.refund_attempts >= refundMaxAttempts) {
 						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, refund_error = :error WHERE id = :id`, { id: p.id, error: found.error }, tx);
-						await this.publishEvent(tx, "payment.refund_failed", { ...data, error: found.error }, opts);
+						this.publishEvent(tx, "payment.refund_failed", { ...data, error: found.error }, opts);
 					} else {
 						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));
 						await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next WHERE id = :id`, { id: p.id, next }, tx);
@@ -382,10 +382,10 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					const opts = { correlationId: p.order_id, key: p.order_id };
 					if (outcome.ok) {
 						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUNDED', refund_error = NULL, updated_at = now() WHERE id = :id`, { id: p.id }, tx);
-						await this.publishEvent(tx, "payment.refunded", data, opts);
+						this.publishEvent(tx, "payment.refunded", data, opts);
 					} else if (p.refund_attempts >= refundMaxAttempts) {
 						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUND_FAILED', refund_error = :error, updated_at = now() WHERE id = :id`, { id: p.id, error: outcome.reason }, tx);
-						await this.publishEvent(tx, "payment.refund_failed", { ...data, error: outcome.reason }, opts);
+						this.publishEvent(tx, "payment.refund_failed", { ...data, error: outcome.reason }, opts);
 						this.logger.error(`Refund of order ${p.order_id} failed after ${p.refund_attempts} tries: ${outcome.reason}`);
 					} else {
 						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));

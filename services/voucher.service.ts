@@ -200,7 +200,7 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					tx,
 				);
 				if (inserted.length > 0) {
-					await this.publishEvent(tx, "voucher.issued", { voucherId: id, code, userId, orderId, amount: config.voucherAmountCents, currency: config.storeCurrency }, {
+					this.publishEvent(tx, "voucher.issued", { voucherId: id, code, userId, orderId, amount: config.voucherAmountCents, currency: config.storeCurrency }, {
 						causedBy: event,
 						key: orderId,
 					});

@@ -241,7 +241,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 							transaction: tx,
 						},
 					);
-					await this.publishEvent(tx, m.type === "DEBIT" ? "wallet.debited" : "wallet.credited", {
+					this.publishEvent(tx, m.type === "DEBIT" ? "wallet.debited" : "wallet.credited", {
 						userId: m.userId,
 						amount: m.amount,
 						balanceAfter: balance,

@@ -3,6 +3,7 @@ import type { Logger } from "moleculer";
 import { quoteIdent } from "../migrations";
 import type { DomainEvent } from "./envelope";
 import { backoffDelay, sleep } from "./backoff";
+import { inTransaction } from "../transactions";
 
 export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";
 
@@ -62,7 +63,7 @@ export async function consumeOnce(
 	event: DomainEvent,
 	effect: (tx: Transaction) => Promise<void>,
 ): Promise<"processed" | "duplicate"> {
-	return sequelize.transaction(async tx => {
+	return inTransaction(sequelize, async tx => {
 		const inserted = await sequelize.query(recordSql(schema), { replacements: { eventId: event.eventId, eventName: event.eventName }, type: QueryTypes.SELECT, transaction: tx });
 		if (inserted.length === 0) return "duplicate";
 		await effect(tx);

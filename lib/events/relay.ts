@@ -3,6 +3,7 @@ import type { Logger } from "moleculer";
 import { quoteIdent } from "../migrations";
 import { aggregateKey, createEnvelope, type DomainEvent, type PublishOptions } from "./envelope";
 import { backoffDelay } from "./backoff";
+import { beforeCommit } from "../transactions";
 
 export interface OutboxMessage {
 	seq: string;
@@ -13,8 +14,15 @@ export interface OutboxMessage {
 /** Where the relay hands committed events: Kafka, or the Moleculer bus. Throws to keep them. */
 export type PublishBatch = (messages: OutboxMessage[]) => Promise<void>;
 
-/** Writes an event into the service's outbox inside the caller's transaction. */
-export async function writeToOutbox(
+/** Events written in a transaction and not yet inserted: one multi-row insert at its end. */
+const pending = new WeakMap<Transaction, Array<{ event: DomainEvent; key: string }>>();
+
+/**
+ * Writes an event into the service's outbox inside the caller's transaction (which must be run by
+ * `inTransaction`): the transaction's events are inserted together, in the order they were
+ * written, with one statement just before it commits.
+ */
+export function writeToOutbox(
 	sequelize: Sequelize,
 	schema: string,
 	tx: Transaction,
@@ -22,15 +30,25 @@ export async function writeToOutbox(
 	data: Record<string, any>,
 	producer: DomainEvent["producer"],
 	opts: PublishOptions = {},
-): Promise<DomainEvent> {
+): DomainEvent {
 	const event = createEnvelope(eventName, data, producer, opts);
-	await sequelize.query(
-		`INSERT INTO ${quoteIdent(schema)}.outbox (event_id, event_name, aggregate_key, envelope) VALUES (:id, :name, :key, :envelope)`,
-		{
-			replacements: { id: event.eventId, name: eventName, key: aggregateKey(event, opts.key), envelope: JSON.stringify(event) },
-			transaction: tx,
-		},
-	);
+	let rows = pending.get(tx);
+	if (!rows) {
+		const batch: Array<{ event: DomainEvent; key: string }> = (rows = []);
+		pending.set(tx, batch);
+		beforeCommit(tx, async () => {
+			pending.delete(tx); // events written by later finishers form a new batch
+			await sequelize.query(
+				`INSERT INTO ${quoteIdent(schema)}.outbox (event_id, event_name, aggregate_key, envelope)
+				 SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[], ARRAY[:keys]::text[], ARRAY[:envelopes]::jsonb[])`,
+				{
+					replacements: { ids: batch.map(r => r.event.eventId), names: batch.map(r => r.event.eventName), keys: batch.map(r => r.key), envelopes: batch.map(r => JSON.stringify(r.event)) },
+					transaction: tx,
+				},
+			);
+		}, "flush");
+	}
+	rows.push({ event, key: aggregateKey(event, opts.key) });
 	return event;
 }
 

@@ -8,6 +8,7 @@ import type { Logger } from "moleculer";
 import { runMigrations } from "../../lib/migrations";
 import { EVENT_TABLE_MIGRATIONS } from "../../lib/events/tables";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../../lib/events/relay";
+import { inTransaction } from "../../lib/transactions";
 import { freshDatabase } from "../../scripts/harness/cluster";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
@@ -28,8 +29,8 @@ afterAll(async () => {
 });
 
 const write = (n: number) =>
-	a.transaction(async tx => {
-		for (let i = 0; i < n; i++) await writeToOutbox(a, "relayed", tx, "probe.happened", { i }, { service: "relayed", nodeID: "t" }, { key: "k" });
+	inTransaction(a, async tx => {
+		for (let i = 0; i < n; i++) writeToOutbox(a, "relayed", tx, "probe.happened", { i }, { service: "relayed", nodeID: "t" }, { key: "k" });
 	});
 const unpublished = async () => Number(((await a.query(`SELECT count(*) AS n FROM relayed.outbox WHERE published_at IS NULL`, { plain: true })) as any).n);
 
