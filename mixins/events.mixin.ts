@@ -78,7 +78,22 @@ export interface SetStatementHandler {
 	setStatement: (this: EventsService) => string;
 }
 
-type DeclaredHandler = DomainEventHandler | LockingHandler | OneStatementHandler | SetStatementHandler;
+/**
+ * A handler that takes a batch's events at once (its run of consecutive events for this handler,
+ * in arrival order) inside the batch's transaction: it locks and reads what they touch once and
+ * writes their effects as set-based SQL. Declare one object for several events to get them as
+ * one run. `lock`, if given, names the distributed locks an event needs (taken before the
+ * transaction, for the whole batch).
+ */
+export interface BatchHandler {
+	batch: (this: EventsService, events: DomainEvent[], tools: { tx: Transaction }) => Promise<void>;
+	lock?: (event: DomainEvent) => string[];
+}
+
+type DeclaredHandler = DomainEventHandler | LockingHandler | OneStatementHandler | SetStatementHandler | BatchHandler;
+/** Handlers whose consecutive events in a batch are applied together. */
+type RunHandler = SetStatementHandler | BatchHandler;
+const isRunHandler = (declared: DeclaredHandler): declared is RunHandler => typeof declared === "object" && ("setStatement" in declared || "batch" in declared);
 
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
@@ -98,6 +113,10 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 			await consumeSetOnce(service.sequelize, service.name, event, declared.setStatement.call(service));
 			return "processed";
 		};
+	}
+	if ("batch" in declared) {
+		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx }));
+		return declared.lock ? () => lockedFor(service.broker, service.name, declared.lock!(event), once) : once;
 	}
 	if ("statement" in declared) {
 		return async () => {
@@ -226,21 +245,22 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			 * under the union of the handlers' locks, taken once before the transaction opens.
 			 */
 			async applyBatch(this: EventsService, batch: Valid[]): Promise<void> {
-				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared ? declared.lock(event) : []));
+				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared && declared.lock ? declared.lock(event) : []));
 				const apply = () =>
 					inTransaction(this.sequelize, async tx => {
 						const fresh = await recordBatch(this.sequelize, this.name, batch.map(b => b.event), tx);
-						// A run of events for the same set-based handler is applied as one statement, at its place in the order.
-						let run: { declared: SetStatementHandler; events: DomainEvent[] } | undefined;
+						// A run of events for the same set-based or batch handler is applied at once, at its place in the order.
+						let run: { declared: RunHandler; events: DomainEvent[] } | undefined;
 						const flush = async () => {
 							if (!run) return;
 							const { declared, events } = run;
 							run = undefined;
-							await this.sequelize.query(knownNewSet(declared.setStatement.call(this)), { replacements: { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, transaction: tx });
+							if ("batch" in declared) await declared.batch.call(this, events, { tx });
+							else await this.sequelize.query(knownNewSet(declared.setStatement.call(this)), { replacements: { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, transaction: tx });
 						};
 						for (const { event, ctx, declared } of batch) {
 							if (!fresh.delete(event.eventId)) continue;
-							if ("setStatement" in declared) {
+							if (isRunHandler(declared)) {
 								if (run && run.declared !== declared) await flush();
 								run ??= { declared, events: [] };
 								run.events.push(event);

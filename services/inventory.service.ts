@@ -7,7 +7,7 @@ import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
-import { findShortages, mergeLines, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
+import { allocate, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
 import type { CatalogueEntry } from "../lib/domain/cart";
 import type { DomainEvent } from "../lib/events/envelope";
 import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
@@ -76,9 +76,9 @@ type InventoryThis = EventsService &
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
 		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): void;
-		reservationFor(orderId: string, tx: Transaction): Promise<ReservationRow | undefined>;
-		reserveIn(tx: Transaction, orderId: string, items: RequestedLine[], cause?: DomainEvent): Promise<ReserveResult>;
-		commitIn(tx: Transaction, orderId: string, cause?: DomainEvent): Promise<CommitResult>;
+		reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>): Promise<Map<string, ReserveResult>>;
+		commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>): Promise<Map<string, CommitResult>>;
+		reservationsFor(orderIds: string[], tx: Transaction): Promise<Map<string, ReservationRow>>;
 		releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus>;
 		releaseExpired(): Promise<number>;
 		seedCatalogue(): Promise<number>;
@@ -143,14 +143,17 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		}),
 		EventsMixin({
 			handlers: {
+				// A batch of new orders reserved at once: their products locked once (sorted; Redlock in a cluster).
 				"order.created": {
 					lock: event => (event.data.items as RequestedLine[]).map(i => productKey(i.productId)),
-					async handle(event, { tx }) {
-						await (this as InventoryThis).reserveIn(tx, event.data.orderId, event.data.items, event);
+					async batch(events, { tx }) {
+						await (this as InventoryThis).reserveMany(tx, events.map(e => ({ orderId: e.data.orderId, items: e.data.items, cause: e })));
 					},
 				},
-				async "payment.authorized"(event, { tx }) {
-					await (this as InventoryThis).commitIn(tx, event.data.orderId, event);
+				"payment.authorized": {
+					async batch(events, { tx }) {
+						await (this as InventoryThis).commitMany(tx, events.map(e => ({ orderId: e.data.orderId, cause: e })));
+					},
 				},
 				async "payment.failed"(event, { tx }) {
 					await (this as InventoryThis).releaseIn(tx, event.data.orderId, "PAYMENT_FAILED", event);
@@ -359,7 +362,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				const { orderId, items } = ctx.params;
 				return this.withLock(
 					items.map(i => productKey(i.productId)),
-					() => this.transaction(tx => this.reserveIn(tx, orderId, items), ctx),
+					() => this.transaction(async tx => (await this.reserveMany(tx, [{ orderId, items }])).get(orderId)!, ctx),
 				);
 			},
 		},
@@ -367,7 +370,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		commit: {
 			params: { orderId: { type: "uuid" } },
 			handler(ctx: Context<{ orderId: string }>) {
-				return this.transaction(tx => this.commitIn(tx, ctx.params.orderId), ctx);
+				return this.transaction(async tx => (await this.commitMany(tx, [{ orderId: ctx.params.orderId }])).get(ctx.params.orderId)!, ctx);
 			},
 		},
 
@@ -461,89 +464,135 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			for (const row of rows) changed.set(row.id, { row, cause });
 		},
 
-		async reservationFor(orderId: string, tx: Transaction) {
-			const [r] = await this.sql<ReservationRow>(`SELECT * FROM ${this.table("reservations")} WHERE order_id = :orderId FOR UPDATE`, { orderId }, tx);
-			return r;
+		/** The orders' reservations, locked (in order id order). */
+		async reservationsFor(orderIds: string[], tx: Transaction) {
+			const rows = await this.sql<ReservationRow>(`SELECT * FROM ${this.table("reservations")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id FOR UPDATE`, { orderIds }, tx);
+			return new Map(rows.map(r => [r.order_id, r]));
 		},
 
-		async reserveIn(tx: Transaction, orderId: string, items: RequestedLine[], cause?: DomainEvent): Promise<ReserveResult> {
-			const existing = await this.reservationFor(orderId, tx);
-			if (existing) {
-				if (existing.status === "FAILED") return { ok: false, reason: "OUT_OF_STOCK", lines: existing.shortages ?? [] };
-				if (existing.status === "RESERVED" || existing.status === "COMMITTED") return { ok: true, expiresAt: new Date(existing.expires_at).toISOString() };
-				return { ok: false, reason: "RELEASED" }; // cancelled before it was reserved, or already let go
+		/**
+		 * Reserves for many orders at once (a batch of order.created, or one re-driven order): the
+		 * union of their products locked once, each order decided all or nothing in arrival order
+		 * (allocate), then one statement each for the stock levels, the reservations and their lines.
+		 * An order reserved (or failed, or released) before answers as it did, and publishes nothing.
+		 */
+		async reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>) {
+			const results = new Map<string, ReserveResult>();
+			const existing = await this.reservationsFor([...new Set(requests.map(r => r.orderId))], tx);
+			for (const [orderId, r] of existing) {
+				if (r.status === "FAILED") results.set(orderId, { ok: false, reason: "OUT_OF_STOCK", lines: r.shortages ?? [] });
+				else if (r.status === "RESERVED" || r.status === "COMMITTED") results.set(orderId, { ok: true, expiresAt: new Date(r.expires_at).toISOString() });
+				else results.set(orderId, { ok: false, reason: "RELEASED" }); // cancelled before it was reserved, or already let go
 			}
-			const lines = mergeLines(items);
-			const rows = await this.lockProducts(lines.map(l => l.productId), tx);
+			const seen = new Set(existing.keys());
+			const fresh = requests.filter(r => !seen.has(r.orderId) && seen.add(r.orderId)); // an order named twice is reserved once
+			if (fresh.length === 0) return results;
+			const rows = await this.lockProducts([...new Set(fresh.flatMap(r => r.items.map(i => i.productId)))], tx);
 			const levels = new Map<string, StockLevel>([...rows.values()].map(r => [r.id, { productId: r.id, onHand: r.on_hand, reserved: r.reserved, active: r.active }]));
-			const shortages = findShortages(lines, levels);
-			const opts = { causedBy: cause, correlationId: orderId, key: orderId };
-			const expiresAt = new Date(Date.now() + this.ttlMs());
-			if (shortages.length > 0) {
-				await this.sql(
-					`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at, shortages) VALUES (:orderId, 'FAILED', :expiresAt, :shortages)`,
-					{ orderId, expiresAt, shortages: JSON.stringify(shortages) },
+			const { allocations, taken } = allocate(fresh.map(r => ({ orderId: r.orderId, lines: r.items })), levels);
+			const expiresAt = new Date(Date.now() + this.ttlMs()).toISOString();
+			for (const [i, { orderId, lines, shortages }] of allocations.entries()) {
+				const opts = { causedBy: fresh[i].cause, correlationId: orderId, key: orderId };
+				if (shortages.length > 0) {
+					this.publishEvent(tx, "stock.failed", { orderId, reason: "OUT_OF_STOCK", lines: shortages }, opts);
+					results.set(orderId, { ok: false, reason: "OUT_OF_STOCK", lines: shortages });
+				} else {
+					this.publishEvent(tx, "stock.reserved", { orderId, items: lines, expiresAt }, opts);
+					results.set(orderId, { ok: true, expiresAt });
+				}
+			}
+			if (taken.size > 0) {
+				const updated = await this.sql<ProductRow>(
+					`UPDATE ${this.table("products")} p SET reserved = p.reserved + l.quantity, updated_at = now()
+					 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity)
+					 WHERE p.id = l.product_id RETURNING p.*`,
+					{ ids: [...taken.keys()], quantities: [...taken.values()] },
 					tx,
 				);
-				this.publishEvent(tx, "stock.failed", { orderId, reason: "OUT_OF_STOCK", lines: shortages }, opts);
-				tx.afterCommit(() => countMetric(this.broker, "reservations", { outcome: "OUT_OF_STOCK" }));
-				return { ok: false, reason: "OUT_OF_STOCK", lines: shortages };
+				this.stockChanged(updated, tx, fresh[0].cause);
 			}
-			const updated = await this.sql<ProductRow>(
-				`UPDATE ${this.table("products")} p SET reserved = p.reserved + l.quantity, updated_at = now()
-				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity)
-				 WHERE p.id = l.product_id RETURNING p.*`,
-				{ ids: lines.map(l => l.productId), quantities: lines.map(l => l.quantity) },
-				tx,
-			);
-			await this.sql(`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at) VALUES (:orderId, 'RESERVED', :expiresAt)`, { orderId, expiresAt }, tx);
 			await this.sql(
-				`INSERT INTO ${this.table("reservation_lines")} (order_id, product_id, quantity) SELECT :orderId, * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[])`,
-				{ orderId, ids: lines.map(l => l.productId), quantities: lines.map(l => l.quantity) },
+				`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at, shortages)
+				 SELECT * FROM unnest(ARRAY[:orderIds]::uuid[], ARRAY[:statuses]::text[], ARRAY[:expiresAt]::timestamptz[], ARRAY[:shortages]::jsonb[])`,
+				{
+					orderIds: allocations.map(a => a.orderId),
+					statuses: allocations.map(a => (a.shortages.length > 0 ? "FAILED" : "RESERVED")),
+					expiresAt: allocations.map(() => expiresAt),
+					shortages: allocations.map(a => (a.shortages.length > 0 ? JSON.stringify(a.shortages) : null)),
+				},
 				tx,
 			);
-			this.publishEvent(tx, "stock.reserved", { orderId, items: lines, expiresAt: expiresAt.toISOString() }, opts);
-			tx.afterCommit(() => countMetric(this.broker, "reservations", { outcome: "RESERVED" }));
-			this.stockChanged(updated, tx, cause);
-			return { ok: true, expiresAt: expiresAt.toISOString() };
+			const reserved = allocations.filter(a => a.shortages.length === 0).flatMap(a => a.lines.map(l => ({ orderId: a.orderId, ...l })));
+			if (reserved.length > 0) {
+				await this.sql(
+					`INSERT INTO ${this.table("reservation_lines")} (order_id, product_id, quantity) SELECT * FROM unnest(ARRAY[:orderIds]::uuid[], ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[])`,
+					{ orderIds: reserved.map(l => l.orderId), ids: reserved.map(l => l.productId), quantities: reserved.map(l => l.quantity) },
+					tx,
+				);
+			}
+			tx.afterCommit(() => {
+				for (const a of allocations) countMetric(this.broker, "reservations", { outcome: a.shortages.length > 0 ? "OUT_OF_STOCK" : "RESERVED" });
+			});
+			return results;
 		},
 
-		async commitIn(tx: Transaction, orderId: string, cause?: DomainEvent): Promise<CommitResult> {
-			const r = await this.reservationFor(orderId, tx);
-			if (!r) return { ok: false, reason: "NO_RESERVATION" };
-			if (r.status === "COMMITTED") return { ok: true };
-			if (r.status === "RESERVED" && new Date(r.expires_at) <= new Date()) {
-				// Paid too late: the stock goes back now, and the payment side refunds.
-				await this.releaseIn(tx, orderId, "EXPIRED", cause);
-				return { ok: false, reason: "RESERVATION_GONE" };
+		/**
+		 * Commits the reservations of many paid orders at once: their lines' stock leaves (onHand and
+		 * reserved down) with one statement each for the levels, the ledger and the reservations. A
+		 * reservation that expired meanwhile is released instead (the payment side refunds).
+		 */
+		async commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>) {
+			const results = new Map<string, CommitResult>();
+			const reservations = await this.reservationsFor([...new Set(requests.map(r => r.orderId))], tx);
+			const now = new Date();
+			const committing: Array<{ orderId: string; cause?: DomainEvent }> = [];
+			for (const { orderId, cause } of requests) {
+				const r = reservations.get(orderId);
+				if (results.has(orderId)) continue;
+				if (!r) results.set(orderId, { ok: false, reason: "NO_RESERVATION" });
+				else if (r.status === "COMMITTED") results.set(orderId, { ok: true });
+				else if (r.status === "RESERVED" && new Date(r.expires_at) <= now) {
+					// Paid too late: the stock goes back now, and the payment side refunds.
+					await this.releaseIn(tx, orderId, "EXPIRED", cause);
+					results.set(orderId, { ok: false, reason: "RESERVATION_GONE" });
+				} else if (r.status !== "RESERVED") results.set(orderId, { ok: false, reason: "RESERVATION_GONE" });
+				else {
+					committing.push({ orderId, cause });
+					results.set(orderId, { ok: true });
+				}
 			}
-			if (r.status !== "RESERVED") return { ok: false, reason: "RESERVATION_GONE" };
-			const lines = await this.sql<{ product_id: string; quantity: number }>(
-				`SELECT product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = :orderId ORDER BY product_id`,
-				{ orderId },
+			if (committing.length === 0) return results;
+			const orderIds = committing.map(c => c.orderId);
+			const lines = await this.sql<{ order_id: string; product_id: string; quantity: number }>(
+				`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`,
+				{ orderIds },
 				tx,
 			);
-			await this.lockProducts(lines.map(l => l.product_id), tx);
+			const leaving = new Map<string, number>();
+			for (const l of lines) leaving.set(l.product_id, (leaving.get(l.product_id) ?? 0) + l.quantity);
+			await this.lockProducts([...leaving.keys()], tx);
 			const updated = await this.sql<ProductRow>(
 				`UPDATE ${this.table("products")} p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity, updated_at = now()
-				 FROM ${this.table("reservation_lines")} l WHERE l.order_id = :orderId AND p.id = l.product_id RETURNING p.*`,
-				{ orderId },
+				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id RETURNING p.*`,
+				{ ids: [...leaving.keys()], quantities: [...leaving.values()] },
 				tx,
 			);
 			await this.sql(
-				`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity, order_id) SELECT product_id, 'COMMIT', -quantity, order_id FROM ${this.table("reservation_lines")} WHERE order_id = :orderId`,
-				{ orderId },
+				`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity, order_id) SELECT product_id, 'COMMIT', -quantity, order_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`,
+				{ orderIds },
 				tx,
 			);
-			await this.sql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = :orderId`, { orderId }, tx);
-			const items = lines.map(l => ({ productId: l.product_id, quantity: l.quantity }));
-			this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
-			this.stockChanged(updated, tx, cause);
-			return { ok: true };
+			await this.sql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])`, { orderIds }, tx);
+			for (const { orderId, cause } of committing) {
+				const items = lines.filter(l => l.order_id === orderId).map(l => ({ productId: l.product_id, quantity: l.quantity }));
+				this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
+			}
+			this.stockChanged(updated, tx, committing[0].cause);
+			return results;
 		},
 
 		async releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus> {
-			const r = await this.reservationFor(orderId, tx);
+			const r = (await this.reservationsFor([orderId], tx)).get(orderId);
 			if (!r) {
 				// Released before it was reserved (e.g. cancelled first): a tombstone keeps a late reserve from taking stock.
 				await this.sql(

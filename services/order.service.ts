@@ -2,7 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "sequelize";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type DomainEventHandler, type EventsService } from "../mixins/events.mixin";
+import { EventsMixin, type BatchHandler, type EventsService } from "../mixins/events.mixin";
 import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
@@ -12,14 +12,15 @@ import { divRoundHalfUp } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
 import { countMetric, observeMetric } from "../lib/metrics";
-import { ORDER_STATUSES, canTransition, isPreDispatch, type OrderStatus } from "../lib/domain/order-status";
+import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
+import { EVENT_FACTS, STATUS_EVENT, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderState, type PaymentStatus } from "../lib/domain/saga";
+import { BatchQueue, applyBisecting } from "../lib/events/batch";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
 import { CART_ITEMS_RULE, type PricedLine } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod } from "./payment.service";
 import type { CommitResult, ReserveResult } from "./inventory.service";
 
-type PaymentStatus = "NOT_STARTED" | "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
 
 interface OrderRow {
 	id: string;
@@ -52,21 +53,31 @@ interface OrderRow {
 	updated_at: Date;
 }
 
-interface Change {
-	reason?: string;
-	/** Column → value, written with the status. */
-	set?: Record<string, unknown>;
+/** One step on one order: its decision, taken on the order as the steps before it left it. */
+interface Step {
+	orderId: string;
+	decide: (order: OrderState) => Decision | undefined;
+	/** The event that caused it (its id becomes the causation of the events the step publishes). */
+	cause?: DomainEvent;
 }
 
-/** The domain event each status announces (PAYMENT_PENDING and PAYMENT_SUCCESS are announced by the events that cause them). */
-const STATUS_EVENT: Partial<Record<OrderStatus, string>> = {
-	FAILED: "order.failed",
-	PAYMENT_FAILED: "order.failed",
-	CONFIRMED: "order.confirmed",
-	DISPATCHED: "order.dispatched",
-	COMPLETED: "order.completed",
-	CANCELLED: "order.cancelled",
-};
+const stateOf = (o: OrderRow): OrderState => ({ status: o.status, paymentStatus: o.payment_status, paysAtOnce: o.payment_method !== null });
+
+/** The data of the event a transition announces (SPEC section 7). */
+function statusEventData(o: OrderRow, decision: Decision): Record<string, unknown> {
+	const data: Record<string, unknown> = { orderId: o.id, userId: o.user_id, total: Number(o.total), currency: o.currency };
+	if (o.status === "FAILED" || o.status === "PAYMENT_FAILED") Object.assign(data, { code: o.failure_code ?? decision.reason ?? o.status, reason: o.failure_reason ?? decision.reason ?? o.status });
+	if (o.status === "DISPATCHED") Object.assign(data, { courier: o.courier, trackingNumber: o.tracking_number });
+	if (o.status === "CANCELLED") data.reason = decision.reason ?? "CANCELLED";
+	return data;
+}
+
+/** A payment service answer as the order's decision (the same as its event's). */
+const paymentDecision =
+	(result: AuthorizeResult): Step["decide"] =>
+	state =>
+		decide(state, result.ok ? { kind: "paid", paymentId: result.paymentId } : { kind: "paymentFailed", paymentId: result.paymentId, code: result.code, reason: result.reason });
+
 const SUCCESSFUL = ["CONFIRMED", "DISPATCHED", "COMPLETED"];
 /** Where a checkout ends, for the orders metric (DISPATCHED is a step of fulfilment, not an outcome). */
 const FINAL_STEPS = new Set<OrderStatus>(["CONFIRMED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"]);
@@ -113,20 +124,18 @@ type OrderThis = EventsService & {
 	queueProgress: Record<string, QueueProgress>;
 	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
-	lockOrder(orderId: string, tx: Transaction): Promise<OrderRow | undefined>;
+	paymentOutcomes: BatchQueue<Step>;
+	lockOrders(orderIds: string[], tx: Transaction): Promise<Map<string, OrderRow>>;
 	view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
 	findOwned(orderId: string, userId?: string): Promise<OrderRow>;
-	transition(tx: Transaction, order: OrderRow, to: OrderStatus, change?: Change, cause?: DomainEvent): Promise<OrderRow>;
-	react(orderId: string, cause: DomainEvent | undefined, tx: Transaction, fn: (order: OrderRow) => Promise<unknown>): Promise<void>;
+	applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]): Promise<Map<string, OrderRow>>;
+	takeSteps(steps: Step[], opts?: { tx?: Transaction; ctx?: Context }): Promise<Map<string, OrderRow>>;
+	takeStep(orderId: string, decide: Step["decide"], ctx?: Context): Promise<OrderRow>;
 	requestRefund(orderId: string, reason: string): Promise<void>;
-	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED", opts: { tx?: Transaction; pendingOnly?: boolean }): Promise<void>;
-	startPayment(orderId: string, ctx?: Context): Promise<AuthorizeResult | undefined>;
-	applyPayment(orderId: string, result: AuthorizeResult, ctx?: Context): Promise<OrderRow>;
-	refundLatePayment(tx: Transaction, order: OrderRow, paymentId: string): Promise<void>;
-	onReserved(tx: Transaction, order: OrderRow, expiresAt: string, cause?: DomainEvent): Promise<void>;
-	onReservationFailed(tx: Transaction, order: OrderRow, lines: unknown, cause?: DomainEvent): Promise<void>;
-	onCommitted(tx: Transaction, order: OrderRow, cause?: DomainEvent): Promise<void>;
-	onReservationGone(tx: Transaction, order: OrderRow, cause?: DomainEvent): Promise<void>;
+	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED"): Promise<void>;
+	startPayment(order: OrderRow, ctx?: Context): Promise<AuthorizeResult | undefined>;
+	applyPayments(steps: Step[]): Promise<void>;
+	askAgain(order: OrderRow): Promise<Fact | undefined>;
 	redrive(orderId: string): Promise<void>;
 	watchdog(): Promise<void>;
 };
@@ -157,13 +166,20 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
 	updatedAt: new Date(o.updated_at).toISOString(),
 });
 
-/** Runs a saga reaction on the order named by the event, inside the event's transaction. */
-const reaction =
-	(fn: (self: OrderThis, tx: Transaction, order: OrderRow, event: DomainEvent) => Promise<unknown>): DomainEventHandler =>
-	async function (event, { tx }) {
+/**
+ * The order's reactions to the saga's events, a batch at a time: each event as a fact, decided on
+ * its order by lib/domain/saga, all written together (applySteps) in the batch's transaction.
+ */
+const reactions: BatchHandler = {
+	async batch(events, { tx }) {
 		const self = this as OrderThis;
-		await self.react(event.data.orderId, event, tx, order => fn(self, tx, order, event));
-	};
+		const steps = events.flatMap(event => {
+			const fact = EVENT_FACTS[event.eventName](event.data);
+			return fact ? [{ orderId: event.data.orderId as string, decide: (state: OrderState) => decide(state, fact), cause: event }] : [];
+		});
+		if (steps.length > 0) await self.takeSteps(steps, { tx });
+	},
+};
 
 /**
  * Orders and their saga (SPEC section 5). Creation validates synchronously, holds promo and
@@ -228,25 +244,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		}),
 		EventsMixin({
 			handlers: {
-				"stock.reserved": reaction((self, tx, order, e) => self.onReserved(tx, order, e.data.expiresAt, e)),
-				"stock.failed": reaction((self, tx, order, e) => self.onReservationFailed(tx, order, e.data.lines, e)),
-				"stock.committed": reaction((self, tx, order, e) => self.onCommitted(tx, order, e)),
-				"stock.released": reaction(async (self, tx, order, e) => {
-					if (e.data.reason === "EXPIRED") await self.onReservationGone(tx, order, e);
-				}),
-				"payment.authorized": reaction(async (self, tx, order, e) => {
-					if (order.status === "PAYMENT_PENDING") {
-						await self.transition(tx, order, "PAYMENT_SUCCESS", { set: { payment_status: "AUTHORIZED", payment_id: e.data.paymentId, card_token: null } }, e);
-					} else {
-						await self.refundLatePayment(tx, order, e.data.paymentId);
-					}
-				}),
-				"payment.failed": reaction(async (self, tx, order, e) => {
-					if (order.status !== "PAYMENT_PENDING") return;
-					await self.transition(tx, order, "PAYMENT_FAILED", { reason: e.data.code, set: { payment_status: "FAILED", payment_failure_reason: e.data.reason, failure_code: e.data.code, failure_reason: e.data.reason, card_token: null } }, e);
-				}),
-				"payment.refunded": reaction((self, tx, order) => self.recordRefundEnd(order.id, "REFUNDED", { tx })),
-				"payment.refund_failed": reaction((self, tx, order) => self.recordRefundEnd(order.id, "REFUND_FAILED", { tx })),
+				...Object.fromEntries(Object.keys(EVENT_FACTS).map(name => [name, reactions])),
 			},
 		}),
 	],
@@ -392,7 +390,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				if (method === "CARD" && !cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
 				const owned = await this.findOwned(orderId, ctx.params.userId);
 				await this.transaction(async tx => {
-					const order = (await this.lockOrder(orderId, tx))!;
+					const order = (await this.lockOrders([orderId], tx)).get(orderId)!;
 					if (order.status !== "PAYMENT_PENDING" || order.payment_status !== "NOT_STARTED") {
 						throw new ConflictError("ORDER_NOT_PAYABLE", `The order is ${order.status}${order.payment_status !== "NOT_STARTED" ? " with a payment under way" : ""}; only an unpaid PAYMENT_PENDING order can be paid`, { status: order.status });
 					}
@@ -410,7 +408,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					method,
 					cardToken,
 				});
-				const order = await this.view(await this.applyPayment(orderId, result, ctx));
+				const order = await this.view(await this.takeStep(orderId, paymentDecision(result), ctx));
 				if (!result.ok) throw new BusinessRuleError(result.code, result.reason, { order });
 				return { success: true, order };
 			},
@@ -422,14 +420,14 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			async handler(ctx: Context<{ orderId: string; userId?: string; reason?: string }>) {
 				await this.findOwned(ctx.params.orderId, ctx.params.userId);
 				const reason = ctx.params.reason ?? (ctx.params.userId ? "CANCELLED_BY_CUSTOMER" : "CANCELLED_BY_ADMIN");
-				const row = await this.transaction(async tx => {
-					const order = (await this.lockOrder(ctx.params.orderId, tx))!;
-					if (order.status === "DISPATCHED" || order.status === "COMPLETED") throw new ConflictError("ORDER_ALREADY_DISPATCHED", "A dispatched order cannot be cancelled");
-					const paid = order.payment_status === "AUTHORIZED";
-					const updated = await this.transition(tx, order, "CANCELLED", { reason, set: paid ? { payment_status: "REFUND_PENDING" } : {} });
-					if (paid) tx.afterCommit(() => void this.requestRefund(order.id, "CANCELLED"));
-					return updated;
-				}, ctx);
+				const row = await this.takeStep(
+					ctx.params.orderId,
+					order => {
+						if (order.status === "DISPATCHED" || order.status === "COMPLETED") throw new ConflictError("ORDER_ALREADY_DISPATCHED", "A dispatched order cannot be cancelled");
+						return cancel(order, reason);
+					},
+					ctx,
+				);
 				return this.view(row);
 			},
 		},
@@ -439,10 +437,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			async handler(ctx: Context<{ orderId: string; courier: string; trackingNumber: string }>) {
 				const { orderId, courier, trackingNumber } = ctx.params;
 				await this.findOwned(orderId);
-				const row = await this.transaction(async tx => {
-					const order = (await this.lockOrder(orderId, tx))!;
-					return this.transition(tx, order, "DISPATCHED", { set: { courier, tracking_number: trackingNumber } });
-				}, ctx);
+				const row = await this.takeStep(orderId, () => ({ to: "DISPATCHED", set: { courier, tracking_number: trackingNumber } }), ctx);
 				return this.view(row);
 			},
 		},
@@ -451,7 +446,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			params: { orderId: { type: "uuid" } },
 			async handler(ctx: Context<{ orderId: string }>) {
 				await this.findOwned(ctx.params.orderId);
-				const row = await this.transaction(async tx => this.transition(tx, (await this.lockOrder(ctx.params.orderId, tx))!, "COMPLETED"), ctx);
+				const row = await this.takeStep(ctx.params.orderId, () => ({ to: "COMPLETED" }), ctx);
 				return this.view(row);
 			},
 		},
@@ -535,9 +530,10 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
 		},
 
-		async lockOrder(orderId: string, tx: Transaction) {
-			const [order] = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = :orderId FOR UPDATE`, { orderId }, tx);
-			return order;
+		/** The orders' rows, locked in id order (so concurrent lockers never deadlock). */
+		async lockOrders(orderIds: string[], tx: Transaction) {
+			const rows = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY id FOR UPDATE`, { orderIds: [...new Set(orderIds)] }, tx);
+			return new Map(rows.map(r => [r.id, r]));
 		},
 
 		async view(order: OrderRow) {
@@ -556,50 +552,102 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		},
 
 		/**
-		 * Moves an order to `to` if the state machine allows it (409 ILLEGAL_TRANSITION otherwise),
-		 * appends the history, sets the next step's deadline and publishes the status's event.
+		 * Where every change of an order is written: each step's decision (lib/domain/saga) taken in
+		 * turn on the order as the steps before left it, checked against the state machine (409
+		 * ILLEGAL_TRANSITION otherwise), then, for all the orders at once, one UPDATE with their final
+		 * state, one INSERT of their status history, their events in the outbox, and after the commit
+		 * the follow-ups (payments to start, refunds to ask for). `orders` holds their locked rows.
 		 */
-		async transition(tx: Transaction, order: OrderRow, to: OrderStatus, change: Change = {}, cause?: DomainEvent) {
-			if (!canTransition(order.status, to)) {
-				throw new ConflictError("ILLEGAL_TRANSITION", `An order cannot go from ${order.status} to ${to}`, { from: order.status, to });
+		async applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]) {
+			const changed = new Map<string, { row: OrderRow; deadline: Deadline | "keep" }>();
+			const history: Array<{ orderId: string; status: OrderStatus; reason: string | null }> = [];
+			const after: Array<() => void> = [];
+			for (const { orderId, decide, cause } of steps) {
+				const order = orders.get(orderId);
+				if (!order) {
+					this.logger.warn(`${cause?.eventName ?? "A step"} names unknown order ${orderId}; ignored.`);
+					continue;
+				}
+				const decision = decide(stateOf(order));
+				if (!decision) continue;
+				if (!allowed(order.status, decision)) {
+					throw new ConflictError("ILLEGAL_TRANSITION", `An order cannot go from ${order.status} to ${decision.to}`, { from: order.status, to: decision.to });
+				}
+				const to = decision.to ?? order.status;
+				const row: OrderRow = { ...order, ...(decision.set as Partial<OrderRow>), status: to, redrives: decision.to ? 0 : order.redrives };
+				orders.set(orderId, row);
+				changed.set(orderId, { row, deadline: deadlineOf(decision, to, row.payment_status) ?? changed.get(orderId)?.deadline ?? "keep" });
+				if (decision.to) {
+					history.push({ orderId, status: to, reason: decision.reason ?? null });
+					const eventName = STATUS_EVENT[to];
+					if (eventName) this.publishEvent(tx, eventName, statusEventData(row, decision), { key: orderId, correlationId: orderId, causedBy: cause });
+					const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
+					after.push(() => {
+						observeMetric(this.broker, "sagaStep", { status: to }, stepSeconds);
+						if (FINAL_STEPS.has(to)) countMetric(this.broker, "orders", { status: to });
+						// For live tracking (SSE): not a domain event, a hint to whoever follows the order.
+						void this.broker.broadcast("order.status-changed", { orderId, userId: row.user_id, status: to });
+					});
+				}
+				const followUp = decision.followUp;
+				if (followUp?.kind === "startPayment") after.push(() => void this.startPayment(row, contextOf(tx)));
+				if (followUp?.kind === "refund") after.push(() => void this.requestRefund(orderId, followUp.reason));
 			}
-			const set = { ...change.set };
-			const assignments = Object.keys(set).map(k => `${k} = :set_${k}`);
-			const replacements: Record<string, unknown> = { id: order.id, to, s: this.stepTimeoutMs() / 1000 };
-			for (const [k, v] of Object.entries(set)) replacements[`set_${k}`] = v;
-			// A deadline while the saga still has a step to take (or a refund to see through).
-			const deadline = isPreDispatch(to) || set.payment_status === "REFUND_PENDING" ? "now() + make_interval(secs => :s)" : "NULL";
-			const [updated] = await this.sql<OrderRow>(
-				`UPDATE ${this.table("orders")} SET status = :to, ${assignments.map(a => a + ", ").join("")}step_deadline = ${deadline}, redrives = 0, updated_at = now() WHERE id = :id RETURNING *`,
-				replacements,
-				tx,
-			);
-			await this.sql(`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason) VALUES (:id, :to, :reason)`, { id: order.id, to, reason: change.reason ?? null }, tx);
-			const eventName = STATUS_EVENT[to];
-			if (eventName) {
-				const data: Record<string, unknown> = { orderId: order.id, userId: order.user_id, total: Number(order.total), currency: order.currency };
-				if (eventName === "order.failed") Object.assign(data, { code: updated.failure_code ?? change.reason ?? to, reason: updated.failure_reason ?? change.reason ?? to });
-				if (to === "DISPATCHED") Object.assign(data, { courier: updated.courier, trackingNumber: updated.tracking_number });
-				if (to === "CANCELLED") data.reason = change.reason ?? "CANCELLED";
-				this.publishEvent(tx, eventName, data, { key: order.id, correlationId: order.id, causedBy: cause });
+			if (changed.size > 0) {
+				const rows = [...changed.values()].map(({ row, deadline }) => ({
+					id: row.id,
+					status: row.status,
+					payment_status: row.payment_status,
+					payment_id: row.payment_id,
+					card_token: row.card_token,
+					payment_failure_reason: row.payment_failure_reason,
+					failure_code: row.failure_code,
+					failure_reason: row.failure_reason,
+					failure_details: row.failure_details ?? null,
+					courier: row.courier,
+					tracking_number: row.tracking_number,
+					redrives: row.redrives,
+					deadline: typeof deadline === "string" ? deadline : null,
+					deadline_after: typeof deadline === "string" ? null : deadline.after,
+				}));
+				const updated = await this.sql<OrderRow>(
+					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_id = v.payment_id, card_token = v.card_token,
+					   payment_failure_reason = v.payment_failure_reason, failure_code = v.failure_code, failure_reason = v.failure_reason, failure_details = v.failure_details,
+					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = now(),
+					   step_deadline = CASE WHEN v.deadline_after IS NOT NULL THEN v.deadline_after + make_interval(secs => :s)
+					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
+					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
+					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, deadline text, deadline_after timestamptz)
+					 WHERE o.id = v.id RETURNING o.*`,
+					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000 },
+					tx,
+				);
+				for (const row of updated) orders.set(row.id, row);
 			}
-			const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
-			// For live tracking (SSE): not a domain event, a hint to whoever follows the order.
+			if (history.length > 0) {
+				await this.sql(
+					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[])`,
+					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason) },
+					tx,
+				);
+			}
 			tx.afterCommit(() => {
-				observeMetric(this.broker, "sagaStep", { status: to }, stepSeconds);
-				if (FINAL_STEPS.has(to)) countMetric(this.broker, "orders", { status: to });
-				void this.broker.broadcast("order.status-changed", { orderId: order.id, userId: order.user_id, status: to });
+				for (const fn of after) fn();
 			});
-			return updated;
+			return orders;
 		},
 
-		async react(orderId: string, cause: DomainEvent | undefined, tx: Transaction, fn: (order: OrderRow) => Promise<unknown>) {
-			const order = await this.lockOrder(orderId, tx);
-			if (!order) {
-				this.logger.warn(`${cause?.eventName ?? "A reaction"} names unknown order ${orderId}; ignored.`);
-				return;
-			}
-			await fn(order);
+		/** Steps on orders, in one transaction of their own (or `tx`): their rows locked once, then applySteps. */
+		async takeSteps(steps: Step[], opts: { tx?: Transaction; ctx?: Context } = {}) {
+			const run = async (tx: Transaction) => this.applySteps(tx, await this.lockOrders(steps.map(s => s.orderId), tx), steps);
+			return opts.tx ? run(opts.tx) : this.transaction(run, opts.ctx);
+		},
+
+		/** One order's step, in a transaction of its own: the order as it is after it (404 if it does not exist). */
+		async takeStep(orderId: string, decide: Step["decide"], ctx?: Context) {
+			const order = (await this.takeSteps([{ orderId, decide }], { ctx })).get(orderId);
+			if (!order) throw new NotFoundError("Order", { orderId });
+			return order;
 		},
 
 		/**
@@ -611,107 +659,44 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			try {
 				const { status } = await this.broker.call<{ status: string }, Record<string, unknown>>("payment.refund", { orderId, reason });
 				if (status === "REFUNDED" || status === "REFUND_FAILED") {
-					await this.recordRefundEnd(orderId, status, { pendingOnly: true });
+					await this.recordRefundEnd(orderId, status);
 				}
 			} catch (err) {
 				this.logger.warn(`Refund request for order ${orderId} failed (${(err as Error).message}); the watchdog will ask again.`);
 			}
 		},
 
-		/** How the order's refund ended; `pendingOnly` leaves an order whose refund was not awaited alone. */
-		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED", opts: { tx?: Transaction; pendingOnly?: boolean }) {
-			await this.sql(
-				`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId${opts.pendingOnly ? " AND payment_status = 'REFUND_PENDING'" : ""}`,
-				{ orderId, status },
-				opts.tx,
-			);
+		/** How the order's refund ended, if it still waits for it (the payment service answered the request). */
+		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED") {
+			await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
 		},
 
-		/** Authorizes the order's chosen payment (idempotent) and applies the result; the watchdog retries on error. */
-		async startPayment(orderId: string, ctx?: Context) {
-			const [order] = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = :orderId`, { orderId });
-			if (!order || order.status !== "PAYMENT_PENDING" || !order.payment_method) return undefined;
+		/**
+		 * Authorizes the order's chosen payment (idempotent); its outcome joins the others that arrive
+		 * meanwhile and is applied with them (applyPayments). The watchdog retries on error.
+		 */
+		async startPayment(order: OrderRow, ctx?: Context) {
+			if (order.status !== "PAYMENT_PENDING" || !order.payment_method) return undefined;
 			try {
-				const caller = ctx ?? this.broker;
-				const result = await caller.call<AuthorizeResult, Record<string, unknown>>("payment.authorize", {
-					orderId,
+				const result = await (ctx ?? this.broker).call<AuthorizeResult, Record<string, unknown>>("payment.authorize", {
+					orderId: order.id,
 					userId: order.user_id,
 					amount: Number(order.total),
 					currency: order.currency,
 					method: order.payment_method,
 					cardToken: order.card_token ?? undefined,
 				});
-				await this.applyPayment(orderId, result, ctx);
+				await this.paymentOutcomes.push([{ orderId: order.id, decide: paymentDecision(result) }]);
 				return result;
 			} catch (err) {
-				this.logger.warn(`Payment of order ${orderId} did not complete (${(err as Error).message}); the watchdog will retry.`);
+				this.logger.warn(`Payment of order ${order.id} did not complete (${(err as Error).message}); the watchdog will retry.`);
 				return undefined;
 			}
 		},
 
-		/** The payment's outcome on the order, once (the payment's own event later finds it applied). */
-		async applyPayment(orderId: string, result: AuthorizeResult, ctx?: Context) {
-			return this.transaction(async tx => {
-				const order = (await this.lockOrder(orderId, tx))!;
-				if (order.status !== "PAYMENT_PENDING") {
-					if (result.ok) await this.refundLatePayment(tx, order, result.paymentId);
-					return (await this.lockOrder(orderId, tx))!;
-				}
-				if (result.ok) return this.transition(tx, order, "PAYMENT_SUCCESS", { set: { payment_status: "AUTHORIZED", payment_id: result.paymentId, card_token: null } });
-				return this.transition(tx, order, "PAYMENT_FAILED", {
-					reason: result.code,
-					set: { payment_status: "FAILED", payment_id: result.paymentId, payment_failure_reason: result.reason, failure_code: result.code, failure_reason: result.reason, card_token: null },
-				});
-			}, ctx);
-		},
-
-		/** Paid after the order ended (expired, cancelled, failed): the money goes back, once. */
-		async refundLatePayment(tx: Transaction, order: OrderRow, paymentId: string) {
-			if (isPreDispatch(order.status) || order.payment_status === "AUTHORIZED" || order.payment_status.startsWith("REFUND")) return;
-			await this.sql(
-				`UPDATE ${this.table("orders")} SET payment_status = 'REFUND_PENDING', payment_id = :paymentId, step_deadline = now() + make_interval(secs => :s), updated_at = now() WHERE id = :id`,
-				{ id: order.id, paymentId, s: this.stepTimeoutMs() / 1000 },
-				tx,
-			);
-			tx.afterCommit(() => void this.requestRefund(order.id, "ORDER_NOT_PAYABLE"));
-		},
-
-		async onReserved(tx: Transaction, order: OrderRow, expiresAt: string, cause?: DomainEvent) {
-			if (order.status !== "CREATED") return;
-			const updated = await this.transition(tx, order, "PAYMENT_PENDING", {}, cause);
-			if (updated.payment_method) {
-				const ctx = contextOf(tx);
-				tx.afterCommit(() => {
-					void this.startPayment(order.id, ctx);
-				});
-			} else {
-				// Unpaid orders wait for process-payment until the reservation expires.
-				await this.sql(`UPDATE ${this.table("orders")} SET step_deadline = :expiresAt::timestamptz + make_interval(secs => :s) WHERE id = :id`, {
-					id: order.id,
-					expiresAt,
-					s: this.stepTimeoutMs() / 1000,
-				}, tx);
-			}
-		},
-
-		async onReservationFailed(tx: Transaction, order: OrderRow, lines: unknown, cause?: DomainEvent) {
-			if (order.status !== "CREATED") return;
-			await this.transition(tx, order, "FAILED", { reason: "OUT_OF_STOCK", set: { failure_code: "OUT_OF_STOCK", failure_reason: "Some lines are out of stock", failure_details: JSON.stringify({ lines }) } }, cause);
-		},
-
-		async onCommitted(tx: Transaction, order: OrderRow, cause?: DomainEvent) {
-			if (order.status !== "PAYMENT_SUCCESS") return;
-			await this.transition(tx, order, "CONFIRMED", {}, cause);
-		},
-
-		/** The reservation expired: unpaid → CANCELLED; paid → FAILED and the payment refunded. */
-		async onReservationGone(tx: Transaction, order: OrderRow, cause?: DomainEvent) {
-			if (order.status === "PAYMENT_PENDING" && order.payment_status !== "AUTHORIZED") {
-				await this.transition(tx, order, "CANCELLED", { reason: "RESERVATION_EXPIRED" }, cause);
-			} else if (order.status === "PAYMENT_SUCCESS" || (order.status === "PAYMENT_PENDING" && order.payment_status === "AUTHORIZED")) {
-				await this.transition(tx, order, "FAILED", { reason: "RESERVATION_EXPIRED", set: { payment_status: "REFUND_PENDING", failure_code: "RESERVATION_EXPIRED", failure_reason: "The reservation expired before the payment was taken" } }, cause);
-				tx.afterCommit(() => void this.requestRefund(order.id, "RESERVATION_EXPIRED"));
-			}
+		/** Payment outcomes on their orders, many in one transaction (a failing one retried alone). */
+		async applyPayments(steps: Step[]) {
+			await applyBisecting(steps, batch => this.takeSteps(batch).then(() => undefined), one => this.takeSteps([one]).then(() => undefined));
 		},
 
 		/** One overdue order: its step taken again through idempotent actions, or compensated after MAX_REDRIVES. */
@@ -728,39 +713,36 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				return;
 			}
 			if (order.redrives > MAX_REDRIVES) {
-				await this.transaction(async tx => {
-					const locked = (await this.lockOrder(orderId, tx))!;
-					if (!isPreDispatch(locked.status)) return;
-					const paid = locked.payment_status === "AUTHORIZED";
-					await this.transition(tx, locked, "FAILED", { reason: "SAGA_TIMEOUT", set: { failure_code: "SAGA_TIMEOUT", failure_reason: "A step of the checkout did not complete", ...(paid ? { payment_status: "REFUND_PENDING" } : {}) } });
-					if (paid) tx.afterCommit(() => void this.requestRefund(orderId, "SAGA_TIMEOUT"));
-				});
+				await this.takeStep(orderId, giveUp);
 				return;
 			}
-			if (order.status === "CREATED") {
-				const result = await this.broker.call<ReserveResult, Record<string, unknown>>("inventory.reserve", { orderId, items: order.items.map(l => ({ productId: l.productId, quantity: l.quantity })) });
-				await this.transaction(async tx => {
-					const locked = (await this.lockOrder(orderId, tx))!;
-					if (result.ok) await this.onReserved(tx, locked, result.expiresAt);
-					else if (result.reason === "OUT_OF_STOCK") await this.onReservationFailed(tx, locked, result.lines);
-					else if (locked.status === "CREATED") await this.transition(tx, locked, "CANCELLED", { reason: "RESERVATION_RELEASED" });
-				});
-			} else if (order.status === "PAYMENT_PENDING") {
-				if (order.payment_method) {
-					await this.startPayment(orderId);
-					return;
+			const fact = await this.askAgain(order);
+			if (fact) await this.takeStep(orderId, state => decide(state, fact));
+		},
+
+		/** What the service the order waits on says now, as a fact (its actions are idempotent). */
+		async askAgain(order: OrderRow): Promise<Fact | undefined> {
+			switch (order.status) {
+				case "CREATED": {
+					const items = order.items.map(l => ({ productId: l.productId, quantity: l.quantity }));
+					const result = await this.broker.call<ReserveResult, Record<string, unknown>>("inventory.reserve", { orderId: order.id, items });
+					if (result.ok) return { kind: "reserved", expiresAt: result.expiresAt };
+					return result.reason === "OUT_OF_STOCK" ? { kind: "outOfStock", lines: result.lines } : { kind: "reservationReleased" };
 				}
-				const reservation = await this.broker.call<{ status: string }, Record<string, unknown>>("inventory.reservation", { orderId }).catch(() => undefined);
-				if (reservation && reservation.status !== "RESERVED") {
-					await this.transaction(async tx => this.onReservationGone(tx, (await this.lockOrder(orderId, tx))!));
+				case "PAYMENT_PENDING": {
+					if (order.payment_method) {
+						await this.startPayment(order);
+						return undefined;
+					}
+					const reservation = await this.broker.call<{ status: string }, Record<string, unknown>>("inventory.reservation", { orderId: order.id }).catch(() => undefined);
+					return reservation && reservation.status !== "RESERVED" ? { kind: "reservationGone" } : undefined;
 				}
-			} else if (order.status === "PAYMENT_SUCCESS") {
-				const result = await this.broker.call<CommitResult, Record<string, unknown>>("inventory.commit", { orderId });
-				await this.transaction(async tx => {
-					const locked = (await this.lockOrder(orderId, tx))!;
-					if (result.ok) await this.onCommitted(tx, locked);
-					else await this.onReservationGone(tx, locked);
-				});
+				case "PAYMENT_SUCCESS": {
+					const result = await this.broker.call<CommitResult, Record<string, unknown>>("inventory.commit", { orderId: order.id });
+					return result.ok ? { kind: "committed" } : { kind: "reservationGone" };
+				}
+				default:
+					return undefined;
 			}
 		},
 
@@ -798,6 +780,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 
 	created() {
 		this.queueProgress = {};
+		// Payment outcomes that arrive while others are being applied are applied together next.
+		this.paymentOutcomes = new BatchQueue<Step>(steps => this.applyPayments(steps), runtimeOf(this.broker).config.eventBatchMax);
 	},
 
 	async started() {

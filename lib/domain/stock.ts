@@ -35,3 +35,32 @@ export function mergeLines(lines: readonly RequestedLine[]): RequestedLine[] {
 	for (const l of lines) byProduct.set(l.productId, (byProduct.get(l.productId) ?? 0) + l.quantity);
 	return [...byProduct].map(([productId, quantity]) => ({ productId, quantity })).sort((a, b) => a.productId.localeCompare(b.productId));
 }
+
+export interface Allocation {
+	orderId: string;
+	lines: RequestedLine[];
+	/** Empty when every line is reserved; else the short lines, and nothing of the order is reserved. */
+	shortages: Shortage[];
+}
+
+/**
+ * Reserves for many orders at once against the same levels: each order all-or-nothing, in arrival
+ * order, seeing what the orders before it took. `levels` is not changed; the total taken per product
+ * comes back with the allocations.
+ */
+export function allocate(orders: ReadonlyArray<{ orderId: string; lines: readonly RequestedLine[] }>, levels: ReadonlyMap<string, StockLevel>): { allocations: Allocation[]; taken: Map<string, number> } {
+	const left = new Map([...levels].map(([id, level]) => [id, { ...level }]));
+	const taken = new Map<string, number>();
+	const allocations = orders.map(({ orderId, lines: requested }) => {
+		const lines = mergeLines(requested);
+		const shortages = findShortages(lines, left);
+		if (shortages.length === 0) {
+			for (const l of lines) {
+				left.get(l.productId)!.reserved += l.quantity;
+				taken.set(l.productId, (taken.get(l.productId) ?? 0) + l.quantity);
+			}
+		}
+		return { orderId, lines, shortages };
+	});
+	return { allocations, taken };
+}

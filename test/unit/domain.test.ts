@@ -4,9 +4,11 @@ import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/
 import { computeTotals } from "../../lib/domain/totals";
 import { ORDER_STATUSES, canTransition, isTerminal } from "../../lib/domain/order-status";
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
-import { findShortages, mergeLines } from "../../lib/domain/stock";
+import fc from "fast-check";
+import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
 import { queueVerdict } from "../../lib/domain/backlog";
+import { EVENT_FACTS, allowed, cancel, deadlineOf, decide, giveUp, type OrderState } from "../../lib/domain/saga";
 
 describe("money", () => {
 	it("rounds percent discounts half up to the cent", () => {
@@ -209,6 +211,35 @@ describe("stock rules", () => {
 			{ productId: "b", quantity: 4 },
 		]);
 	});
+	it("allocates a batch of orders in arrival order, each all or nothing", () => {
+		const { allocations, taken } = allocate(
+			[
+				{ orderId: "1", lines: [{ productId: "a", quantity: 4 }] },
+				{ orderId: "2", lines: [{ productId: "a", quantity: 1 }, { productId: "b", quantity: 3 }] },
+				{ orderId: "3", lines: [{ productId: "a", quantity: 2 }] }, // 1 left of a: short, takes nothing
+				{ orderId: "4", lines: [{ productId: "a", quantity: 1 }] },
+			],
+			levels,
+		);
+		expect(allocations.map(a => a.shortages)).toEqual([[], [], [{ productId: "a", requested: 2, available: 1 }], []]);
+		expect(taken).toEqual(new Map([["a", 6], ["b", 3]]));
+		expect(levels.get("a")!.reserved).toBe(4); // the levels it was given are left alone
+	});
+	it("never allocates more than is available, and never part of an order (property)", () => {
+		const product = fc.constantFrom("a", "b", "c");
+		const order = fc.array(fc.record({ productId: product, quantity: fc.integer({ min: 1, max: 9 }) }), { minLength: 1, maxLength: 4 });
+		const level = fc.record({ onHand: fc.integer({ min: 0, max: 30 }), reserved: fc.integer({ min: 0, max: 30 }) }).map(l => ({ ...l, reserved: Math.min(l.reserved, l.onHand) }));
+		fc.assert(
+			fc.property(fc.array(order, { maxLength: 20 }), fc.tuple(level, level, level), (orders, [la, lb, lc]) => {
+				const start = new Map(["a", "b", "c"].map((id, i) => [id, { productId: id, active: true, ...[la, lb, lc][i] }]));
+				const { allocations, taken } = allocate(orders.map((lines, i) => ({ orderId: String(i), lines })), start);
+				for (const [id, level] of start) expect(taken.get(id) ?? 0).toBeLessThanOrEqual(level.onHand - level.reserved);
+				const sum = new Map<string, number>();
+				for (const a of allocations) if (a.shortages.length === 0) for (const l of a.lines) sum.set(l.productId, (sum.get(l.productId) ?? 0) + l.quantity);
+				expect(sum).toEqual(taken);
+			}),
+		);
+	});
 });
 
 describe("queueVerdict (watchdog: a backlog that moves)", () => {
@@ -261,5 +292,46 @@ describe("CircuitBreaker", () => {
 		cb.success();
 		cb.failure();
 		expect(cb.state).toBe("closed");
+	});
+});
+
+describe("the order's saga decisions (lib/domain/saga)", () => {
+	const order = (status: OrderState["status"], paymentStatus: OrderState["paymentStatus"] = "PENDING", paysAtOnce = true): OrderState => ({ status, paymentStatus, paysAtOnce });
+	it("follows the happy path: reserved → pay, paid → PAYMENT_SUCCESS, committed → CONFIRMED", () => {
+		expect(decide(order("CREATED"), { kind: "reserved", expiresAt: "2026-12-02T00:00:00Z" })).toEqual({ to: "PAYMENT_PENDING", followUp: { kind: "startPayment" } });
+		expect(decide(order("CREATED", "NOT_STARTED", false), { kind: "reserved", expiresAt: "X" })).toEqual({ to: "PAYMENT_PENDING", deadline: { after: "X" } });
+		expect(decide(order("PAYMENT_PENDING"), { kind: "paid", paymentId: "p" })).toMatchObject({ to: "PAYMENT_SUCCESS", set: { payment_status: "AUTHORIZED", payment_id: "p", card_token: null } });
+		expect(decide(order("PAYMENT_SUCCESS", "AUTHORIZED"), { kind: "committed" })).toEqual({ to: "CONFIRMED" });
+	});
+	it("compensates: out of stock fails, a failed payment fails, an expired reservation cancels or refunds", () => {
+		expect(decide(order("CREATED"), { kind: "outOfStock", lines: [] })).toMatchObject({ to: "FAILED", reason: "OUT_OF_STOCK" });
+		expect(decide(order("PAYMENT_PENDING"), { kind: "paymentFailed", code: "INSUFFICIENT_FUNDS", reason: "r" })).toMatchObject({ to: "PAYMENT_FAILED", reason: "INSUFFICIENT_FUNDS" });
+		expect(decide(order("PAYMENT_PENDING", "NOT_STARTED", false), { kind: "reservationGone" })).toEqual({ to: "CANCELLED", reason: "RESERVATION_EXPIRED" });
+		expect(decide(order("PAYMENT_SUCCESS", "AUTHORIZED"), { kind: "reservationGone" })).toMatchObject({ to: "FAILED", set: { payment_status: "REFUND_PENDING" }, followUp: { kind: "refund", reason: "RESERVATION_EXPIRED" } });
+	});
+	it("ignores a fact that comes late or twice, and refunds a payment that arrives after the order ended", () => {
+		expect(decide(order("FAILED"), { kind: "reserved", expiresAt: "X" })).toBeUndefined();
+		expect(decide(order("CONFIRMED", "AUTHORIZED"), { kind: "committed" })).toBeUndefined();
+		expect(decide(order("PAYMENT_SUCCESS", "AUTHORIZED"), { kind: "paid", paymentId: "p" })).toBeUndefined();
+		expect(decide(order("CANCELLED", "NOT_STARTED"), { kind: "paid", paymentId: "p" })).toEqual({ set: { payment_status: "REFUND_PENDING", payment_id: "p" }, deadline: "step", followUp: { kind: "refund", reason: "ORDER_NOT_PAYABLE" } });
+		expect(decide(order("CANCELLED", "REFUND_PENDING"), { kind: "paid", paymentId: "p" })).toBeUndefined();
+	});
+	it("gives up after the watchdog's last try (refunding a paid order), and cancels with a refund when paid", () => {
+		expect(giveUp(order("PAYMENT_SUCCESS", "AUTHORIZED"))).toMatchObject({ to: "FAILED", reason: "SAGA_TIMEOUT", set: { payment_status: "REFUND_PENDING" }, followUp: { kind: "refund" } });
+		expect(giveUp(order("CREATED"))?.followUp).toBeUndefined();
+		expect(giveUp(order("CONFIRMED", "AUTHORIZED"))).toBeUndefined();
+		expect(cancel(order("CONFIRMED", "AUTHORIZED"), "R")).toMatchObject({ to: "CANCELLED", reason: "R", followUp: { kind: "refund", reason: "CANCELLED" } });
+	});
+	it("sets the deadline a step away while the saga has a step to take, and none after", () => {
+		expect(deadlineOf({ to: "PAYMENT_PENDING" }, "PAYMENT_PENDING", "PENDING")).toBe("step");
+		expect(deadlineOf({ to: "CONFIRMED" }, "CONFIRMED", "AUTHORIZED")).toBe("none");
+		expect(deadlineOf({ to: "FAILED" }, "FAILED", "REFUND_PENDING")).toBe("step");
+		expect(deadlineOf({ set: { payment_status: "REFUNDED" } }, "FAILED", "REFUNDED")).toBeUndefined();
+		expect(allowed("CONFIRMED", { to: "PAYMENT_PENDING" })).toBe(false);
+	});
+	it("maps every event the order consumes to a fact", () => {
+		expect(EVENT_FACTS["stock.released"]({ reason: "EXPIRED" })).toEqual({ kind: "reservationGone" });
+		expect(EVENT_FACTS["stock.released"]({ reason: "PAYMENT_FAILED" })).toBeUndefined();
+		expect(EVENT_FACTS["payment.refund_failed"]({})).toEqual({ kind: "refundEnded", status: "REFUND_FAILED" });
 	});
 });
