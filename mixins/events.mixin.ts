@@ -8,7 +8,7 @@ import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
-import { consumeOnce, consumeOnceInOneStatement, consumeSetOnce, deliverWithRetries, knownNewInbox, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/events/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
@@ -61,15 +61,6 @@ export interface LockingHandler {
 }
 
 /**
- * A handler that is one SQL statement: it runs with its inbox record in that same statement (see
- * consumeOnceInOneStatement: its effect goes through the CTE `inbox`), without a transaction
- * around it, which saves three statements per event for a sink such as the audit log.
- */
-export interface OneStatementHandler {
-	statement: (this: EventsService, event: DomainEvent, tools: { ctx: Context }) => { sql: string; replacements: Record<string, unknown> };
-}
-
-/**
  * A handler that is one statement for any number of events: its SQL reads the CTE `inbox`, one row
  * `(event_id uuid, envelope jsonb)` per new event, and takes effect only through it. A batch's run
  * of such events costs one statement (the audit log: one multi-row insert per batch).
@@ -90,7 +81,7 @@ export interface BatchHandler {
 	lock?: (event: DomainEvent) => string[];
 }
 
-type DeclaredHandler = DomainEventHandler | LockingHandler | OneStatementHandler | SetStatementHandler | BatchHandler;
+type DeclaredHandler = DomainEventHandler | LockingHandler | SetStatementHandler | BatchHandler;
 /** Handlers whose consecutive events in a batch are applied together. */
 type RunHandler = SetStatementHandler | BatchHandler;
 const isRunHandler = (declared: DeclaredHandler): declared is RunHandler => typeof declared === "object" && ("setStatement" in declared || "batch" in declared);
@@ -117,13 +108,6 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 	if ("batch" in declared) {
 		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx }));
 		return declared.lock ? () => lockedFor(service.broker, service.name, declared.lock!(event), once) : once;
-	}
-	if ("statement" in declared) {
-		return async () => {
-			const { sql, replacements } = declared.statement.call(service, event, { ctx });
-			await consumeOnceInOneStatement(service.sequelize, service.name, event, sql, replacements);
-			return "processed";
-		};
 	}
 	const handler = handlerOf(declared);
 	const once = () =>
@@ -268,10 +252,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 							}
 							await flush();
 							bindContext(tx, ctx);
-							if ("statement" in declared) {
-								const { sql, replacements } = declared.statement.call(this, event, { ctx });
-								await this.sequelize.query(knownNewInbox(sql), { replacements: { ...replacements, eventId: event.eventId, eventName: event.eventName }, transaction: tx });
-							} else await handlerOf(declared).call(this, event, { tx, ctx });
+							await handlerOf(declared).call(this, event, { tx, ctx });
 						}
 						await flush();
 					});

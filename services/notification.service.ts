@@ -3,7 +3,7 @@ import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import nodemailer, { type Transporter } from "nodemailer";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type DomainEventHandler, type EventsService } from "../mixins/events.mixin";
+import { EventsMixin, type BatchHandler, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { NotFoundError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
@@ -77,11 +77,18 @@ const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
 	}),
 };
 
+/** Every event that tells someone something, a batch at a time. */
+const notifications: BatchHandler = {
+	async batch(events, { tx }) {
+		await (this as NotificationThis).notifyAll(events, tx);
+	},
+};
+
 type NotificationThis = EventsService & {
 	mailer?: Transporter;
 	mailSweep?: Periodic;
 	mailing?: Promise<void>;
-	notify(event: DomainEvent, tx: Transaction): Promise<void>;
+	notifyAll(events: DomainEvent[], tx: Transaction): Promise<void>;
 	addressAwaitingEmails(orderId: string, contact: Contact, tx: Transaction): Promise<void>;
 	sendDueEmails(): Promise<void>;
 };
@@ -145,14 +152,7 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 			],
 		}),
 		EventsMixin({
-			handlers: Object.fromEntries(
-				Object.keys(MESSAGES).map(name => [
-					name,
-					async function (event, { tx }) {
-						await (this as NotificationThis).notify(event, tx);
-					} as DomainEventHandler,
-				]),
-			),
+			handlers: Object.fromEntries(Object.keys(MESSAGES).map(name => [name, notifications])),
 		}),
 	],
 
@@ -188,61 +188,76 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 	},
 
 	methods: {
-		async notify(event: DomainEvent, tx: Transaction) {
-			const d = event.data as Record<string, any>;
-			const text = MESSAGES[event.eventName](d);
-			const toUser = text.audience !== "ADMINS";
-			let contact: Contact | undefined;
-			if (event.eventName === "order.created") {
-				contact = { user_id: d.userId, email: d.customer?.email ?? null, name: d.customer?.name ?? null };
+		/**
+		 * A batch of events as notifications: the contacts order.created brings stored in one
+		 * statement, the contacts the others need read in one, the notifications (and with SMTP their
+		 * e-mails) inserted in one each.
+		 */
+		async notifyAll(events: DomainEvent[], tx: Transaction) {
+			const contacts = new Map<string, Contact>();
+			for (const e of events) {
+				if (e.eventName === "order.created") contacts.set(e.data.orderId, { user_id: e.data.userId, email: e.data.customer?.email ?? null, name: e.data.customer?.name ?? null });
+			}
+			if (contacts.size > 0) {
+				const rows = [...contacts].map(([orderId, c]) => ({ order_id: orderId, ...c }));
 				await this.sql(
-					`INSERT INTO ${this.table("order_contacts")} (order_id, user_id, email, name) VALUES (:orderId, :userId, :email, :name)
+					`INSERT INTO ${this.table("order_contacts")} (order_id, user_id, email, name) SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS c(order_id uuid, user_id text, email text, name text)
 					 ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, email = excluded.email, name = excluded.name`,
-					{ orderId: d.orderId, userId: contact.user_id, email: contact.email, name: contact.name },
+					{ rows: JSON.stringify(rows) },
 					tx,
 				);
-				if (this.mailer) await this.addressAwaitingEmails(d.orderId, contact, tx);
-			} else if (toUser && d.orderId && (this.mailer || !d.userId)) {
-				// The contact order.created stored. If it is still on its way (another topic), a row
-				// without owner is left for it: the row lock orders this with its arrival, so an
-				// e-mail queued here as awaiting is always found by it.
-				const [row] = await this.sql<Contact>(
-					`INSERT INTO ${this.table("order_contacts")} (order_id) VALUES (:orderId) ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING user_id, email, name`,
-					{ orderId: d.orderId },
-					tx,
-				);
-				contact = row.user_id ? row : undefined;
+				if (this.mailer) for (const [orderId, contact] of contacts) await this.addressAwaitingEmails(orderId, contact, tx);
 			}
-			// Every event for a customer names them (payment events since they carry userId); an
-			// older producer's may not, and is retried until order.created has told the owner.
-			const userId = toUser ? (d.userId ?? contact?.user_id) : null;
-			if (toUser && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
-			const id = randomUUID();
-			const inserted = await this.sql(
+			const messages = events.map(event => ({ event, d: event.data as Record<string, any>, text: MESSAGES[event.eventName](event.data) }));
+			// The contact order.created stored, for e-mails and for events that do not name the owner.
+			// If it is still on its way (another topic), a row without owner is left for it: the row lock
+			// orders this with its arrival, so an e-mail queued here as awaiting is always found by it.
+			const wanted = new Set(messages.filter(({ d, text }) => text.audience !== "ADMINS" && d.orderId && !contacts.has(d.orderId) && (this.mailer || !d.userId)).map(m => m.d.orderId as string));
+			if (wanted.size > 0) {
+				const rows = await this.sql<Contact & { order_id: string }>(
+					`INSERT INTO ${this.table("order_contacts")} (order_id) SELECT unnest(ARRAY[:orderIds]::uuid[]) ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING order_id, user_id, email, name`,
+					{ orderIds: [...wanted] },
+					tx,
+				);
+				for (const r of rows) if (r.user_id) contacts.set(r.order_id, r);
+			}
+			const notifications = messages.map(({ event, d, text }) => {
+				const toUser = text.audience !== "ADMINS";
+				const contact = toUser && d.orderId ? contacts.get(d.orderId) : undefined;
+				// Every event for a customer names them (payment events since they carry userId); an
+				// older producer's may not, and is retried until order.created has told the owner.
+				const userId = toUser ? (d.userId ?? contact?.user_id) : null;
+				if (toUser && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
+				return { id: randomUUID(), event_id: event.eventId, audience: text.audience ?? "USER", user_id: userId, type: text.type, title: text.title, message: text.message, order_id: d.orderId ?? null, toUser, contact };
+			});
+			const inserted = await this.sql<{ id: string }>(
 				`INSERT INTO ${this.table("notifications")} (id, event_id, audience, user_id, type, title, message, order_id)
-				 VALUES (:id, :eventId, :audience, :userId, :type, :title, :message, :orderId) ON CONFLICT (event_id) DO NOTHING RETURNING id`,
-				{ id, eventId: event.eventId, audience: text.audience ?? "USER", userId, type: text.type, title: text.title, message: text.message, orderId: d.orderId ?? null },
+				 SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS n(id uuid, event_id uuid, audience text, user_id text, type text, title text, message text, order_id uuid)
+				 ON CONFLICT (event_id) DO NOTHING RETURNING id`,
+				{ rows: JSON.stringify(notifications.map(({ toUser, contact, ...row }) => row)) },
 				tx,
 			);
-			if (inserted.length === 0 || !this.mailer || !toUser || (contact && !contact.email)) return;
+			if (!this.mailer) return;
+			const fresh = new Set(inserted.map(r => r.id));
+			const emails = notifications
+				.filter(n => fresh.has(n.id) && n.toUser && (!n.contact || n.contact.email))
+				.map(n => ({
+					id: randomUUID(),
+					notification_id: n.id,
+					order_id: n.order_id,
+					recipient: n.contact?.email ?? null,
+					subject: n.title,
+					body: n.contact ? letter(n.contact.name, n.message) : n.message,
+					status: n.contact ? "PENDING" : "AWAITING_CONTACT",
+				}));
+			if (emails.length === 0) return;
 			await this.sql(
-				`INSERT INTO ${this.table("emails")} (id, notification_id, order_id, recipient, subject, body, status) VALUES (:emailId, :id, :orderId, :recipient, :subject, :body, :status)`,
-				{
-					emailId: randomUUID(),
-					id,
-					orderId: d.orderId ?? null,
-					recipient: contact?.email ?? null,
-					subject: text.title,
-					body: contact ? letter(contact.name, text.message) : text.message,
-					status: contact ? "PENDING" : "AWAITING_CONTACT",
-				},
+				`INSERT INTO ${this.table("emails")} (id, notification_id, order_id, recipient, subject, body, status)
+				 SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS e(id uuid, notification_id uuid, order_id uuid, recipient text, subject text, body text, status text)`,
+				{ rows: JSON.stringify(emails) },
 				tx,
 			);
-			if (contact) {
-				tx.afterCommit(() => {
-					void this.sendDueEmails();
-				});
-			}
+			if (emails.some(e => e.status === "PENDING")) tx.afterCommit(() => void this.sendDueEmails());
 		},
 
 		/** The order's contact has arrived: its waiting e-mails get the address (or are dropped without one). */

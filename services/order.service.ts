@@ -320,7 +320,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 							},
 							tx,
 						);
-						await this.sql(`INSERT INTO ${this.table("order_status_history")} (order_id, status) VALUES (:orderId, 'CREATED')`, { orderId }, tx);
+						await this.sql(`INSERT INTO ${this.table("order_status_history")} (order_id, status, at) VALUES (:orderId, 'CREATED', :at)`, { orderId, at: order.created_at }, tx);
 						this.publishEvent(
 							tx,
 							"order.created",
@@ -340,7 +340,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 						);
 						return order;
 					}, ctx);
-					return this.view(row);
+					// Its history is the one entry written with it: no need to read it back.
+					return toOrder(row, [{ status: "CREATED", at: row.created_at, reason: null }]);
 				} catch (err) {
 					await Promise.allSettled(holds.map(release => release()));
 					// A concurrent request with the same key won the race: answer as a replay would.

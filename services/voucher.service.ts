@@ -90,11 +90,8 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				},
 				// Redeems what the order held.
 				"order.confirmed": {
-					statement(event) {
-						return {
-							sql: `UPDATE ${this.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by = :orderId AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM inbox)`,
-							replacements: { orderId: event.data.orderId },
-						};
+					setStatement() {
+						return `UPDATE ${this.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by IN (SELECT (envelope->'data'->>'orderId')::uuid FROM inbox) AND status = 'ACTIVE'`;
 					},
 				},
 				async "order.failed"(event, { tx }) {

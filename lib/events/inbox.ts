@@ -12,18 +12,6 @@ const recordSql = (schema: string) =>
 	`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) VALUES (:eventId, :eventName) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`;
 
 /**
- * Runs `statement` once per eventId for this consumer in one statement (so in one transaction with
- * its record): it is prefixed with a CTE `inbox` that records the event and holds its id only when
- * it is new, and must take effect only through `inbox` (`… FROM inbox`, `… AND EXISTS (SELECT 1
- * FROM inbox)`). Four statements (begin, record, effect, commit) become one.
- */
-export async function consumeOnceInOneStatement(sequelize: Sequelize, schema: string, event: DomainEvent, statement: string, replacements: Record<string, unknown>): Promise<void> {
-	await sequelize.query(`WITH inbox AS (${recordSql(schema)}) ${statement}`, {
-		replacements: { ...replacements, eventId: event.eventId, eventName: event.eventName },
-	});
-}
-
-/**
  * Records a batch's events in one statement, inside the batch's transaction: the ids new to this
  * consumer come back (an id seen before, or twice in the batch, comes back at most once).
  */
@@ -35,9 +23,6 @@ export async function recordBatch(sequelize: Sequelize, schema: string, events: 
 	);
 	return new Set(rows.map(r => r.event_id));
 }
-
-/** A one-statement handler's SQL inside a batch whose inbox record is already written: `inbox` holds the id. */
-export const knownNewInbox = (statement: string) => `WITH inbox AS (SELECT CAST(:eventId AS uuid) AS event_id) ${statement}`;
 
 /**
  * A set-based handler's SQL for events whose inbox records are already written: `inbox` holds one
