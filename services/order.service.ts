@@ -15,7 +15,7 @@ import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
 import { EVENT_FACTS, STATUS_EVENT, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderState, type PaymentStatus } from "../lib/domain/saga";
 import { BatchQueue, applyBisecting } from "../lib/events/batch";
-import type { DomainEvent } from "../lib/events/envelope";
+import type { DomainEvent, TraceRef } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
 import { CART_ITEMS_RULE, type PricedLine } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod } from "./payment.service";
@@ -59,6 +59,20 @@ interface Step {
 	decide: (order: OrderState) => Decision | undefined;
 	/** The event that caused it (its id becomes the causation of the events the step publishes). */
 	cause?: DomainEvent;
+}
+
+/** An order to write in the next group commit; `row` or `error` tell how it went. */
+interface NewOrder {
+	columns: Pick<OrderRow, "id" | "user_id" | "payment_status" | "items" | "currency" | "promo_codes" | "voucher_codes" | "shipping_address" | "customer" | "payment_method" | "card_token" | "idempotency_key" | "request_hash"> & {
+		subtotal: number;
+		discount: number;
+		voucher_discount: number;
+		total: number;
+	};
+	event: Record<string, unknown>;
+	trace: TraceRef;
+	row?: OrderRow;
+	error?: unknown;
 }
 
 const stateOf = (o: OrderRow): OrderState => ({ status: o.status, paymentStatus: o.payment_status, paysAtOnce: o.payment_method !== null });
@@ -125,6 +139,9 @@ type OrderThis = EventsService & {
 	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
 	paymentOutcomes: BatchQueue<Step>;
+	intakeQueue: BatchQueue<NewOrder>;
+	intake(order: NewOrder): Promise<OrderRow>;
+	writeOrders(group: NewOrder[]): Promise<void>;
 	lockOrders(orderIds: string[], tx: Transaction): Promise<Map<string, OrderRow>>;
 	view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
 	findOwned(orderId: string, userId?: string): Promise<OrderRow>;
@@ -292,54 +309,40 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 						holds.push(() => ctx.call("voucher.release", { orderId }));
 						await ctx.call("voucher.hold", { userId, codes: body.voucherCodes, orderId });
 					}
-					const row = await this.transaction(async tx => {
-						const [order] = await this.sql<OrderRow>(
-							`INSERT INTO ${this.table("orders")} (id, user_id, status, payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
-							   shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, step_deadline)
-							 VALUES (:id, :userId, 'CREATED', :paymentStatus, :items, :subtotal, :discount, :voucherDiscount, :total, :currency, :promoCodes, :voucherCodes,
-							   :shippingAddress, :customer, :method, :cardToken, :idempotencyKey, :requestHash, now() + make_interval(secs => :s)) RETURNING *`,
-							{
-								id: orderId,
-								userId,
-								paymentStatus: body.payment ? "PENDING" : "NOT_STARTED",
-								items: JSON.stringify(check.lines),
-								subtotal: check.subtotal,
-								discount: check.discount,
-								voucherDiscount: check.voucherDiscount,
-								total: check.total,
-								currency: check.currency,
-								promoCodes: JSON.stringify(body.promoCodes.map(c => c.trim().toUpperCase())),
-								voucherCodes: JSON.stringify(body.voucherCodes),
-								shippingAddress: JSON.stringify(body.shippingAddress),
-								customer: body.customer ? JSON.stringify(body.customer) : null,
-								method: body.payment?.method ?? null,
-								cardToken: body.payment?.cardToken ?? null,
-								idempotencyKey: idempotencyKey ?? null,
-								requestHash,
-								s: this.stepTimeoutMs() / 1000,
-							},
-							tx,
-						);
-						await this.sql(`INSERT INTO ${this.table("order_status_history")} (order_id, status, at) VALUES (:orderId, 'CREATED', :at)`, { orderId, at: order.created_at }, tx);
-						this.publishEvent(
-							tx,
-							"order.created",
-							{
-								orderId,
-								userId,
-								items: check.lines,
-								subtotal: check.subtotal,
-								discount: check.discount,
-								voucherDiscount: check.voucherDiscount,
-								total: check.total,
-								currency: check.currency,
-								paymentMethod: body.payment?.method ?? null,
-								customer: body.customer ?? null,
-							},
-							{ key: orderId, correlationId: orderId },
-						);
-						return order;
-					}, ctx);
+					const row = await this.intake({
+						columns: {
+							id: orderId,
+							user_id: userId,
+							payment_status: body.payment ? "PENDING" : "NOT_STARTED",
+							items: check.lines,
+							subtotal: check.subtotal,
+							discount: check.discount,
+							voucher_discount: check.voucherDiscount,
+							total: check.total,
+							currency: check.currency,
+							promo_codes: body.promoCodes.map(c => c.trim().toUpperCase()),
+							voucher_codes: body.voucherCodes,
+							shipping_address: body.shippingAddress,
+							customer: body.customer ?? null,
+							payment_method: body.payment?.method ?? null,
+							card_token: body.payment?.cardToken ?? null,
+							idempotency_key: idempotencyKey ?? null,
+							request_hash: requestHash,
+						},
+						event: {
+							orderId,
+							userId,
+							items: check.lines,
+							subtotal: check.subtotal,
+							discount: check.discount,
+							voucherDiscount: check.voucherDiscount,
+							total: check.total,
+							currency: check.currency,
+							paymentMethod: body.payment?.method ?? null,
+							customer: body.customer ?? null,
+						},
+						trace: { requestID: ctx.requestID ?? ctx.id, parentID: ctx.id },
+					});
 					// Its history is the one entry written with it: no need to read it back.
 					return toOrder(row, [{ status: "CREATED", at: row.created_at, reason: null }]);
 				} catch (err) {
@@ -529,6 +532,47 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 	methods: {
 		stepTimeoutMs() {
 			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
+		},
+
+		/** A new order, written with the others that arrive meanwhile (group commit): its row once the group committed. */
+		async intake(order: NewOrder) {
+			await this.intakeQueue.push([order]);
+			if (order.error) throw order.error;
+			return order.row!;
+		},
+
+		/**
+		 * A group of new orders in one transaction: one statement each for the orders, their history
+		 * and their `order.created` events. A group that fails is split until the failing order stands
+		 * alone; its error is its own (a reused Idempotency-Key, say), the others are written.
+		 */
+		async writeOrders(group: NewOrder[]) {
+			const write = (orders: NewOrder[]) =>
+				this.transaction(async tx => {
+					const rows = await this.sql<OrderRow>(
+						`INSERT INTO ${this.table("orders")} (id, user_id, status, payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
+						   shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, step_deadline)
+						 SELECT id, user_id, 'CREATED', payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
+						   shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, now() + make_interval(secs => :s)
+						 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(id uuid, user_id text, payment_status text, items jsonb, subtotal bigint, discount bigint, voucher_discount bigint,
+						   total bigint, currency char(3), promo_codes jsonb, voucher_codes jsonb, shipping_address jsonb, customer jsonb, payment_method text, card_token text,
+						   idempotency_key text, request_hash text)
+						 RETURNING *`,
+						{ rows: JSON.stringify(orders.map(o => o.columns)), s: this.stepTimeoutMs() / 1000 },
+						tx,
+					);
+					await this.sql(
+						`INSERT INTO ${this.table("order_status_history")} (order_id, status, at) SELECT id, 'CREATED', at FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:ats]::timestamptz[]) AS h(id, at)`,
+						{ ids: rows.map(r => r.id), ats: rows.map(r => r.created_at) },
+						tx,
+					);
+					for (const o of orders) this.publishEvent(tx, "order.created", o.event, { key: o.columns.id, correlationId: o.columns.id, trace: o.trace });
+					const byId = new Map(rows.map(r => [r.id, r]));
+					for (const o of orders) o.row = byId.get(o.columns.id);
+				});
+			await applyBisecting(group, write, async one => {
+				await write([one]).catch(err => (one.error = err));
+			});
 		},
 
 		/** The orders' rows, locked in id order (so concurrent lockers never deadlock). */
@@ -782,7 +826,10 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 	created() {
 		this.queueProgress = {};
 		// Payment outcomes that arrive while others are being applied are applied together next.
-		this.paymentOutcomes = new BatchQueue<Step>(steps => this.applyPayments(steps), runtimeOf(this.broker).config.eventBatchMax);
+		const { eventBatchMax } = runtimeOf(this.broker).config;
+		this.paymentOutcomes = new BatchQueue<Step>(steps => this.applyPayments(steps), eventBatchMax);
+		// Orders placed while a group is being written form the next group (no wait when idle).
+		this.intakeQueue = new BatchQueue<NewOrder>(group => this.writeOrders(group), eventBatchMax);
 	},
 
 	async started() {

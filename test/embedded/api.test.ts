@@ -340,6 +340,29 @@ describe("idempotency", () => {
 		expect(bobs.status).toBe(201);
 	});
 
+	it("keeps the contract for orders placed at once (written in groups): one order per key, a reused key refused alone", async () => {
+		const product = await newProduct(200, 100);
+		const key = randomUUID();
+		const reused = randomUUID();
+		await placeOrder(alice, product.id, 1, {}, { "Idempotency-Key": reused });
+		const answers = await Promise.all([
+			...Array.from({ length: 12 }, () => placeOrder(alice, product.id, 1)),
+			placeOrder(alice, product.id, 3, {}, { "Idempotency-Key": key }),
+			placeOrder(alice, product.id, 3, {}, { "Idempotency-Key": key }),
+			placeOrder(alice, product.id, 2, {}, { "Idempotency-Key": reused }), // another body: 409, and only this one
+			...Array.from({ length: 12 }, () => placeOrder(alice, product.id, 1)),
+		]);
+		const plain = [...answers.slice(0, 12), ...answers.slice(15)];
+		expect(plain.map(a => a.status)).toEqual(Array(24).fill(201));
+		expect(new Set(plain.map(a => a.body.id)).size).toBe(24);
+		const [k1, k2, other] = answers.slice(12, 15);
+		expect([k1.status, k2.status].sort()).toEqual([200, 201]);
+		expect(k1.body.id).toBe(k2.body.id);
+		expect(other.status).toBe(409);
+		expect(other.body.error.code).toBe("IDEMPOTENCY_KEY_REUSED");
+		for (const a of plain) expect((await api("GET", `/api/orders/${a.body.id}`, { token: alice })).body.statusHistory[0].status).toBe("CREATED");
+	});
+
 	it("tops up once per key, and refuses the key with another body", async () => {
 		const key = randomUUID();
 		const before = (await api("GET", "/api/wallet", { token: tokenFor("dora") })).body.balance;
