@@ -9,7 +9,7 @@ import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
 import { consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
-import { BatchQueue, applyBisecting } from "../lib/events/batch";
+import { BatchQueue, applyBisecting } from "../lib/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
 import { NotFoundError, BusinessRuleError } from "../lib/errors";

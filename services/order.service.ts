@@ -14,7 +14,7 @@ import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
 import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
 import { EVENT_FACTS, STATUS_EVENT, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderState, type PaymentStatus } from "../lib/domain/saga";
-import { BatchQueue, applyBisecting } from "../lib/events/batch";
+import { GroupCommit } from "../lib/batch";
 import type { DomainEvent, TraceRef } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
 import { CART_ITEMS_RULE, type PricedLine } from "../lib/domain/cart";
@@ -61,7 +61,7 @@ interface Step {
 	cause?: DomainEvent;
 }
 
-/** An order to write in the next group commit; `row` or `error` tell how it went. */
+/** An order for the intake's next group commit. */
 interface NewOrder {
 	columns: Pick<OrderRow, "id" | "user_id" | "payment_status" | "items" | "currency" | "promo_codes" | "voucher_codes" | "shipping_address" | "customer" | "payment_method" | "card_token" | "idempotency_key" | "request_hash"> & {
 		subtotal: number;
@@ -71,8 +71,6 @@ interface NewOrder {
 	};
 	event: Record<string, unknown>;
 	trace: TraceRef;
-	row?: OrderRow;
-	error?: unknown;
 }
 
 const stateOf = (o: OrderRow): OrderState => ({ status: o.status, paymentStatus: o.payment_status, paysAtOnce: o.payment_method !== null });
@@ -138,10 +136,11 @@ type OrderThis = EventsService & {
 	queueProgress: Record<string, QueueProgress>;
 	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
-	paymentOutcomes: BatchQueue<Step>;
-	intakeQueue: BatchQueue<NewOrder>;
-	intake(order: NewOrder): Promise<OrderRow>;
-	writeOrders(group: NewOrder[]): Promise<void>;
+	/** New orders, written in groups (writeOrders). */
+	intake: GroupCommit<NewOrder, OrderRow>;
+	/** Payment outcomes, applied to their orders in groups (takeSteps). */
+	paymentOutcomes: GroupCommit<Step, OrderRow | undefined>;
+	writeOrders(orders: NewOrder[]): Promise<OrderRow[]>;
 	lockOrders(orderIds: string[], tx: Transaction): Promise<Map<string, OrderRow>>;
 	view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
 	findOwned(orderId: string, userId?: string): Promise<OrderRow>;
@@ -151,7 +150,6 @@ type OrderThis = EventsService & {
 	requestRefund(orderId: string, reason: string): Promise<void>;
 	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED"): Promise<void>;
 	startPayment(order: OrderRow, ctx?: Context): Promise<AuthorizeResult | undefined>;
-	applyPayments(steps: Step[]): Promise<void>;
 	askAgain(order: OrderRow): Promise<Fact | undefined>;
 	redrive(orderId: string): Promise<void>;
 	watchdog(): Promise<void>;
@@ -309,7 +307,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 						holds.push(() => ctx.call("voucher.release", { orderId }));
 						await ctx.call("voucher.hold", { userId, codes: body.voucherCodes, orderId });
 					}
-					const row = await this.intake({
+					const row = await this.intake.submit({
 						columns: {
 							id: orderId,
 							user_id: userId,
@@ -534,21 +532,12 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
 		},
 
-		/** A new order, written with the others that arrive meanwhile (group commit): its row once the group committed. */
-		async intake(order: NewOrder) {
-			await this.intakeQueue.push([order]);
-			if (order.error) throw order.error;
-			return order.row!;
-		},
-
 		/**
-		 * A group of new orders in one transaction: one statement each for the orders, their history
-		 * and their `order.created` events. A group that fails is split until the failing order stands
-		 * alone; its error is its own (a reused Idempotency-Key, say), the others are written.
+		 * A group of new orders in one transaction (the intake's group commit): one statement each for
+		 * the orders, their history and their `order.created` events.
 		 */
-		async writeOrders(group: NewOrder[]) {
-			const write = (orders: NewOrder[]) =>
-				this.transaction(async tx => {
+		writeOrders(orders: NewOrder[]) {
+			return this.transaction(async tx => {
 					const rows = await this.sql<OrderRow>(
 						`INSERT INTO ${this.table("orders")} (id, user_id, status, payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
 						   shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, step_deadline)
@@ -568,11 +557,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					);
 					for (const o of orders) this.publishEvent(tx, "order.created", o.event, { key: o.columns.id, correlationId: o.columns.id, trace: o.trace });
 					const byId = new Map(rows.map(r => [r.id, r]));
-					for (const o of orders) o.row = byId.get(o.columns.id);
+					return orders.map(o => byId.get(o.columns.id)!);
 				});
-			await applyBisecting(group, write, async one => {
-				await write([one]).catch(err => (one.error = err));
-			});
 		},
 
 		/** The orders' rows, locked in id order (so concurrent lockers never deadlock). */
@@ -731,17 +717,12 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					method: order.payment_method,
 					cardToken: order.card_token ?? undefined,
 				});
-				await this.paymentOutcomes.push([{ orderId: order.id, decide: paymentDecision(result) }]);
+				await this.paymentOutcomes.submit({ orderId: order.id, decide: paymentDecision(result) });
 				return result;
 			} catch (err) {
 				this.logger.warn(`Payment of order ${order.id} did not complete (${(err as Error).message}); the watchdog will retry.`);
 				return undefined;
 			}
-		},
-
-		/** Payment outcomes on their orders, many in one transaction (a failing one retried alone). */
-		async applyPayments(steps: Step[]) {
-			await applyBisecting(steps, batch => this.takeSteps(batch).then(() => undefined), one => this.takeSteps([one]).then(() => undefined));
 		},
 
 		/** One overdue order: its step taken again through idempotent actions, or compensated after MAX_REDRIVES. */
@@ -827,9 +808,11 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		this.queueProgress = {};
 		// Payment outcomes that arrive while others are being applied are applied together next.
 		const { eventBatchMax } = runtimeOf(this.broker).config;
-		this.paymentOutcomes = new BatchQueue<Step>(steps => this.applyPayments(steps), eventBatchMax);
-		// Orders placed while a group is being written form the next group (no wait when idle).
-		this.intakeQueue = new BatchQueue<NewOrder>(group => this.writeOrders(group), eventBatchMax);
+		this.paymentOutcomes = new GroupCommit(async steps => {
+			const orders = await this.takeSteps(steps);
+			return steps.map(s => orders.get(s.orderId));
+		}, eventBatchMax);
+		this.intake = new GroupCommit(orders => this.writeOrders(orders), eventBatchMax);
 	},
 
 	async started() {

@@ -1,6 +1,6 @@
 import { aggregateKey, createEnvelope, isDomainEvent } from "../../lib/events/envelope";
 import { backoffDelay } from "../../lib/events/backoff";
-import { BatchQueue, applyBisecting } from "../../lib/events/batch";
+import { BatchQueue, GroupCommit, applyBisecting } from "../../lib/batch";
 
 const producer = { service: "order", nodeID: "n1" };
 
@@ -64,6 +64,25 @@ describe("BatchQueue", () => {
 		}, 10);
 		const results = await Promise.allSettled([queue.push(["bad"]), queue.push(["ok"])]);
 		expect(results.map(r => r.status)).toEqual(["rejected", "fulfilled"]);
+	});
+});
+
+describe("GroupCommit", () => {
+	it("writes what arrives meanwhile as one group, answers each caller its own result, and fails only the bad item", async () => {
+		const writes: string[][] = [];
+		let release!: () => void;
+		const group = new GroupCommit<string, string>(async items => {
+			writes.push(items);
+			if (writes.length === 1) await new Promise<void>(r => (release = r));
+			if (items.includes("crash")) throw new Error("constraint"); // fails the whole write
+			return items.map(i => (i === "refused" ? new Error("refused alone") : i.toUpperCase()));
+		}, 10);
+		const first = group.submit("a");
+		const rest = ["b", "refused", "crash", "c"].map(i => group.submit(i));
+		release();
+		const results = await Promise.allSettled([first, ...rest]);
+		expect(results.map(r => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual(["A", "B", "refused alone", "constraint", "C"]);
+		expect(writes[1]).toEqual(["b", "refused", "crash", "c"]); // one group, then split around the crash
 	});
 });
 

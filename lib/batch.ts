@@ -60,3 +60,41 @@ export async function applyBisecting<T>(items: T[], apply: (items: T[]) => Promi
 		await applyBisecting(items.slice(half), apply, single);
 	}
 }
+
+/**
+ * Group commit: what callers submit while a group is being written forms the next group, written
+ * by one call of `write` (one transaction); each caller gets its own item's result. `write` answers
+ * per item, a value or an Error (a business refusal that concerns that item only); when it throws,
+ * the group is split until the failing item stands alone and gets that error, so one bad item
+ * never fails the others. No wait when idle: an item alone is written at once.
+ */
+export class GroupCommit<T, R> {
+	private readonly queue: BatchQueue<{ item: T; result?: R | Error }>;
+
+	constructor(write: (items: T[]) => Promise<Array<R | Error>>, max: number) {
+		this.queue = new BatchQueue(
+			slots =>
+				applyBisecting(
+					slots,
+					async group => {
+						const results = await write(group.map(s => s.item));
+						group.forEach((s, i) => (s.result = results[i]));
+					},
+					async one => {
+						one.result = await write([one.item]).then(
+							([result]) => result,
+							(err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+						);
+					},
+				),
+			max,
+		);
+	}
+
+	async submit(item: T): Promise<R> {
+		const slot: { item: T; result?: R | Error } = { item };
+		await this.queue.push([slot]);
+		if (slot.result instanceof Error) throw slot.result;
+		return slot.result as R;
+	}
+}
