@@ -6,6 +6,8 @@ import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { GroupCommit } from "../lib/batch";
+import { applyDebits } from "../lib/domain/wallet";
 
 type Reason = "PAYMENT" | "REFUND" | "TOP_UP" | "ADJUSTMENT";
 
@@ -43,6 +45,7 @@ const toLedgerEntry = (r: LedgerRow) => ({
 	createdAt: new Date(r.created_at).toISOString(),
 });
 type LedgerEntry = ReturnType<typeof toLedgerEntry>;
+type Moved = { transaction: LedgerEntry; balance: number };
 
 const amountRule = { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER } as const;
 const userIdRule = { type: "string", min: 1, max: 200 } as const;
@@ -51,7 +54,10 @@ type WalletThis = EventsService & {
 	currency(): string;
 	ensureWallet(userId: string, tx?: Transaction): Promise<void>;
 	existingMovement(m: Movement, tx?: Transaction): Promise<LedgerEntry | undefined>;
-	move(m: Movement, ctx?: Context): Promise<{ transaction: LedgerEntry; balance: number }>;
+	move(m: Movement, ctx?: Context): Promise<Moved>;
+	/** Order payments, debited in groups (debitPayments). */
+	payments: GroupCommit<Movement, Moved>;
+	debitPayments(debits: Movement[]): Promise<Array<Moved | Error>>;
 	walletOf(userId: string): Promise<{ userId: string; balance: number; currency: string }>;
 };
 
@@ -98,6 +104,10 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		EventsMixin(),
 	],
 
+	created() {
+		this.payments = new GroupCommit(debits => this.debitPayments(debits), runtimeOf(this.broker).config.eventBatchMax);
+	},
+
 	actions: {
 		/** The caller's wallet; one at 0 is created on first use. */
 		get: {
@@ -110,8 +120,16 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		/** A PAYMENT debit for an order (at most one per order). INSUFFICIENT_FUNDS changes nothing. */
 		debit: {
 			params: { userId: userIdRule, amount: amountRule, orderId: { type: "uuid" } },
-			handler(ctx: Context<{ userId: string; amount: number; orderId: string }>) {
-				return this.move({ ...ctx.params, type: "DEBIT", reason: "PAYMENT" }, ctx);
+			async handler(ctx: Context<{ userId: string; amount: number; orderId: string }>) {
+				const debit: Movement = { ...ctx.params, type: "DEBIT", reason: "PAYMENT" };
+				try {
+					return await this.payments.submit(debit);
+				} catch (err) {
+					// A concurrent twin (another node) committed first: answer with its result, as a retry would get.
+					const repeated = (err as Error).name === "SequelizeUniqueConstraintError" ? await this.existingMovement(debit) : undefined;
+					if (repeated) return { transaction: repeated, balance: repeated.balanceAfter };
+					throw err;
+				}
 			},
 		},
 
@@ -197,6 +215,54 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				{ replacements: { orderId: m.orderId ?? null, reason: m.reason, userId: m.userId, key: m.idempotencyKey ?? null }, type: QueryTypes.SELECT, transaction: tx },
 			);
 			return row ? toLedgerEntry(row) : undefined;
+		},
+
+		/**
+		 * A group of order payments in one transaction: the orders' earlier debits read and the
+		 * wallets locked once each, every debit decided in arrival order (applyDebits: whole or
+		 * refused), then one statement each for the balances, the ledger rows and their events. A
+		 * repeated debit answers the first one's result; a refused one is INSUFFICIENT_FUNDS alone.
+		 */
+		debitPayments(debits: Movement[]) {
+			const t = (name: string) => this.table(name);
+			return this.transaction(async tx => {
+				const earlier = await this.sequelize.query<LedgerRow>(`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, {
+					replacements: { orderIds: debits.map(d => d.orderId) },
+					type: QueryTypes.SELECT,
+					transaction: tx,
+				});
+				const repeated = new Map(earlier.map(r => [r.order_id, toLedgerEntry(r)]));
+				const seen = new Set<string>();
+				const fresh = debits.filter(d => !repeated.has(d.orderId!) && !seen.has(d.orderId!) && seen.add(d.orderId!));
+				const wallets =
+					fresh.length === 0
+						? []
+						: await this.sequelize.query<{ user_id: string; balance: string }>(`SELECT user_id, balance FROM ${t("wallets")} WHERE user_id = ANY(ARRAY[:users]::text[]) ORDER BY user_id FOR UPDATE`, {
+								replacements: { users: [...new Set(fresh.map(d => d.userId))] },
+								type: QueryTypes.SELECT,
+								transaction: tx,
+							});
+				const { after, changed } = applyDebits(new Map(wallets.map(w => [w.user_id, Number(w.balance)])), fresh);
+				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
+				if (taken.length > 0) {
+					await this.sequelize.query(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, {
+						replacements: { users: [...changed.keys()], balances: [...changed.values()] },
+						transaction: tx,
+					});
+					const rows = await this.sequelize.query<LedgerRow>(
+						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
+						 SELECT id, user_id, 'DEBIT', 'PAYMENT', amount, balance, order_id FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:users]::text[], ARRAY[:amounts]::bigint[], ARRAY[:balances]::bigint[], ARRAY[:orderIds]::uuid[])
+						   AS m(id, user_id, amount, balance, order_id) RETURNING *`,
+						{ replacements: { ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) }, type: QueryTypes.SELECT, transaction: tx },
+					);
+					for (const r of rows) repeated.set(r.order_id, toLedgerEntry(r));
+					for (const m of taken) this.publishEvent(tx, "wallet.debited", { userId: m.userId, amount: m.amount, balanceAfter: m.balance, orderId: m.orderId, reason: "PAYMENT" }, { key: m.userId, correlationId: m.orderId });
+				}
+				return debits.map(d => {
+					const entry = repeated.get(d.orderId!);
+					return entry ? { transaction: entry, balance: entry.balanceAfter } : new BusinessRuleError("INSUFFICIENT_FUNDS", "The wallet balance does not cover the amount", { userId: d.userId, amount: d.amount });
+				});
+			});
 		},
 
 		async move(m: Movement, ctx?: Context) {

@@ -53,6 +53,16 @@ describe("wallet", () => {
 		expect(await balance("u4")).toBe(3800);
 	});
 
+	it("debits many orders at once (one group) in arrival order: as many as the balance covers, the others refused alone", async () => {
+		await topUp("u4b", 1000);
+		const results = await Promise.allSettled(Array.from({ length: 8 }, () => call("wallet.debit", { userId: "u4b", amount: 300, orderId: randomUUID() })));
+		const taken = results.filter(r => r.status === "fulfilled").map(r => (r as PromiseFulfilledResult<any>).value);
+		expect(taken).toHaveLength(3);
+		expect(taken.map(t => t.balance).sort((a, b) => b - a)).toEqual([700, 400, 100]);
+		for (const r of results.filter(r => r.status === "rejected")) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 422, type: "INSUFFICIENT_FUNDS" });
+		expect(await balance("u4b")).toBe(100);
+	});
+
 	it("refunds an order's payment once, never more than was paid, never without a payment", async () => {
 		await topUp("u5", 3000);
 		const orderId = randomUUID();

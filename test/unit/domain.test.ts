@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
 import { queueVerdict } from "../../lib/domain/backlog";
+import { applyDebits } from "../../lib/domain/wallet";
 import { EVENT_FACTS, allowed, cancel, deadlineOf, decide, giveUp, type OrderState } from "../../lib/domain/saga";
 
 describe("money", () => {
@@ -333,5 +334,39 @@ describe("the order's saga decisions (lib/domain/saga)", () => {
 		expect(EVENT_FACTS["stock.released"]({ reason: "EXPIRED" })).toEqual({ kind: "reservationGone" });
 		expect(EVENT_FACTS["stock.released"]({ reason: "PAYMENT_FAILED" })).toBeUndefined();
 		expect(EVENT_FACTS["payment.refund_failed"]({})).toEqual({ kind: "refundEnded", status: "REFUND_FAILED" });
+	});
+});
+
+describe("wallet debits (lib/domain/wallet)", () => {
+	it("takes debits in arrival order, equal to the balance included, and refuses one that does not fit without changing anything", () => {
+		const { after, changed } = applyDebits(
+			new Map([
+				["ann", 500],
+				["bob", 100],
+			]),
+			[
+				{ userId: "ann", amount: 200 },
+				{ userId: "bob", amount: 101 }, // refused
+				{ userId: "ann", amount: 300 }, // exactly the rest
+				{ userId: "ann", amount: 1 }, // refused: nothing left
+				{ userId: "cat", amount: 1 }, // no wallet: nothing to take
+				{ userId: "bob", amount: 100 },
+			],
+		);
+		expect(after).toEqual([300, undefined, 0, undefined, undefined, 0]);
+		expect(changed).toEqual(new Map([["ann", 0], ["bob", 0]]));
+	});
+	it("never takes a balance below zero and takes exactly what it accepts (property)", () => {
+		fc.assert(
+			fc.property(fc.array(fc.record({ userId: fc.constantFrom("a", "b"), amount: fc.integer({ min: 1, max: 50 }) })), fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 200 }), (debits, a, b) => {
+				const start = new Map([["a", a], ["b", b]]);
+				const { after, changed } = applyDebits(start, debits);
+				for (const [user, balance] of start) {
+					const taken = debits.reduce((sum, d, i) => sum + (d.userId === user && after[i] !== undefined ? d.amount : 0), 0);
+					expect(changed.get(user) ?? balance).toBe(balance - taken);
+					expect(balance - taken).toBeGreaterThanOrEqual(0);
+				}
+			}),
+		);
 	});
 });
