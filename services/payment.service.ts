@@ -12,6 +12,7 @@ import { backoffDelay } from "../lib/events/backoff";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
+import { GroupCommit } from "../lib/batch";
 import { Errors } from "moleculer";
 
 export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
@@ -46,6 +47,13 @@ const resultOf = (p: PaymentRow): AuthorizeResult =>
 const chargeKey = (orderId: string) => `order-${orderId}-charge`;
 const refundKey = (orderId: string) => `order-${orderId}-refund`;
 
+/** How an attempt to take the money ended; `ambiguous`: nobody knows (every try timed out), so it is reconciled later. */
+type Outcome = { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean };
+interface Settlement {
+	p: PaymentRow;
+	outcome: Outcome;
+}
+
 type RefundTry = { ok: true; refundId?: string } | { ok: false; reason: string; nothingTaken?: boolean };
 type Reconciled = { kind: "nothing" } | { kind: "refunded"; chargeId?: string } | { kind: "unknown"; error: string };
 
@@ -54,7 +62,10 @@ type PaymentThis = EventsService & {
 	mock?: MockGateway;
 	refundSweep?: Periodic;
 	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
-	settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean }, ctx?: Context): Promise<PaymentRow>;
+	settle(p: PaymentRow, outcome: Outcome): Promise<PaymentRow>;
+	/** Settlements, written in groups (settleMany). */
+	settlements: GroupCommit<Settlement, PaymentRow>;
+	settleMany(group: Settlement[]): Promise<PaymentRow[]>;
 	reconcilePayments(): Promise<void>;
 	reconcileOnce(p: PaymentRow): Promise<Reconciled>;
 	abandonStalePayments(): Promise<void>;
@@ -143,25 +154,26 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			async handler(ctx: Context<{ orderId: string; userId: string; amount: number; currency: string; method: PaymentMethod; cardToken?: string }>): Promise<AuthorizeResult> {
 				const p = ctx.params;
 				if (p.method === "CARD" && !p.cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
-				await this.sql(
-					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, card_token) VALUES (:id, :orderId, :userId, :method, :amount, :currency, 'PENDING', :cardToken) ON CONFLICT (order_id) DO NOTHING`,
+				// The order's one payment: this one, or the one an earlier try made (its row either way).
+				const [payment] = await this.sql<PaymentRow>(
+					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, card_token) VALUES (:id, :orderId, :userId, :method, :amount, :currency, 'PENDING', :cardToken)
+					 ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING *`,
 					{ ...p, id: randomUUID(), cardToken: p.cardToken ?? null },
 				);
-				const payment = (await this.paymentFor(p.orderId))!;
 				if (payment.status !== "PENDING") return resultOf(payment);
 				const amount = Number(payment.amount);
-				if (amount === 0) return resultOf(await this.settle(payment, { ok: true }, ctx)); // vouchers paid it all
+				if (amount === 0) return resultOf(await this.settle(payment, { ok: true })); // vouchers paid it all
 				if (payment.method === "WALLET") {
 					try {
 						await ctx.call("wallet.debit", { userId: payment.user_id, amount, orderId: payment.order_id });
-						return resultOf(await this.settle(payment, { ok: true }, ctx));
+						return resultOf(await this.settle(payment, { ok: true }));
 					} catch (err) {
 						if ((err as Errors.MoleculerError).type !== "INSUFFICIENT_FUNDS") throw err; // unknown outcome: stays PENDING
-						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }, ctx));
+						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }));
 					}
 				}
 				const outcome = await this.gateway.charge({ amount, currency: payment.currency, token: p.cardToken!, idempotencyKey: chargeKey(payment.order_id) });
-				return resultOf(await this.settle(payment, outcome, ctx));
+				return resultOf(await this.settle(payment, outcome));
 			},
 		},
 
@@ -248,38 +260,53 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			return p;
 		},
 
-		/** PENDING → AUTHORIZED or FAILED with its event, once; a concurrent twin's result wins ties. */
-		async settle(p: PaymentRow, outcome: { ok: true; chargeId?: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean }, ctx?: Context) {
+		/** PENDING → AUTHORIZED or FAILED with its event, once, written with the others settled meanwhile (settleMany). */
+		settle(p: PaymentRow, outcome: Outcome) {
+			return this.settlements.submit({ p, outcome });
+		},
+
+		/**
+		 * A group of payments settled in one transaction: one UPDATE for all (only a payment still
+		 * PENDING moves; a concurrent twin's result wins ties), one insert of their events.
+		 */
+		settleMany(group: Settlement[]) {
 			return this.transaction(async tx => {
-				const [updated] = outcome.ok
-					? await this.sql<PaymentRow>(
-							`UPDATE ${this.table("payments")} SET status = 'AUTHORIZED', charge_id = :chargeId, updated_at = now() WHERE id = :id AND status = 'PENDING' RETURNING *`,
-							{ id: p.id, chargeId: outcome.chargeId ?? null },
-							tx,
-						)
-					: await this.sql<PaymentRow>(
-							`UPDATE ${this.table("payments")} SET status = 'FAILED', failure_code = :code, failure_reason = :reason, reconcile = :reconcile,
-							   refund_next_at = CASE WHEN :reconcile THEN now() ELSE refund_next_at END, updated_at = now() WHERE id = :id AND status = 'PENDING' RETURNING *`,
-							{ id: p.id, code: outcome.code, reason: outcome.reason, reconcile: outcome.ambiguous === true },
-							tx,
-						);
-				if (!updated) {
+				const first = new Map<string, Settlement>();
+				for (const s of group) if (!first.has(s.p.id)) first.set(s.p.id, s);
+				const rows = [...first.values()].map(({ p, outcome }) =>
+					outcome.ok
+						? { id: p.id, status: "AUTHORIZED", charge_id: outcome.chargeId ?? null, failure_code: null, failure_reason: null, reconcile: false }
+						: { id: p.id, status: "FAILED", charge_id: null, failure_code: outcome.code, failure_reason: outcome.reason, reconcile: outcome.ambiguous === true },
+				);
+				const updated = await this.sql<PaymentRow>(
+					`UPDATE ${this.table("payments")} p SET status = v.status, charge_id = v.charge_id, failure_code = v.failure_code, failure_reason = v.failure_reason, reconcile = v.reconcile,
+					   refund_next_at = CASE WHEN v.reconcile THEN now() ELSE p.refund_next_at END, updated_at = now()
+					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, charge_id text, failure_code text, failure_reason text, reconcile boolean)
+					 WHERE p.id = v.id AND p.status = 'PENDING' RETURNING p.*`,
+					{ rows: JSON.stringify(rows) },
+					tx,
+				);
+				const settled = new Map(updated.map(r => [r.id, r]));
+				for (const p of updated) {
+					const { outcome } = first.get(p.id)!;
+					const opts = { correlationId: p.order_id, key: p.order_id };
+					if (outcome.ok) this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
+					else this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
+				}
+				tx.afterCommit(() => {
+					for (const p of updated) countMetric(this.broker, "payments", { method: p.method, outcome: p.status === "AUTHORIZED" ? "AUTHORIZED" : p.failure_code! });
+				});
+				for (const { p, outcome } of first.values()) {
+					if (settled.has(p.id)) continue;
 					const current = (await this.paymentFor(p.order_id, tx))!;
 					// Money taken for a payment that failed meanwhile (abandoned): reconciliation gives it back.
 					if (outcome.ok && current.status === "FAILED") {
 						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = true, refund_attempts = 0, refund_next_at = now() WHERE id = :id`, { id: p.id }, tx);
 					}
-					return current;
+					settled.set(p.id, current);
 				}
-				tx.afterCommit(() => countMetric(this.broker, "payments", { method: p.method, outcome: outcome.ok ? "AUTHORIZED" : outcome.code }));
-				const opts = { correlationId: p.order_id, key: p.order_id };
-				if (outcome.ok) {
-					this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
-				} else {
-					this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
-				}
-				return updated;
-			}, ctx);
+				return group.map(s => settled.get(s.p.id)!);
+			});
 		},
 
 		/**
@@ -394,6 +421,10 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				});
 			}
 		},
+	},
+
+	created() {
+		this.settlements = new GroupCommit(group => this.settleMany(group), runtimeOf(this.broker).config.eventBatchMax);
 	},
 
 	async started() {
