@@ -6,7 +6,7 @@ import { inTransaction } from "../lib/transactions";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
-import { isDomainEvent, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
+import { isDomainEvent, traceOf, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
 import { consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/batch";
@@ -77,7 +77,8 @@ export interface SetStatementHandler {
  * transaction, for the whole batch).
  */
 export interface BatchHandler {
-	batch: (this: EventsService, events: DomainEvent[], tools: { tx: Transaction }) => Promise<void>;
+	/** `contexts[i]` is the context of `events[i]`'s handling (it continues the event's trace). */
+	batch: (this: EventsService, events: DomainEvent[], tools: { tx: Transaction; contexts: Context[] }) => Promise<void>;
 	lock?: (event: DomainEvent) => string[];
 }
 
@@ -106,7 +107,7 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 		};
 	}
 	if ("batch" in declared) {
-		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx }));
+		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx, contexts: [ctx] }));
 		return declared.lock ? () => lockedFor(service.broker, service.name, declared.lock!(event), once) : once;
 	}
 	const handler = handlerOf(declared);
@@ -186,7 +187,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 		methods: {
 			publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
 				const ctx = contextOf(tx);
-				const trace = ctx ? { requestID: ctx.requestID ?? ctx.id, parentID: ctx.id } : undefined;
+				const trace = ctx ? traceOf(ctx) : undefined;
 				const event = writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, { trace, ...publishOpts });
 				tx.afterCommit(() => this.relay?.notify());
 				return event;
@@ -234,20 +235,21 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 					inTransaction(this.sequelize, async tx => {
 						const fresh = await recordBatch(this.sequelize, this.name, batch.map(b => b.event), tx);
 						// A run of events for the same set-based or batch handler is applied at once, at its place in the order.
-						let run: { declared: RunHandler; events: DomainEvent[] } | undefined;
+						let run: { declared: RunHandler; events: DomainEvent[]; contexts: Context[] } | undefined;
 						const flush = async () => {
 							if (!run) return;
-							const { declared, events } = run;
+							const { declared, events, contexts } = run;
 							run = undefined;
-							if ("batch" in declared) await declared.batch.call(this, events, { tx });
+							if ("batch" in declared) await declared.batch.call(this, events, { tx, contexts });
 							else await this.sequelize.query(knownNewSet(declared.setStatement.call(this)), { replacements: { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, transaction: tx });
 						};
 						for (const { event, ctx, declared } of batch) {
 							if (!fresh.delete(event.eventId)) continue;
 							if (isRunHandler(declared)) {
 								if (run && run.declared !== declared) await flush();
-								run ??= { declared, events: [] };
+								run ??= { declared, events: [], contexts: [] };
 								run.events.push(event);
+								run.contexts.push(ctx);
 								continue;
 							}
 							await flush();

@@ -15,7 +15,7 @@ import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
 import { EVENT_FACTS, STATUS_EVENT, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderState, type PaymentStatus } from "../lib/domain/saga";
 import { GroupCommit } from "../lib/batch";
-import type { DomainEvent, TraceRef } from "../lib/events/envelope";
+import { traceOf, type DomainEvent, type TraceRef } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
 import { CART_ITEMS_RULE, type PricedLine } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod } from "./payment.service";
@@ -59,6 +59,8 @@ interface Step {
 	decide: (order: OrderState) => Decision | undefined;
 	/** The event that caused it (its id becomes the causation of the events the step publishes). */
 	cause?: DomainEvent;
+	/** Where its follow-ups continue the trace (else the transaction's context). */
+	ctx?: Context;
 }
 
 /** An order for the intake's next group commit. */
@@ -186,11 +188,11 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
  * its order by lib/domain/saga, all written together (applySteps) in the batch's transaction.
  */
 const reactions: BatchHandler = {
-	async batch(events, { tx }) {
+	async batch(events, { tx, contexts }) {
 		const self = this as OrderThis;
-		const steps = events.flatMap(event => {
+		const steps = events.flatMap((event, i) => {
 			const fact = EVENT_FACTS[event.eventName](event.data);
-			return fact ? [{ orderId: event.data.orderId as string, decide: (state: OrderState) => decide(state, fact), cause: event }] : [];
+			return fact ? [{ orderId: event.data.orderId as string, decide: (state: OrderState) => decide(state, fact), cause: event, ctx: contexts[i] }] : [];
 		});
 		if (steps.length > 0) await self.takeSteps(steps, { tx });
 	},
@@ -339,7 +341,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 							paymentMethod: body.payment?.method ?? null,
 							customer: body.customer ?? null,
 						},
-						trace: { requestID: ctx.requestID ?? ctx.id, parentID: ctx.id },
+						trace: traceOf(ctx),
 					});
 					// Its history is the one entry written with it: no need to read it back.
 					return toOrder(row, [{ status: "CREATED", at: row.created_at, reason: null }]);
@@ -593,7 +595,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			const changed = new Map<string, { row: OrderRow; deadline: Deadline | "keep" }>();
 			const history: Array<{ orderId: string; status: OrderStatus; reason: string | null }> = [];
 			const after: Array<() => void> = [];
-			for (const { orderId, decide, cause } of steps) {
+			for (const { orderId, decide, cause, ctx } of steps) {
 				const order = orders.get(orderId);
 				if (!order) {
 					this.logger.warn(`${cause?.eventName ?? "A step"} names unknown order ${orderId}; ignored.`);
@@ -621,7 +623,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					});
 				}
 				const followUp = decision.followUp;
-				if (followUp?.kind === "startPayment") after.push(() => void this.startPayment(row, contextOf(tx)));
+				if (followUp?.kind === "startPayment") after.push(() => void this.startPayment(row, ctx ?? contextOf(tx)));
 				if (followUp?.kind === "refund") after.push(() => void this.requestRefund(orderId, followUp.reason));
 			}
 			if (changed.size > 0) {

@@ -12,6 +12,7 @@ import { backoffDelay } from "../lib/events/backoff";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
+import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { GroupCommit } from "../lib/batch";
 import { Errors } from "moleculer";
 
@@ -52,6 +53,8 @@ type Outcome = { ok: true; chargeId?: string } | { ok: false; code: FailureCode;
 interface Settlement {
 	p: PaymentRow;
 	outcome: Outcome;
+	/** The trace its event continues (the authorize request's). */
+	trace?: TraceRef;
 }
 
 type RefundTry = { ok: true; refundId?: string } | { ok: false; reason: string; nothingTaken?: boolean };
@@ -62,7 +65,7 @@ type PaymentThis = EventsService & {
 	mock?: MockGateway;
 	refundSweep?: Periodic;
 	paymentFor(orderId: string, tx?: Transaction): Promise<PaymentRow | undefined>;
-	settle(p: PaymentRow, outcome: Outcome): Promise<PaymentRow>;
+	settle(p: PaymentRow, outcome: Outcome, ctx?: Context): Promise<PaymentRow>;
 	/** Settlements, written in groups (settleMany). */
 	settlements: GroupCommit<Settlement, PaymentRow>;
 	settleMany(group: Settlement[]): Promise<PaymentRow[]>;
@@ -162,18 +165,18 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				);
 				if (payment.status !== "PENDING") return resultOf(payment);
 				const amount = Number(payment.amount);
-				if (amount === 0) return resultOf(await this.settle(payment, { ok: true })); // vouchers paid it all
+				if (amount === 0) return resultOf(await this.settle(payment, { ok: true }, ctx)); // vouchers paid it all
 				if (payment.method === "WALLET") {
 					try {
 						await ctx.call("wallet.debit", { userId: payment.user_id, amount, orderId: payment.order_id });
-						return resultOf(await this.settle(payment, { ok: true }));
+						return resultOf(await this.settle(payment, { ok: true }, ctx));
 					} catch (err) {
 						if ((err as Errors.MoleculerError).type !== "INSUFFICIENT_FUNDS") throw err; // unknown outcome: stays PENDING
-						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }));
+						return resultOf(await this.settle(payment, { ok: false, code: "INSUFFICIENT_FUNDS", reason: "The wallet balance does not cover the total" }, ctx));
 					}
 				}
 				const outcome = await this.gateway.charge({ amount, currency: payment.currency, token: p.cardToken!, idempotencyKey: chargeKey(payment.order_id) });
-				return resultOf(await this.settle(payment, outcome));
+				return resultOf(await this.settle(payment, outcome, ctx));
 			},
 		},
 
@@ -261,8 +264,8 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		},
 
 		/** PENDING → AUTHORIZED or FAILED with its event, once, written with the others settled meanwhile (settleMany). */
-		settle(p: PaymentRow, outcome: Outcome) {
-			return this.settlements.submit({ p, outcome });
+		settle(p: PaymentRow, outcome: Outcome, ctx?: Context) {
+			return this.settlements.submit({ p, outcome, trace: ctx && traceOf(ctx) });
 		},
 
 		/**
@@ -288,8 +291,8 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				);
 				const settled = new Map(updated.map(r => [r.id, r]));
 				for (const p of updated) {
-					const { outcome } = first.get(p.id)!;
-					const opts = { correlationId: p.order_id, key: p.order_id };
+					const { outcome, trace } = first.get(p.id)!;
+					const opts = { correlationId: p.order_id, key: p.order_id, trace };
 					if (outcome.ok) this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
 					else this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
 				}

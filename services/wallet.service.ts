@@ -7,6 +7,7 @@ import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError } from "../lib/errors";
 import { offsetOf, pageOf, pageParams } from "../lib/paging";
 import { GroupCommit } from "../lib/batch";
+import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { applyDebits } from "../lib/domain/wallet";
 
 type Reason = "PAYMENT" | "REFUND" | "TOP_UP" | "ADJUSTMENT";
@@ -31,6 +32,8 @@ interface Movement {
 	orderId?: string;
 	idempotencyKey?: string;
 	note?: string;
+	/** The trace its event continues, when it is written apart from its request (group commit). */
+	trace?: TraceRef;
 }
 
 /** bigint columns come back as strings; amounts stay far below 2^53 (checked on the way in). */
@@ -121,7 +124,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		debit: {
 			params: { userId: userIdRule, amount: amountRule, orderId: { type: "uuid" } },
 			async handler(ctx: Context<{ userId: string; amount: number; orderId: string }>) {
-				const debit: Movement = { ...ctx.params, type: "DEBIT", reason: "PAYMENT" };
+				const debit: Movement = { ...ctx.params, type: "DEBIT", reason: "PAYMENT", trace: traceOf(ctx) };
 				try {
 					return await this.payments.submit(debit);
 				} catch (err) {
@@ -256,7 +259,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 						{ replacements: { ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) }, type: QueryTypes.SELECT, transaction: tx },
 					);
 					for (const r of rows) repeated.set(r.order_id, toLedgerEntry(r));
-					for (const m of taken) this.publishEvent(tx, "wallet.debited", { userId: m.userId, amount: m.amount, balanceAfter: m.balance, orderId: m.orderId, reason: "PAYMENT" }, { key: m.userId, correlationId: m.orderId });
+					for (const m of taken) this.publishEvent(tx, "wallet.debited", { userId: m.userId, amount: m.amount, balanceAfter: m.balance, orderId: m.orderId, reason: "PAYMENT" }, { key: m.userId, correlationId: m.orderId, trace: m.trace });
 				}
 				return debits.map(d => {
 					const entry = repeated.get(d.orderId!);

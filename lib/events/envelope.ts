@@ -20,6 +20,9 @@ export interface TraceRef {
 	parentID: string;
 }
 
+/** Where `ctx` stands in its trace, for events written on its behalf. */
+export const traceOf = (ctx: { id: string; requestID?: string | null }): TraceRef => ({ requestID: ctx.requestID ?? ctx.id, parentID: ctx.id });
+
 export interface PublishOptions {
 	/** Partition key: the order or aggregate id, so one aggregate's events stay ordered. */
 	key?: string;
