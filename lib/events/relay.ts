@@ -145,19 +145,18 @@ export class OutboxRelay {
 	async drain(): Promise<void> {
 		for (;;) {
 			const published = await this.sequelize.transaction(async transaction => {
-				// The relay lock and the batch in one round trip: no rows when another node holds the lock.
-				// (A CTE with a volatile function is evaluated once, before the rows are read.)
+				// The relay lock, the batch and its mark in one statement: no rows when another node
+				// holds the lock (a CTE with a volatile function is evaluated once, before the rows are
+				// read); a failed publish rolls the mark back with the transaction.
 				const rows = await this.sequelize.query<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
-					`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok)
-					 SELECT seq, aggregate_key, envelope FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH}`,
+					`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
+					      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH})
+					 UPDATE ${this.table} o SET published_at = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
 					{ replacements: { name: `outbox:${this.schema}` }, type: QueryTypes.SELECT, transaction },
 				);
 				if (rows.length === 0) return 0;
+				rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
 				await this.publish(rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope })));
-				await this.sequelize.query(`UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:seqs]::bigint[])`, {
-					replacements: { seqs: rows.map(r => r.seq) },
-					transaction,
-				});
 				return rows.length;
 			});
 			if (published < BATCH) return;
