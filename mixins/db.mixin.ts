@@ -6,6 +6,7 @@ import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 import { inTransaction } from "../lib/transactions";
+import { offsetOf, pageOf, type Page } from "../lib/paging";
 
 export interface DbMixinOptions {
 	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
@@ -31,6 +32,15 @@ export interface DbMethods {
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T>;
 	lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]>;
+	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
+}
+
+/** What a list pages over: `SELECT <columns> FROM <table> [WHERE <where>] ORDER BY <orderBy>`. */
+export interface PageQuery {
+	table: string;
+	where?: string;
+	orderBy: string;
+	columns?: string;
 }
 export type DbService = Service & DbMethods;
 
@@ -92,6 +102,17 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 					bindContext(tx, ctx);
 					return fn(tx);
 				});
+			},
+			/** One page of a list (SPEC section 2's paging) and the count of all its rows, each row mapped by `map`. */
+			async paged<T extends object, R>(this: DbService, query: PageQuery, replacements: Record<string, unknown>, { page, pageSize }: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>) {
+				const where = query.where ? ` WHERE ${query.where}` : "";
+				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${query.table}${where}`, replacements);
+				const rows = await this.sql<T>(`SELECT ${query.columns ?? "*"} FROM ${query.table}${where} ORDER BY ${query.orderBy} LIMIT :limit OFFSET :offset`, {
+					...replacements,
+					limit: pageSize,
+					offset: offsetOf(page, pageSize),
+				});
+				return pageOf(await Promise.all(rows.map(map)), Number(n), page, pageSize);
 			},
 			/** SELECT … FOR UPDATE in primary-key order, so concurrent lockers never deadlock. */
 			lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]> {

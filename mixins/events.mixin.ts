@@ -13,7 +13,7 @@ import { BatchQueue, applyBisecting } from "../lib/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
 import { NotFoundError, BusinessRuleError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { pageParams } from "../lib/paging";
 
 export interface EventsMethods {
 	/** Writes an event to the outbox within `tx` (inserted with the transaction's other events just before it commits). */
@@ -146,19 +146,16 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				params: { ...pageParams, pending: { type: "boolean", optional: true, convert: true } },
 				async handler(ctx: Context<{ page: number; pageSize: number; pending?: boolean }>) {
 					const self = this as unknown as EventsService;
-					const { page, pageSize, pending } = ctx.params;
-					const filter = pending ? "WHERE replayed_at IS NULL" : "";
-					const [{ n }] = await self.sql<{ n: string }>(`SELECT count(*) AS n FROM ${self.table("dead_letters")} ${filter}`);
-					const rows = await self.sql<Record<string, any>>(
-						`SELECT id, event_id, event_name, error, attempts, created_at, replayed_at FROM ${self.table("dead_letters")} ${filter} ORDER BY id DESC LIMIT :limit OFFSET :offset`,
-						{ limit: pageSize, offset: offsetOf(page, pageSize) },
-					);
-					return pageOf(
-						rows.map(r => ({ id: Number(r.id), eventId: r.event_id, eventName: r.event_name, error: r.error, attempts: r.attempts, createdAt: new Date(r.created_at).toISOString(), replayedAt: r.replayed_at ? new Date(r.replayed_at).toISOString() : null })),
-						Number(n),
-						page,
-						pageSize,
-					);
+					const query = { table: self.table("dead_letters"), where: ctx.params.pending ? "replayed_at IS NULL" : undefined, orderBy: "id DESC", columns: "id, event_id, event_name, error, attempts, created_at, replayed_at" };
+					return self.paged(query, {}, ctx.params, (r: Record<string, any>) => ({
+						id: Number(r.id),
+						eventId: r.event_id,
+						eventName: r.event_name,
+						error: r.error,
+						attempts: r.attempts,
+						createdAt: new Date(r.created_at).toISOString(),
+						replayedAt: r.replayed_at ? new Date(r.replayed_at).toISOString() : null,
+					}));
 				},
 			},
 			/** Operators: hands a dead letter to its handler again (once it is fixed); a new failure is a new dead letter. */

@@ -6,7 +6,7 @@ import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { pageParams } from "../lib/paging";
 import { allocate, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
 import type { CatalogueEntry } from "../lib/domain/cart";
 import type { DomainEvent } from "../lib/events/envelope";
@@ -185,27 +185,11 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				if (p.search) where.push("(name ILIKE :search OR description ILIKE :search OR sku ILIKE :search)");
 				if (p.minPrice !== undefined) where.push("price >= :minPrice");
 				if (p.maxPrice !== undefined) where.push("price <= :maxPrice");
-				const replacements = {
-					...p,
-					search: p.search ? `%${p.search.replace(/[\\%_]/g, c => `\\${c}`)}%` : undefined,
-					limit: p.pageSize,
-					offset: offsetOf(p.page, p.pageSize),
-				};
-				const filter = where.join(" AND ");
-				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("products")} WHERE ${filter}`, replacements);
-				const rows = await this.sql<ProductRow>(
-					`SELECT * FROM ${this.table("products")} WHERE ${filter} ORDER BY ${SORTS[p.sort ?? "name"]} LIMIT :limit OFFSET :offset`,
-					replacements,
-				);
-				return pageOf(
-					rows.map(r => {
-						const { active, ...product } = toProduct(r); // every listed product is active
-						return product;
-					}),
-					Number(n),
-					p.page,
-					p.pageSize,
-				);
+				const replacements = { ...p, search: p.search ? `%${p.search.replace(/[\\%_]/g, c => `\\${c}`)}%` : undefined };
+				return this.paged({ table: this.table("products"), where: where.join(" AND "), orderBy: SORTS[p.sort ?? "name"] }, replacements, p, (r: ProductRow) => {
+					const { active, ...product } = toProduct(r); // every listed product is active
+					return product;
+				});
 			},
 		},
 
@@ -320,13 +304,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		levels: {
 			params: { ...pageParams },
 			async handler(ctx: Context<{ page: number; pageSize: number }>) {
-				const { page, pageSize } = ctx.params;
-				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("products")}`);
-				const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} ORDER BY sku LIMIT :limit OFFSET :offset`, {
-					limit: pageSize,
-					offset: offsetOf(page, pageSize),
-				});
-				return pageOf(rows.map(toLevel), Number(n), page, pageSize);
+				return this.paged({ table: this.table("products"), orderBy: "sku" }, {}, ctx.params, toLevel);
 			},
 		},
 

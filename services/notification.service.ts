@@ -6,8 +6,8 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type BatchHandler, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { NotFoundError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
-import { backoffDelay } from "../lib/events/backoff";
+import { pageParams } from "../lib/paging";
+import { claimSql, runSweep } from "../lib/sweep";
 import { formatMoney } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
 import type { DomainEvent } from "../lib/events/envelope";
@@ -24,6 +24,14 @@ interface NotificationRow {
 	order_id: string | null;
 	is_read: boolean;
 	created_at: Date;
+}
+
+interface EmailRow {
+	id: string;
+	recipient: string;
+	subject: string;
+	body: string;
+	attempts: number;
 }
 
 interface Contact {
@@ -161,15 +169,9 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 		list: {
 			params: { userId: { type: "string", min: 1 }, unread: { type: "boolean", optional: true, convert: true }, includeAdmin: { type: "boolean", optional: true }, ...pageParams },
 			async handler(ctx: Context<{ userId: string; unread?: boolean; includeAdmin?: boolean; page: number; pageSize: number }>) {
-				const { userId, unread, includeAdmin, page, pageSize } = ctx.params;
-				const filter = `(user_id = :userId${includeAdmin ? " OR audience = 'ADMINS'" : ""})${unread ? " AND NOT is_read" : ""}`;
-				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("notifications")} WHERE ${filter}`, { userId });
-				const rows = await this.sql<NotificationRow>(`SELECT * FROM ${this.table("notifications")} WHERE ${filter} ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset`, {
-					userId,
-					limit: pageSize,
-					offset: offsetOf(page, pageSize),
-				});
-				return pageOf(rows.map(toNotification), Number(n), page, pageSize);
+				const { userId, unread, includeAdmin } = ctx.params;
+				const where = `(user_id = :userId${includeAdmin ? " OR audience = 'ADMINS'" : ""})${unread ? " AND NOT is_read" : ""}`;
+				return this.paged({ table: this.table("notifications"), where, orderBy: "created_at DESC, id" }, { userId }, ctx.params, toNotification);
 			},
 		},
 
@@ -278,26 +280,25 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 		async sendDueEmails() {
 			if (!this.mailer) return;
 			if (this.mailing) return this.mailing;
-			this.mailing = (async () => {
-				const due = await this.sql<{ id: string; recipient: string; subject: string; body: string; attempts: number }>(
-					`UPDATE ${this.table("emails")} SET next_at = now() + interval '60 seconds', attempts = attempts + 1
-					 WHERE id IN (SELECT id FROM ${this.table("emails")} WHERE status = 'PENDING' AND next_at <= now() ORDER BY next_at LIMIT 20 FOR UPDATE SKIP LOCKED) RETURNING *`,
-				);
-				for (const mail of due) {
-					try {
-						await this.mailer!.sendMail({ from: "Checkout <no-reply@checkout.local>", to: mail.recipient, subject: mail.subject, text: mail.body });
-						await this.sql(`UPDATE ${this.table("emails")} SET status = 'SENT', last_error = NULL WHERE id = :id`, { id: mail.id });
-					} catch (err) {
-						const failed = mail.attempts >= EMAIL_MAX_ATTEMPTS;
-						await this.sql(`UPDATE ${this.table("emails")} SET status = :status, last_error = :error, next_at = :next WHERE id = :id`, {
-							id: mail.id,
-							status: failed ? "FAILED" : "PENDING",
-							error: (err as Error).message,
-							next: new Date(Date.now() + backoffDelay(mail.attempts, 500, 60000)),
-						});
-					}
-				}
-			})().finally(() => (this.mailing = undefined));
+			this.mailing = runSweep<EmailRow, Error | undefined>({
+				claim: () => this.sql(claimSql({ table: this.table("emails"), due: "status = 'PENDING' AND next_at <= now()", nextColumn: "next_at", attemptsColumn: "attempts", leaseSeconds: 60 })),
+				attempt: mail =>
+					this.mailer!.sendMail({ from: "Checkout <no-reply@checkout.local>", to: mail.recipient, subject: mail.subject, text: mail.body }).then(
+						() => undefined,
+						(err: Error) => err,
+					),
+				settled: error => !error,
+				attemptsOf: mail => mail.attempts,
+				maxAttempts: EMAIL_MAX_ATTEMPTS,
+				retry: { baseMs: 500, maxMs: 60000 },
+				record: (mail, error, verdict) =>
+					this.sql(`UPDATE ${this.table("emails")} SET status = :status, last_error = :error, next_at = COALESCE(:next, next_at) WHERE id = :id`, {
+						id: mail.id,
+						status: verdict.kind === "done" ? "SENT" : verdict.kind === "gaveUp" ? "FAILED" : "PENDING",
+						error: error?.message ?? null,
+						next: verdict.kind === "retry" ? verdict.next : null,
+					}).then(() => undefined),
+			}).finally(() => (this.mailing = undefined));
 			return this.mailing;
 		},
 	},

@@ -6,7 +6,7 @@ import { EventsMixin, type BatchHandler, type EventsService } from "../mixins/ev
 import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
@@ -369,19 +369,11 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		list: {
 			params: { userId: { type: "string", optional: true }, status: { type: "enum", values: [...ORDER_STATUSES], optional: true }, ...pageParams },
 			async handler(ctx: Context<{ userId?: string; status?: OrderStatus; page: number; pageSize: number }>) {
-				const { userId, status, page, pageSize } = ctx.params;
+				const { userId, status } = ctx.params;
 				const where = ["true"];
 				if (userId) where.push("user_id = :userId");
 				if (status) where.push("status = :status");
-				const filter = where.join(" AND ");
-				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("orders")} WHERE ${filter}`, { userId, status });
-				const rows = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE ${filter} ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset`, {
-					userId,
-					status,
-					limit: pageSize,
-					offset: offsetOf(page, pageSize),
-				});
-				return pageOf(await Promise.all(rows.map(r => this.view(r))), Number(n), page, pageSize);
+				return this.paged({ table: this.table("orders"), where: where.join(" AND "), orderBy: "created_at DESC, id" }, { userId, status }, ctx.params, (r: OrderRow) => this.view(r));
 			},
 		},
 

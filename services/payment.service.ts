@@ -8,7 +8,7 @@ import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { CardGateway, type FailureCode } from "../lib/card-gateway";
 import { CircuitBreaker } from "../lib/circuit-breaker";
 import { startMockGateway, type MockGateway } from "../lib/mock-gateway";
-import { backoffDelay } from "../lib/events/backoff";
+import { claimSql, runSweep } from "../lib/sweep";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
@@ -74,6 +74,7 @@ type PaymentThis = EventsService & {
 	abandonStalePayments(): Promise<void>;
 	attemptRefunds(paymentId?: string): Promise<void>;
 	refundOnce(p: PaymentRow): Promise<RefundTry>;
+	cardsWait(): string;
 };
 
 /**
@@ -319,34 +320,37 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		 * gateway that never saw the first request charges now; the refund follows it); a wallet
 		 * payment is refunded if the wallet holds its debit.
 		 */
-		async reconcilePayments() {
+		reconcilePayments() {
 			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
-			const claimed = await this.sql<PaymentRow>(
-				`UPDATE ${this.table("payments")} SET refund_next_at = now() + interval '30 seconds', refund_attempts = refund_attempts + 1
-				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE reconcile AND refund_next_at <= now()
-				              ${this.gateway.breaker.state === "open" ? "AND method = 'WALLET'" : ""}
-				              ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
-				 RETURNING *`,
-			);
-			for (const p of claimed) {
-				const found = await this.reconcileOnce(p);
-				await this.transaction(async tx => {
-					const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: "UNCERTAIN_CHARGE" };
-					const opts = { correlationId: p.order_id, key: p.order_id };
-					if (found.kind === "nothing") {
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx);
-					} else if (found.kind === "refunded") {
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, charge_id = COALESCE(:chargeId, charge_id), refund_error = NULL WHERE id = :id`, { id: p.id, chargeId: found.chargeId ?? null }, tx);
-						this.publishEvent(tx, "payment.refunded", data, opts);
-					} else if (p.refund_attempts >= refundMaxAttempts) {
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, refund_error = :error WHERE id = :id`, { id: p.id, error: found.error }, tx);
-						this.publishEvent(tx, "payment.refund_failed", { ...data, error: found.error }, opts);
-					} else {
-						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));
-						await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next WHERE id = :id`, { id: p.id, next }, tx);
-					}
-				});
-			}
+			return runSweep<PaymentRow, Reconciled>({
+				claim: () => this.sql(claimSql({ table: this.table("payments"), due: `reconcile AND refund_next_at <= now() ${this.cardsWait()}`, nextColumn: "refund_next_at", attemptsColumn: "refund_attempts", leaseSeconds: 30 })),
+				attempt: p => this.reconcileOnce(p),
+				settled: found => found.kind !== "unknown",
+				attemptsOf: p => p.refund_attempts,
+				maxAttempts: refundMaxAttempts,
+				retry: { baseMs: refundRetryBaseMs, maxMs: 10 * 60 * 1000 },
+				record: (p, found, verdict) =>
+					this.transaction(async tx => {
+						const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: "UNCERTAIN_CHARGE" };
+						const opts = { correlationId: p.order_id, key: p.order_id };
+						if (found.kind === "nothing") {
+							await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false WHERE id = :id`, { id: p.id }, tx);
+						} else if (found.kind === "refunded") {
+							await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, charge_id = COALESCE(:chargeId, charge_id), refund_error = NULL WHERE id = :id`, { id: p.id, chargeId: found.chargeId ?? null }, tx);
+							this.publishEvent(tx, "payment.refunded", data, opts);
+						} else if (verdict.kind === "gaveUp") {
+							await this.sql(`UPDATE ${this.table("payments")} SET reconcile = false, refund_error = :error WHERE id = :id`, { id: p.id, error: found.error }, tx);
+							this.publishEvent(tx, "payment.refund_failed", { ...data, error: found.error }, opts);
+						} else if (verdict.kind === "retry") {
+							await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next WHERE id = :id`, { id: p.id, next: verdict.next }, tx);
+						}
+					}),
+			});
+		},
+
+		/** Card work waits while the gateway's circuit is open rather than spend its tries on it. */
+		cardsWait() {
+			return this.gateway.breaker.state === "open" ? "AND method = 'WALLET'" : "";
 		},
 
 		/** Whether a payment of unknown outcome took money: nothing, taken and refunded now, or not known yet. */
@@ -395,34 +399,35 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		 * it, then REFUNDED, or retried later with backoff, or REFUND_FAILED after the last try. Card
 		 * refunds wait while the gateway's circuit is open rather than spend their tries on it.
 		 */
-		async attemptRefunds(paymentId?: string) {
+		attemptRefunds(paymentId?: string) {
 			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
-			const claimed = await this.sql<PaymentRow>(
-				`UPDATE ${this.table("payments")} SET refund_next_at = now() + interval '30 seconds', refund_attempts = refund_attempts + 1
-				 WHERE id IN (SELECT id FROM ${this.table("payments")} WHERE status = 'REFUND_PENDING' AND refund_next_at <= now() ${paymentId ? "AND id = :paymentId" : ""}
-				              ${this.gateway.breaker.state === "open" ? "AND method = 'WALLET'" : ""}
-				              ORDER BY refund_next_at LIMIT 20 FOR UPDATE SKIP LOCKED)
-				 RETURNING *`,
-				{ paymentId },
-			);
-			for (const p of claimed) {
-				const outcome = await this.refundOnce(p);
-				await this.transaction(async tx => {
-					const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: p.refund_reason };
-					const opts = { correlationId: p.order_id, key: p.order_id };
-					if (outcome.ok) {
-						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUNDED', refund_error = NULL, updated_at = now() WHERE id = :id`, { id: p.id }, tx);
-						this.publishEvent(tx, "payment.refunded", data, opts);
-					} else if (p.refund_attempts >= refundMaxAttempts) {
-						await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUND_FAILED', refund_error = :error, updated_at = now() WHERE id = :id`, { id: p.id, error: outcome.reason }, tx);
-						this.publishEvent(tx, "payment.refund_failed", { ...data, error: outcome.reason }, opts);
-						this.logger.error(`Refund of order ${p.order_id} failed after ${p.refund_attempts} tries: ${outcome.reason}`);
-					} else {
-						const next = new Date(Date.now() + backoffDelay(p.refund_attempts, refundRetryBaseMs, 10 * 60 * 1000));
-						await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next, refund_error = :error WHERE id = :id`, { id: p.id, next, error: outcome.reason }, tx);
-					}
-				});
-			}
+			return runSweep<PaymentRow, RefundTry>({
+				claim: () =>
+					this.sql(claimSql({ table: this.table("payments"), due: `status = 'REFUND_PENDING' AND refund_next_at <= now() ${paymentId ? "AND id = :paymentId" : ""} ${this.cardsWait()}`, nextColumn: "refund_next_at", attemptsColumn: "refund_attempts", leaseSeconds: 30 }), {
+						paymentId,
+					}),
+				attempt: p => this.refundOnce(p),
+				settled: outcome => outcome.ok,
+				attemptsOf: p => p.refund_attempts,
+				maxAttempts: refundMaxAttempts,
+				retry: { baseMs: refundRetryBaseMs, maxMs: 10 * 60 * 1000 },
+				record: (p, outcome, verdict) =>
+					this.transaction(async tx => {
+						const data = { orderId: p.order_id, userId: p.user_id, paymentId: p.id, amount: Number(p.amount), currency: p.currency, reason: p.refund_reason };
+						const opts = { correlationId: p.order_id, key: p.order_id };
+						const error = outcome.ok ? null : outcome.reason;
+						if (verdict.kind === "done") {
+							await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUNDED', refund_error = NULL, updated_at = now() WHERE id = :id`, { id: p.id }, tx);
+							this.publishEvent(tx, "payment.refunded", data, opts);
+						} else if (verdict.kind === "gaveUp") {
+							await this.sql(`UPDATE ${this.table("payments")} SET status = 'REFUND_FAILED', refund_error = :error, updated_at = now() WHERE id = :id`, { id: p.id, error }, tx);
+							this.publishEvent(tx, "payment.refund_failed", { ...data, error }, opts);
+							this.logger.error(`Refund of order ${p.order_id} failed after ${p.refund_attempts} tries: ${error}`);
+						} else {
+							await this.sql(`UPDATE ${this.table("payments")} SET refund_next_at = :next, refund_error = :error WHERE id = :id`, { id: p.id, next: verdict.next, error }, tx);
+						}
+					}),
+			});
 		},
 	},
 

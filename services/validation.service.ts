@@ -4,7 +4,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { pageParams } from "../lib/paging";
 import { CART_ITEMS_RULE, checkCart, type CartError, type CartItemInput, type CatalogueEntry } from "../lib/domain/cart";
 import { applyPromotion, normalizeCode, type Promotion } from "../lib/domain/promotion";
 import { computeTotals } from "../lib/domain/totals";
@@ -210,12 +210,7 @@ const ValidationService: ServiceSchema<ServiceSettingSchema, Record<string, any>
 			params: { ...pageParams },
 			async handler(ctx: Context<{ page: number; pageSize: number }>) {
 				const { page, pageSize } = ctx.params;
-				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("promotions")}`);
-				const rows = await this.sql<PromotionRow>(`SELECT * FROM ${this.table("promotions")} ORDER BY created_at DESC, code LIMIT :limit OFFSET :offset`, {
-					limit: pageSize,
-					offset: offsetOf(page, pageSize),
-				});
-				return pageOf(rows.map(toPromotionView), Number(n), page, pageSize);
+				return this.paged({ table: this.table("promotions"), orderBy: "created_at DESC, code" }, {}, { page, pageSize }, toPromotionView);
 			},
 		},
 	},

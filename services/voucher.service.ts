@@ -5,7 +5,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { pageParams } from "../lib/paging";
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../lib/domain/voucher";
 import type { DomainEvent } from "../lib/events/envelope";
 
@@ -109,14 +109,7 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		list: {
 			params: { userId: { type: "string", min: 1 }, ...pageParams },
 			async handler(ctx: Context<{ userId: string; page: number; pageSize: number }>) {
-				const { userId, page, pageSize } = ctx.params;
-				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("vouchers")} WHERE user_id = :userId`, { userId });
-				const rows = await this.sql<VoucherRow>(`SELECT * FROM ${this.table("vouchers")} WHERE user_id = :userId ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset`, {
-					userId,
-					limit: pageSize,
-					offset: offsetOf(page, pageSize),
-				});
-				return pageOf(rows.map(toVoucher), Number(n), page, pageSize);
+				return this.paged({ table: this.table("vouchers"), where: "user_id = :userId", orderBy: "created_at DESC, id" }, { userId: ctx.params.userId }, ctx.params, toVoucher);
 			},
 		},
 

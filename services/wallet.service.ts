@@ -5,7 +5,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError } from "../lib/errors";
-import { offsetOf, pageOf, pageParams } from "../lib/paging";
+import { pageParams } from "../lib/paging";
 import { GroupCommit } from "../lib/batch";
 import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { applyDebits } from "../lib/domain/wallet";
@@ -172,16 +172,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		transactions: {
 			params: { userId: userIdRule, ...pageParams },
 			async handler(ctx: Context<{ userId: string; page: number; pageSize: number }>) {
-				const { userId, page, pageSize } = ctx.params;
-				const [{ n }] = await this.sequelize.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("wallet_transactions")} WHERE user_id = :userId`, {
-					replacements: { userId },
-					type: QueryTypes.SELECT,
-				});
-				const rows = await this.sequelize.query<LedgerRow>(
-					`SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset`,
-					{ replacements: { userId, limit: pageSize, offset: offsetOf(page, pageSize) }, type: QueryTypes.SELECT },
-				);
-				return pageOf(rows.map(toLedgerEntry), Number(n), page, pageSize);
+				return this.paged({ table: this.table("wallet_transactions"), where: "user_id = :userId", orderBy: "created_at DESC, id DESC" }, { userId: ctx.params.userId }, ctx.params, toLedgerEntry);
 			},
 		},
 	},

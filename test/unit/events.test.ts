@@ -1,6 +1,7 @@
 import { aggregateKey, createEnvelope, isDomainEvent } from "../../lib/events/envelope";
 import { backoffDelay } from "../../lib/events/backoff";
 import { BatchQueue, GroupCommit, applyBisecting } from "../../lib/batch";
+import { verdictOf } from "../../lib/sweep";
 
 const producer = { service: "order", nodeID: "n1" };
 
@@ -108,5 +109,16 @@ describe("applyBisecting", () => {
 		});
 		expect(singles).toEqual([3]);
 		expect(applied).toEqual([1, 2, 4, 5, 6]); // nothing twice, nothing reordered
+	});
+});
+
+describe("sweep verdicts (lib/sweep)", () => {
+	const retry = { baseMs: 100, maxMs: 1000 };
+	it("settles on success, retries with backoff until the last try, then gives up", () => {
+		expect(verdictOf(true, 5, 5, retry, 0)).toEqual({ kind: "done" });
+		expect(verdictOf(false, 1, 5, retry, 0)).toEqual({ kind: "retry", next: new Date(100) });
+		expect(verdictOf(false, 3, 5, retry, 0)).toEqual({ kind: "retry", next: new Date(400) });
+		expect(verdictOf(false, 4, 5, retry, 0)).toEqual({ kind: "retry", next: new Date(800) });
+		expect(verdictOf(false, 5, 5, retry, 0)).toEqual({ kind: "gaveUp" });
 	});
 });
