@@ -7,6 +7,7 @@ import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, traceOf, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
+import type { EventName, EventOf, EventPayloads } from "../lib/events/catalogue";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
 import { consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/batch";
@@ -17,7 +18,7 @@ import { pageParams } from "../lib/paging";
 
 export interface EventsMethods {
 	/** Writes an event to the outbox within `tx` (inserted with the transaction's other events just before it commits). */
-	publishEvent(tx: Transaction, eventName: string, data: Record<string, any>, opts?: PublishOptions): DomainEvent;
+	publishEvent<N extends EventName>(tx: Transaction, eventName: N, data: EventPayloads[N], opts?: PublishOptions): DomainEvent;
 	receiveDomainEvent(event: unknown, ctx: Context): Promise<ConsumeOutcome>;
 	receiveBatch(deliveries: Delivery[]): Promise<void>;
 	applyBatch(batch: Valid[]): Promise<void>;
@@ -52,12 +53,12 @@ function traceParent(broker: import("moleculer").ServiceBroker, event: DomainEve
 }
 
 /** A domain event handler: runs inside the transaction that also records the event as processed. */
-export type DomainEventHandler = (this: EventsService, event: DomainEvent, tools: { tx: Transaction; ctx: Context }) => Promise<void>;
+export type DomainEventHandler<E extends DomainEvent = DomainEvent> = (this: EventsService, event: E, tools: { tx: Transaction; ctx: Context }) => Promise<void>;
 
 /** A handler that needs locks: they are taken before its transaction opens and freed after it ends. */
-export interface LockingHandler {
-	lock: (event: DomainEvent) => string[];
-	handle: DomainEventHandler;
+export interface LockingHandler<E extends DomainEvent = DomainEvent> {
+	lock: (event: E) => string[];
+	handle: DomainEventHandler<E>;
 }
 
 /**
@@ -76,16 +77,19 @@ export interface SetStatementHandler {
  * one run. `lock`, if given, names the distributed locks an event needs (taken before the
  * transaction, for the whole batch).
  */
-export interface BatchHandler {
+export interface BatchHandler<E extends DomainEvent = DomainEvent> {
 	/** `contexts[i]` is the context of `events[i]`'s handling (it continues the event's trace). */
-	batch: (this: EventsService, events: DomainEvent[], tools: { tx: Transaction; contexts: Context[] }) => Promise<void>;
-	lock?: (event: DomainEvent) => string[];
+	batch: (this: EventsService, events: E[], tools: { tx: Transaction; contexts: Context[] }) => Promise<void>;
+	lock?: (event: E) => string[];
 }
 
 type DeclaredHandler = DomainEventHandler | LockingHandler | SetStatementHandler | BatchHandler;
 /** Handlers whose consecutive events in a batch are applied together. */
 type RunHandler = SetStatementHandler | BatchHandler;
 const isRunHandler = (declared: DeclaredHandler): declared is RunHandler => typeof declared === "object" && ("setStatement" in declared || "batch" in declared);
+
+/** A handler of the event `N`: it reads the event's data typed by its name (lib/events/catalogue). */
+export const typedHandler = <N extends EventName>(handler: BatchHandler<EventOf<N>> | LockingHandler<EventOf<N>> | DomainEventHandler<EventOf<N>>): DeclaredHandler => handler as unknown as DeclaredHandler;
 
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
@@ -182,7 +186,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			},
 		},
 		methods: {
-			publishEvent(this: EventsService, tx: Transaction, eventName: string, data: Record<string, any>, publishOpts?: PublishOptions) {
+			publishEvent<N extends EventName>(this: EventsService, tx: Transaction, eventName: N, data: EventPayloads[N], publishOpts?: PublishOptions) {
 				const ctx = contextOf(tx);
 				const trace = ctx ? traceOf(ctx) : undefined;
 				const event = writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, { trace, ...publishOpts });

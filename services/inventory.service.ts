@@ -2,7 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type EventsService } from "../mixins/events.mixin";
+import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
@@ -144,23 +144,23 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		EventsMixin({
 			handlers: {
 				// A batch of new orders reserved at once: their products locked once (sorted; Redlock in a cluster).
-				"order.created": {
-					lock: event => (event.data.items as RequestedLine[]).map(i => productKey(i.productId)),
+				"order.created": typedHandler<"order.created">({
+					lock: event => event.data.items.map(i => productKey(i.productId)),
 					async batch(events, { tx }) {
 						await (this as InventoryThis).reserveMany(tx, events.map(e => ({ orderId: e.data.orderId, items: e.data.items, cause: e })));
 					},
-				},
-				"payment.authorized": {
+				}),
+				"payment.authorized": typedHandler<"payment.authorized">({
 					async batch(events, { tx }) {
 						await (this as InventoryThis).commitMany(tx, events.map(e => ({ orderId: e.data.orderId, cause: e })));
 					},
-				},
-				async "payment.failed"(event, { tx }) {
+				}),
+				"payment.failed": typedHandler<"payment.failed">(async function (event, { tx }) {
 					await (this as InventoryThis).releaseIn(tx, event.data.orderId, "PAYMENT_FAILED", event);
-				},
-				async "order.cancelled"(event, { tx }) {
+				}),
+				"order.cancelled": typedHandler<"order.cancelled">(async function (event, { tx }) {
 					await (this as InventoryThis).releaseIn(tx, event.data.orderId, "CANCELLED", event);
-				},
+				}),
 			},
 		}),
 		RedlockMixin(),

@@ -2,7 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "sequelize";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type BatchHandler, type EventsService } from "../mixins/events.mixin";
+import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
@@ -13,7 +13,8 @@ import { runEvery, type Periodic } from "../lib/periodic";
 import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
 import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
-import { EVENT_FACTS, STATUS_EVENT, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderState, type PaymentStatus } from "../lib/domain/saga";
+import type { EventPayloads } from "../lib/events/catalogue";
+import { EVENT_FACTS, STATUS_EVENT, factOf, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderConsumes, type OrderState, type OrderStatusEvent, type PaymentStatus } from "../lib/domain/saga";
 import { GroupCommit } from "../lib/batch";
 import { traceOf, type DomainEvent, type TraceRef } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
@@ -71,18 +72,18 @@ interface NewOrder {
 		voucher_discount: number;
 		total: number;
 	};
-	event: Record<string, unknown>;
+	event: EventPayloads["order.created"];
 	trace: TraceRef;
 }
 
 const stateOf = (o: OrderRow): OrderState => ({ status: o.status, paymentStatus: o.payment_status, paysAtOnce: o.payment_method !== null });
 
 /** The data of the event a transition announces (SPEC section 7). */
-function statusEventData(o: OrderRow, decision: Decision): Record<string, unknown> {
-	const data: Record<string, unknown> = { orderId: o.id, userId: o.user_id, total: Number(o.total), currency: o.currency };
-	if (o.status === "FAILED" || o.status === "PAYMENT_FAILED") Object.assign(data, { code: o.failure_code ?? decision.reason ?? o.status, reason: o.failure_reason ?? decision.reason ?? o.status });
-	if (o.status === "DISPATCHED") Object.assign(data, { courier: o.courier, trackingNumber: o.tracking_number });
-	if (o.status === "CANCELLED") data.reason = decision.reason ?? "CANCELLED";
+function statusEventData(o: OrderRow, decision: Decision): EventPayloads[OrderStatusEvent] {
+	const data = { orderId: o.id, userId: o.user_id, total: Number(o.total), currency: o.currency };
+	if (o.status === "FAILED" || o.status === "PAYMENT_FAILED") return { ...data, code: o.failure_code ?? decision.reason ?? o.status, reason: o.failure_reason ?? decision.reason ?? o.status };
+	if (o.status === "DISPATCHED") return { ...data, courier: o.courier, trackingNumber: o.tracking_number };
+	if (o.status === "CANCELLED") return { ...data, reason: decision.reason ?? "CANCELLED" };
 	return data;
 }
 
@@ -187,16 +188,16 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
  * The order's reactions to the saga's events, a batch at a time: each event as a fact, decided on
  * its order by lib/domain/saga, all written together (applySteps) in the batch's transaction.
  */
-const reactions: BatchHandler = {
+const reactions = typedHandler<OrderConsumes>({
 	async batch(events, { tx, contexts }) {
 		const self = this as OrderThis;
 		const steps = events.flatMap((event, i) => {
-			const fact = EVENT_FACTS[event.eventName](event.data);
-			return fact ? [{ orderId: event.data.orderId as string, decide: (state: OrderState) => decide(state, fact), cause: event, ctx: contexts[i] }] : [];
+			const fact = factOf(event);
+			return fact ? [{ orderId: event.data.orderId, decide: (state: OrderState) => decide(state, fact), cause: event, ctx: contexts[i] }] : [];
 		});
 		if (steps.length > 0) await self.takeSteps(steps, { tx });
 	},
-};
+});
 
 /**
  * Orders and their saga (SPEC section 5). Creation validates synchronously, holds promo and

@@ -1,4 +1,5 @@
 import { canTransition, isPreDispatch, type OrderStatus } from "./order-status";
+import type { EventPayloads } from "../events/catalogue";
 
 /**
  * The order's side of the checkout saga (SPEC section 5) as pure decisions: what the order does
@@ -62,7 +63,8 @@ export interface Decision {
 }
 
 /** The order's events for each transition it announces (PAYMENT_PENDING and PAYMENT_SUCCESS are announced by their causes). */
-export const STATUS_EVENT: Partial<Record<OrderStatus, string>> = {
+export type OrderStatusEvent = "order.failed" | "order.confirmed" | "order.dispatched" | "order.completed" | "order.cancelled";
+export const STATUS_EVENT: Partial<Record<OrderStatus, OrderStatusEvent>> = {
 	FAILED: "order.failed",
 	PAYMENT_FAILED: "order.failed",
 	CONFIRMED: "order.confirmed",
@@ -144,8 +146,11 @@ export function deadlineOf(decision: Decision, to: OrderStatus, paymentStatus: P
 /** Whether the state machine allows the decision's transition (an illegal one is refused, 409). */
 export const allowed = (from: OrderStatus, decision: Decision): boolean => !decision.to || canTransition(from, decision.to);
 
+/** The events the order reacts to. */
+export type OrderConsumes = "stock.reserved" | "stock.failed" | "stock.released" | "stock.committed" | "payment.authorized" | "payment.failed" | "payment.refunded" | "payment.refund_failed";
+
 /** The events the order reacts to, as facts (the event → reaction table; `decide` holds the reactions). */
-export const EVENT_FACTS: Record<string, (data: Record<string, any>) => Fact | undefined> = {
+export const EVENT_FACTS: { [N in OrderConsumes]: (data: EventPayloads[N]) => Fact | undefined } = {
 	"stock.reserved": d => ({ kind: "reserved", expiresAt: d.expiresAt }),
 	"stock.failed": d => ({ kind: "outOfStock", lines: d.lines }),
 	// Released for a payment failure or a cancellation: the order has moved on already.
@@ -156,3 +161,8 @@ export const EVENT_FACTS: Record<string, (data: Record<string, any>) => Fact | u
 	"payment.refunded": () => ({ kind: "refundEnded", status: "REFUNDED" }),
 	"payment.refund_failed": () => ({ kind: "refundEnded", status: "REFUND_FAILED" }),
 };
+
+/** An event the order consumes, as its fact. */
+export function factOf<N extends OrderConsumes>(event: { eventName: N; data: EventPayloads[N] }): Fact | undefined {
+	return (EVENT_FACTS[event.eventName] as (data: EventPayloads[N]) => Fact | undefined)(event.data);
+}

@@ -9,7 +9,7 @@ import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
 import { queueVerdict } from "../../lib/domain/backlog";
 import { applyDebits } from "../../lib/domain/wallet";
-import { EVENT_FACTS, allowed, cancel, deadlineOf, decide, giveUp, type OrderState } from "../../lib/domain/saga";
+import { EVENT_FACTS, allowed, factOf, cancel, deadlineOf, decide, giveUp, type OrderState } from "../../lib/domain/saga";
 
 describe("money", () => {
 	it("rounds percent discounts half up to the cent", () => {
@@ -331,9 +331,11 @@ describe("the order's saga decisions (lib/domain/saga)", () => {
 		expect(allowed("CONFIRMED", { to: "PAYMENT_PENDING" })).toBe(false);
 	});
 	it("maps every event the order consumes to a fact", () => {
-		expect(EVENT_FACTS["stock.released"]({ reason: "EXPIRED" })).toEqual({ kind: "reservationGone" });
-		expect(EVENT_FACTS["stock.released"]({ reason: "PAYMENT_FAILED" })).toBeUndefined();
-		expect(EVENT_FACTS["payment.refund_failed"]({})).toEqual({ kind: "refundEnded", status: "REFUND_FAILED" });
+		expect(factOf({ eventName: "stock.released", data: { orderId: "o", reason: "EXPIRED" } })).toEqual({ kind: "reservationGone" });
+		expect(factOf({ eventName: "stock.released", data: { orderId: "o", reason: "PAYMENT_FAILED" } })).toBeUndefined();
+		const refund = { orderId: "o", userId: "u", paymentId: "p", amount: 1, currency: "EUR", reason: null };
+		expect(factOf({ eventName: "payment.refund_failed", data: refund })).toEqual({ kind: "refundEnded", status: "REFUND_FAILED" });
+		expect(Object.keys(EVENT_FACTS).sort()).toEqual(["payment.authorized", "payment.failed", "payment.refund_failed", "payment.refunded", "stock.committed", "stock.failed", "stock.released", "stock.reserved"]);
 	});
 });
 
