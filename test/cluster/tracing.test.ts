@@ -73,10 +73,10 @@ it("collects the spans of one checkout as one tree under the client's request ID
 	expect(created.headers.get("x-request-id")).toBe(requestID);
 	await eventually("CONFIRMED", async () => (await cluster.call("order.get", { orderId: created.body.id })).status === "CONFIRMED");
 
-	const trace = await eventually("the spans of every service", async () => {
+	await eventually("the spans of every service", async () => {
 		const mine = spans.filter(s => s.traceID === requestID);
 		const services = new Set(mine.map(s => s.service?.name));
-		return ["gateway", "validation", "order", "inventory", "payment", "wallet", "audit"].every(n => services.has(n)) && mine;
+		return ["gateway", "validation", "order", "inventory", "payment", "wallet", "audit"].every(n => services.has(n));
 	}, 30000, 500);
 	await new Promise(r => setTimeout(r, 2500)); // the last batches
 	const all = spans.filter(s => s.traceID === requestID);
@@ -86,7 +86,7 @@ it("collects the spans of one checkout as one tree under the client's request ID
 	expect(roots.map(r => r.name)).toEqual(["POST /api/orders"]); // the gateway's request, and nothing else
 	const nodes = new Set(all.map(s => (s.tags as any)?.nodeID ?? (s as any).service?.nodeID).filter(Boolean));
 	expect(nodes.size).toBeGreaterThanOrEqual(3);
-	expect(trace.length).toBeGreaterThan(10);
+	expect(all.length).toBeGreaterThan(10); // the whole tree, once its last batches reported
 	// The event handlers hang under the spans that wrote their events.
 	const handler = all.find(s => s.name.includes("'stock.reserved'"));
 	expect(handler).toBeDefined();

@@ -10,9 +10,12 @@ import { ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 
 const ADDRESS = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London", postalCode: "N1 1AA", country: "gb" };
-// A card call times out after 1 s: short enough for tok_timeout's test, long enough that a loaded
-// machine's in-process mock gateway still answers tok_visa in time (200 ms failed a loaded CI run).
-const ENV = { PAYMENT_TIMEOUT_MS: "1000", PAYMENT_RETRIES: "2", REFUND_RETRY_BASE_MS: "50", SAGA_STEP_TIMEOUT_MS: "2000" };
+// A card call times out after 2.5 s: short enough for tok_timeout's test, long enough that a loaded
+// machine's in-process mock gateway still answers tok_visa in time (200 ms failed a loaded CI run,
+// 1 s a run beside the cluster suite). The circuit breaker (tested in payment.test.ts) is kept out
+// of the way: tok_timeout's tries, and the watchdog's re-drives of its order, would open it for
+// the tests after it.
+const ENV = { PAYMENT_BREAKER_THRESHOLD: "100", PAYMENT_TIMEOUT_MS: "2500", PAYMENT_RETRIES: "2", REFUND_RETRY_BASE_MS: "50", SAGA_STEP_TIMEOUT_MS: "2000" };
 
 let node: TestNode;
 let mock: MockGateway;
