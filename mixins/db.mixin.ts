@@ -1,7 +1,7 @@
 import type { Service, ServiceSchema } from "moleculer";
 import MoleculerDbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
-import { QueryTypes, type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction, type WhereOptions } from "sequelize";
+import { QueryTypes, type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
 import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
@@ -31,7 +31,6 @@ export interface DbMethods {
 	table(name: string): string;
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T>;
-	lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]>;
 	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
 }
 
@@ -69,7 +68,7 @@ class SharedSequelizeAdapter extends SequelizeAdapter {
 
 /**
  * Gives a service its tables: the migrations in its own schema (named after the service, so each
- * service owns its tables), transactions with row locks, and, with a model, a moleculer-db
+ * service owns its tables), raw SQL, transactions and paging, and, with a model, a moleculer-db
  * adapter whose generated actions are disabled.
  */
 export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
@@ -113,10 +112,6 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 					offset: offsetOf(page, pageSize),
 				});
 				return pageOf(await Promise.all(rows.map(map)), Number(n), page, pageSize);
-			},
-			/** SELECT … FOR UPDATE in primary-key order, so concurrent lockers never deadlock. */
-			lockRows<M extends Model>(model: ModelStatic<M>, where: WhereOptions, tx: Transaction): Promise<M[]> {
-				return model.findAll({ where, transaction: tx, lock: tx.LOCK.UPDATE, order: [[model.primaryKeyAttribute, "ASC"]] });
 			},
 		},
 		async started() {
