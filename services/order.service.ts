@@ -1,68 +1,21 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import type { Transaction } from "sequelize";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
-import { contextOf } from "../mixins/db.mixin";
+import type { EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
-import { runEvery, type Periodic } from "../lib/periodic";
-import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
-import { countMetric, observeMetric } from "../lib/metrics";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
 import type { EventPayloads } from "../lib/events/catalogue";
-import { EVENT_FACTS, STATUS_EVENT, factOf, allowed, cancel, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderConsumes, type OrderState, type OrderStatusEvent, type PaymentStatus } from "../lib/domain/saga";
+import { cancel } from "../lib/domain/saga";
 import { GroupCommit } from "../lib/batch";
-import { traceOf, type DomainEvent, type TraceRef } from "../lib/events/envelope";
+import { traceOf, type TraceRef } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
-import { CART_ITEMS_RULE, type PricedLine } from "../lib/domain/cart";
+import { CART_ITEMS_RULE } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod } from "./payment.service";
-import type { CommitResult, ReserveResult } from "./inventory.service";
-
-
-interface OrderRow {
-	id: string;
-	user_id: string;
-	status: OrderStatus;
-	payment_status: PaymentStatus;
-	items: PricedLine[];
-	subtotal: string;
-	discount: string;
-	voucher_discount: string;
-	total: string;
-	currency: string;
-	promo_codes: string[];
-	voucher_codes: string[];
-	shipping_address: Record<string, string>;
-	customer: { name?: string; email?: string } | null;
-	payment_method: PaymentMethod | null;
-	card_token: string | null;
-	payment_id: string | null;
-	payment_failure_reason: string | null;
-	failure_code: string | null;
-	failure_reason: string | null;
-	failure_details: unknown;
-	courier: string | null;
-	tracking_number: string | null;
-	idempotency_key: string | null;
-	request_hash: string | null;
-	redrives: number;
-	created_at: Date;
-	updated_at: Date;
-}
-
-/** One step on one order: its decision, taken on the order as the steps before it left it. */
-interface Step {
-	orderId: string;
-	decide: (order: OrderState) => Decision | undefined;
-	/** The event that caused it (its id becomes the causation of the events the step publishes). */
-	cause?: DomainEvent;
-	/** Where its follow-ups continue the trace (else the transaction's context). */
-	ctx?: Context;
-}
+import { OrderSagaMixin, paymentDecision, type OrderRow, type OrderSagaMethods } from "./order.saga";
 
 /** An order for the intake's next group commit. */
 interface NewOrder {
@@ -76,33 +29,8 @@ interface NewOrder {
 	trace: TraceRef;
 }
 
-const stateOf = (o: OrderRow): OrderState => ({ status: o.status, paymentStatus: o.payment_status, paysAtOnce: o.payment_method !== null });
-
-/** The data of the event a transition announces (SPEC section 7). */
-function statusEventData(o: OrderRow, decision: Decision): EventPayloads[OrderStatusEvent] {
-	const data = { orderId: o.id, userId: o.user_id, total: Number(o.total), currency: o.currency };
-	if (o.status === "FAILED" || o.status === "PAYMENT_FAILED") return { ...data, code: o.failure_code ?? decision.reason ?? o.status, reason: o.failure_reason ?? decision.reason ?? o.status };
-	if (o.status === "DISPATCHED") return { ...data, courier: o.courier, trackingNumber: o.tracking_number };
-	if (o.status === "CANCELLED") return { ...data, reason: decision.reason ?? "CANCELLED" };
-	return data;
-}
-
-/** A payment service answer as the order's decision (the same as its event's). */
-const paymentDecision =
-	(result: AuthorizeResult): Step["decide"] =>
-	state =>
-		decide(state, result.ok ? { kind: "paid", paymentId: result.paymentId } : { kind: "paymentFailed", paymentId: result.paymentId, code: result.code, reason: result.reason });
-
 const SUCCESSFUL = ["CONFIRMED", "DISPATCHED", "COMPLETED"];
-/** Where a checkout ends, for the orders metric (DISPATCHED is a step of fulfilment, not an outcome). */
-const FINAL_STEPS = new Set<OrderStatus>(["CONFIRMED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"]);
-const MAX_REDRIVES = 5;
-/** The saga's Kafka consumers whose queue an order can wait in, by the step it waits in. */
-const SAGA_CONSUMERS: Record<string, string[]> = {
-	inventory: ["order.created", "payment.authorized"],
-	order: ["stock.reserved", "stock.failed", "stock.committed"],
-};
-const QUEUED_STEPS = new Set<OrderStatus>(["CREATED", "PAYMENT_SUCCESS"]);
+
 
 const addressRule = {
 	type: "object",
@@ -134,29 +62,15 @@ type CreateParams = {
 	idempotencyKey?: string;
 };
 
-type OrderThis = EventsService & {
-	watchdogRun?: Periodic;
-	queueProgress: Record<string, QueueProgress>;
-	sagaQueueMoving(): Promise<boolean>;
-	stepTimeoutMs(): number;
-	/** New orders, written in groups (writeOrders). */
-	intake: GroupCommit<NewOrder, OrderRow>;
-	/** Payment outcomes, applied to their orders in groups (takeSteps). */
-	paymentOutcomes: GroupCommit<Step, OrderRow | undefined>;
-	writeOrders(orders: NewOrder[]): Promise<OrderRow[]>;
-	lockOrders(orderIds: string[], tx: Transaction): Promise<Map<string, OrderRow>>;
-	view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
-	findOwned(orderId: string, userId?: string): Promise<OrderRow>;
-	applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]): Promise<Map<string, OrderRow>>;
-	takeSteps(steps: Step[], opts?: { tx?: Transaction; ctx?: Context }): Promise<Map<string, OrderRow>>;
-	takeStep(orderId: string, decide: Step["decide"], ctx?: Context): Promise<OrderRow>;
-	requestRefund(orderId: string, reason: string): Promise<void>;
-	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED"): Promise<void>;
-	startPayment(order: OrderRow, ctx?: Context): Promise<AuthorizeResult | undefined>;
-	askAgain(order: OrderRow): Promise<Fact | undefined>;
-	redrive(orderId: string): Promise<void>;
-	watchdog(): Promise<void>;
-};
+type OrderThis = EventsService &
+	OrderSagaMethods & {
+		/** New orders, written in groups (writeOrders). */
+		intake: GroupCommit<NewOrder, OrderRow>;
+		writeOrders(orders: NewOrder[]): Promise<OrderRow[]>;
+		view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
+		findOwned(orderId: string, userId?: string): Promise<OrderRow>;
+	};
+
 
 const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason: string | null }>) => ({
 	id: o.id,
@@ -184,27 +98,11 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
 	updatedAt: new Date(o.updated_at).toISOString(),
 });
 
-/**
- * The order's reactions to the saga's events, a batch at a time: each event as a fact, decided on
- * its order by lib/domain/saga, all written together (applySteps) in the batch's transaction.
- */
-const reactions = typedHandler<OrderConsumes>({
-	async batch(events, { tx, contexts }) {
-		const self = this as OrderThis;
-		const steps = events.flatMap((event, i) => {
-			const fact = factOf(event);
-			return fact ? [{ orderId: event.data.orderId, decide: (state: OrderState) => decide(state, fact), cause: event, ctx: contexts[i] }] : [];
-		});
-		if (steps.length > 0) await self.takeSteps(steps, { tx });
-	},
-});
 
 /**
- * Orders and their saga (SPEC section 5). Creation validates synchronously, holds promo and
- * vouchers, and writes the order with `order.created` in one transaction; every later step is a
- * reaction to an event, and every transition is checked against the state machine, recorded in
- * the history and announced. A watchdog re-drives steps past their deadline through idempotent
- * actions (reserve, authorize, commit), and compensates after MAX_REDRIVES tries.
+ * Orders (SPEC section 5): the actions and the intake. Creation validates synchronously, holds
+ * promo and vouchers, and writes the order with `order.created` in a group commit; every later step
+ * is a reaction to an event or a watchdog's re-drive, in order.saga.ts, which this service mixes in.
  */
 const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, OrderThis> = {
 	name: "order",
@@ -260,11 +158,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				},
 			],
 		}),
-		EventsMixin({
-			handlers: {
-				...Object.fromEntries(Object.keys(EVENT_FACTS).map(name => [name, reactions])),
-			},
-		}),
+		OrderSagaMixin,
 	],
 
 	actions: {
@@ -523,10 +417,6 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 	},
 
 	methods: {
-		stepTimeoutMs() {
-			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
-		},
-
 		/**
 		 * A group of new orders in one transaction (the intake's group commit): one statement each for
 		 * the orders, their history and their `order.created` events.
@@ -556,12 +446,6 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				});
 		},
 
-		/** The orders' rows, locked in id order (so concurrent lockers never deadlock). */
-		async lockOrders(orderIds: string[], tx: Transaction) {
-			const rows = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY id FOR UPDATE`, { orderIds: [...new Set(orderIds)] }, tx);
-			return new Map(rows.map(r => [r.id, r]));
-		},
-
 		async view(order: OrderRow) {
 			const history = await this.sql<{ status: string; at: Date; reason: string | null }>(
 				`SELECT status, at, reason FROM ${this.table("order_status_history")} WHERE order_id = :id ORDER BY id`,
@@ -577,245 +461,10 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			return order;
 		},
 
-		/**
-		 * Where every change of an order is written: each step's decision (lib/domain/saga) taken in
-		 * turn on the order as the steps before left it, checked against the state machine (409
-		 * ILLEGAL_TRANSITION otherwise), then, for all the orders at once, one UPDATE with their final
-		 * state, one INSERT of their status history, their events in the outbox, and after the commit
-		 * the follow-ups (payments to start, refunds to ask for). `orders` holds their locked rows.
-		 */
-		async applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]) {
-			const changed = new Map<string, { row: OrderRow; deadline: Deadline | "keep" }>();
-			const history: Array<{ orderId: string; status: OrderStatus; reason: string | null }> = [];
-			const after: Array<() => void> = [];
-			for (const { orderId, decide, cause, ctx } of steps) {
-				const order = orders.get(orderId);
-				if (!order) {
-					this.logger.warn(`${cause?.eventName ?? "A step"} names unknown order ${orderId}; ignored.`);
-					continue;
-				}
-				const decision = decide(stateOf(order));
-				if (!decision) continue;
-				if (!allowed(order.status, decision)) {
-					throw new ConflictError("ILLEGAL_TRANSITION", `An order cannot go from ${order.status} to ${decision.to}`, { from: order.status, to: decision.to });
-				}
-				const to = decision.to ?? order.status;
-				const row: OrderRow = { ...order, ...(decision.set as Partial<OrderRow>), status: to, redrives: decision.to ? 0 : order.redrives };
-				orders.set(orderId, row);
-				changed.set(orderId, { row, deadline: deadlineOf(decision, to, row.payment_status) ?? changed.get(orderId)?.deadline ?? "keep" });
-				if (decision.to) {
-					history.push({ orderId, status: to, reason: decision.reason ?? null });
-					const eventName = STATUS_EVENT[to];
-					if (eventName) this.publishEvent(tx, eventName, statusEventData(row, decision), { key: orderId, correlationId: orderId, causedBy: cause });
-					const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
-					after.push(() => {
-						observeMetric(this.broker, "sagaStep", { status: to }, stepSeconds);
-						if (FINAL_STEPS.has(to)) countMetric(this.broker, "orders", { status: to });
-						// For live tracking (SSE): not a domain event, a hint to whoever follows the order.
-						void this.broker.broadcast("order.status-changed", { orderId, userId: row.user_id, status: to });
-					});
-				}
-				const followUp = decision.followUp;
-				if (followUp?.kind === "startPayment") after.push(() => void this.startPayment(row, ctx ?? contextOf(tx)));
-				if (followUp?.kind === "refund") after.push(() => void this.requestRefund(orderId, followUp.reason));
-			}
-			if (changed.size > 0) {
-				const rows = [...changed.values()].map(({ row, deadline }) => ({
-					id: row.id,
-					status: row.status,
-					payment_status: row.payment_status,
-					payment_id: row.payment_id,
-					card_token: row.card_token,
-					payment_failure_reason: row.payment_failure_reason,
-					failure_code: row.failure_code,
-					failure_reason: row.failure_reason,
-					failure_details: row.failure_details ?? null,
-					courier: row.courier,
-					tracking_number: row.tracking_number,
-					redrives: row.redrives,
-					deadline: typeof deadline === "string" ? deadline : null,
-					deadline_after: typeof deadline === "string" ? null : deadline.after,
-				}));
-				const updated = await this.sql<OrderRow>(
-					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_id = v.payment_id, card_token = v.card_token,
-					   payment_failure_reason = v.payment_failure_reason, failure_code = v.failure_code, failure_reason = v.failure_reason, failure_details = v.failure_details,
-					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = now(),
-					   step_deadline = CASE WHEN v.deadline_after IS NOT NULL THEN v.deadline_after + make_interval(secs => :s)
-					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
-					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
-					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, deadline text, deadline_after timestamptz)
-					 WHERE o.id = v.id RETURNING o.*`,
-					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000 },
-					tx,
-				);
-				for (const row of updated) orders.set(row.id, row);
-			}
-			if (history.length > 0) {
-				await this.sql(
-					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[])`,
-					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason) },
-					tx,
-				);
-			}
-			tx.afterCommit(() => {
-				for (const fn of after) fn();
-			});
-			return orders;
-		},
-
-		/** Steps on orders, in one transaction of their own (or `tx`): their rows locked once, then applySteps. */
-		async takeSteps(steps: Step[], opts: { tx?: Transaction; ctx?: Context } = {}) {
-			const run = async (tx: Transaction) => this.applySteps(tx, await this.lockOrders(steps.map(s => s.orderId), tx), steps);
-			return opts.tx ? run(opts.tx) : this.transaction(run, opts.ctx);
-		},
-
-		/** One order's step, in a transaction of its own: the order as it is after it (404 if it does not exist). */
-		async takeStep(orderId: string, decide: Step["decide"], ctx?: Context) {
-			const order = (await this.takeSteps([{ orderId, decide }], { ctx })).get(orderId);
-			if (!order) throw new NotFoundError("Order", { orderId });
-			return order;
-		},
-
-		/**
-		 * Asks the payment to refund the order (idempotent). Its answer is the payment's own word: a
-		 * refund that already ended settles the order here, so a REFUND_PENDING order never depends
-		 * on its payment.refunded event alone (one dead-lettered would leave it pending for ever).
-		 */
-		async requestRefund(orderId: string, reason: string) {
-			try {
-				const { status } = await this.broker.call<{ status: string }, Record<string, unknown>>("payment.refund", { orderId, reason });
-				if (status === "REFUNDED" || status === "REFUND_FAILED") {
-					await this.recordRefundEnd(orderId, status);
-				}
-			} catch (err) {
-				this.logger.warn(`Refund request for order ${orderId} failed (${(err as Error).message}); the watchdog will ask again.`);
-			}
-		},
-
-		/** How the order's refund ended, if it still waits for it (the payment service answered the request). */
-		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED") {
-			await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
-		},
-
-		/**
-		 * Authorizes the order's chosen payment (idempotent); its outcome joins the others that arrive
-		 * meanwhile and is applied with them (applyPayments). The watchdog retries on error.
-		 */
-		async startPayment(order: OrderRow, ctx?: Context) {
-			if (order.status !== "PAYMENT_PENDING" || !order.payment_method) return undefined;
-			try {
-				const result = await (ctx ?? this.broker).call<AuthorizeResult, Record<string, unknown>>("payment.authorize", {
-					orderId: order.id,
-					userId: order.user_id,
-					amount: Number(order.total),
-					currency: order.currency,
-					method: order.payment_method,
-					cardToken: order.card_token ?? undefined,
-				});
-				await this.paymentOutcomes.submit({ orderId: order.id, decide: paymentDecision(result) });
-				return result;
-			} catch (err) {
-				this.logger.warn(`Payment of order ${order.id} did not complete (${(err as Error).message}); the watchdog will retry.`);
-				return undefined;
-			}
-		},
-
-		/** One overdue order: its step taken again through idempotent actions, or compensated after MAX_REDRIVES. */
-		async redrive(orderId: string) {
-			const [order] = await this.sql<OrderRow>(
-				`UPDATE ${this.table("orders")} SET redrives = redrives + 1, step_deadline = now() + make_interval(secs => :s)
-				 WHERE id = :orderId AND step_deadline <= now() RETURNING *`,
-				{ orderId, s: this.stepTimeoutMs() / 1000 },
-			);
-			if (!order) return; // another node took it
-			this.logger.warn(`Watchdog: order ${orderId} overdue in ${order.status}/${order.payment_status} (try ${order.redrives}).`);
-			if (order.payment_status === "REFUND_PENDING") {
-				await this.requestRefund(orderId, "WATCHDOG");
-				return;
-			}
-			if (order.redrives > MAX_REDRIVES) {
-				await this.takeStep(orderId, giveUp);
-				return;
-			}
-			const fact = await this.askAgain(order);
-			if (fact) await this.takeStep(orderId, state => decide(state, fact));
-		},
-
-		/** What the service the order waits on says now, as a fact (its actions are idempotent). */
-		async askAgain(order: OrderRow): Promise<Fact | undefined> {
-			switch (order.status) {
-				case "CREATED": {
-					const items = order.items.map(l => ({ productId: l.productId, quantity: l.quantity }));
-					const result = await this.broker.call<ReserveResult, Record<string, unknown>>("inventory.reserve", { orderId: order.id, items });
-					if (result.ok) return { kind: "reserved", expiresAt: result.expiresAt };
-					return result.reason === "OUT_OF_STOCK" ? { kind: "outOfStock", lines: result.lines } : { kind: "reservationReleased" };
-				}
-				case "PAYMENT_PENDING": {
-					if (order.payment_method) {
-						await this.startPayment(order);
-						return undefined;
-					}
-					const reservation = await this.broker.call<{ status: string }, Record<string, unknown>>("inventory.reservation", { orderId: order.id }).catch(() => undefined);
-					return reservation && reservation.status !== "RESERVED" ? { kind: "reservationGone" } : undefined;
-				}
-				case "PAYMENT_SUCCESS": {
-					const result = await this.broker.call<CommitResult, Record<string, unknown>>("inventory.commit", { orderId: order.id });
-					return result.ok ? { kind: "committed" } : { kind: "reservationGone" };
-				}
-				default:
-					return undefined;
-			}
-		},
-
-		/** True while a saga consumer group has a Kafka backlog that moves (the bus has no queue to read). */
-		async sagaQueueMoving() {
-			const runtime = runtimeOf(this.broker);
-			if (!runtime.kafka()) return false;
-			let moving = false;
-			for (const [group, events] of Object.entries(SAGA_CONSUMERS)) {
-				const lag = await runtime.consumerLag(group, events).catch(err => this.logger.warn(`Watchdog cannot read the lag of ${group}: ${(err as Error).message}`));
-				if (!lag) continue;
-				const verdict = queueVerdict(this.queueProgress[group], lag, Date.now(), this.stepTimeoutMs());
-				this.queueProgress[group] = verdict.progress;
-				if (verdict.moving) this.logger.info(`Watchdog: ${group} works off a backlog of ${lag.lag} events; its overdue steps wait their turn.`);
-				moving ||= verdict.moving;
-			}
-			return moving;
-		},
-
-		async watchdog() {
-			const dueSql = (skipQueued: boolean) =>
-				this.sql<{ id: string; status: OrderStatus }>(
-					`SELECT id, status FROM ${this.table("orders")} WHERE step_deadline <= now() ${skipQueued ? "AND status <> ALL(ARRAY[:queued]::text[])" : ""} ORDER BY step_deadline LIMIT 50`,
-					{ queued: [...QUEUED_STEPS] },
-				);
-			let due = await dueSql(false);
-			// Past its deadline only because its event waits behind a backlog that is being worked
-			// off: the consumer will reach it, and a re-drive would only add load to a busy saga.
-			if (due.some(o => QUEUED_STEPS.has(o.status)) && (await this.sagaQueueMoving())) due = await dueSql(true);
-			for (const { id } of due) {
-				await this.redrive(id).catch(err => this.logger.warn(`Watchdog could not re-drive order ${id}: ${(err as Error).message}`));
-			}
-		},
 	},
 
 	created() {
-		this.queueProgress = {};
-		// Payment outcomes that arrive while others are being applied are applied together next.
-		const { eventBatchMax } = runtimeOf(this.broker).config;
-		this.paymentOutcomes = new GroupCommit(async steps => {
-			const orders = await this.takeSteps(steps);
-			return steps.map(s => orders.get(s.orderId));
-		}, eventBatchMax);
-		this.intake = new GroupCommit(orders => this.writeOrders(orders), eventBatchMax);
-	},
-
-	async started() {
-		this.watchdogRun = runEvery(Math.max(200, Math.min(5000, Math.floor(this.stepTimeoutMs() / 4))), () => this.watchdog(), this.logger, "Watchdog");
-	},
-
-	async stopped() {
-		await this.watchdogRun?.stop();
+		this.intake = new GroupCommit(orders => this.writeOrders(orders), runtimeOf(this.broker).config.eventBatchMax);
 	},
 };
 
