@@ -66,7 +66,8 @@ export async function applyBisecting<T>(items: T[], apply: (items: T[]) => Promi
  * by one call of `write` (one transaction); each caller gets its own item's result. `write` answers
  * per item, a value or an Error (a business refusal that concerns that item only); when it throws,
  * the group is split until the failing item stands alone and gets that error, so one bad item
- * never fails the others. No wait when idle: an item alone is written at once.
+ * never fails the others. No wait when idle: an item alone is written at once. The same queue
+ * coalesces reads (inventory's availability: the requests waiting are answered by one SELECT).
  */
 export class GroupCommit<T, R> {
 	private readonly queue: BatchQueue<{ item: T; result?: R | Error }>;

@@ -14,6 +14,7 @@ import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
 import { beforeCommit } from "../lib/transactions";
+import { GroupCommit } from "../lib/batch";
 
 interface ProductRow {
 	id: string;
@@ -72,6 +73,8 @@ const itemsRule = {
 type InventoryThis = EventsService &
 	RedlockMethods & {
 		sweep?: Periodic;
+		/** Availability reads: those that arrive while one runs are read together (one SELECT). */
+		availabilityReads: GroupCommit<string[], CatalogueEntry[]>;
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
@@ -205,9 +208,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		availability: {
 			cache: { keys: ["productIds"], ttl: 5 },
 			params: { productIds: { type: "array", items: { type: "uuid" }, min: 1, max: 100 } },
-			async handler(ctx: Context<{ productIds: string[] }>): Promise<CatalogueEntry[]> {
-				const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[])`, { ids: ctx.params.productIds });
-				return rows.map(r => ({ id: r.id, sku: r.sku, name: r.name, price: Number(r.price), currency: r.currency, active: r.active, available: r.on_hand - r.reserved }));
+			handler(ctx: Context<{ productIds: string[] }>): Promise<CatalogueEntry[]> {
+				return this.availabilityReads.submit(ctx.params.productIds);
 			},
 		},
 
@@ -646,6 +648,14 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			});
 			return added;
 		},
+	},
+
+	created() {
+		this.availabilityReads = new GroupCommit(async groups => {
+			const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[])`, { ids: [...new Set(groups.flat())] });
+			const entries = new Map(rows.map(r => [r.id, { id: r.id, sku: r.sku, name: r.name, price: Number(r.price), currency: r.currency, active: r.active, available: r.on_hand - r.reserved }]));
+			return groups.map(ids => ids.flatMap(id => entries.get(id) ?? []));
+		}, runtimeOf(this.broker).config.eventBatchMax);
 	},
 
 	async started() {

@@ -57,6 +57,9 @@ interface Settlement {
 	trace?: TraceRef;
 }
 
+/** A payment to open for an order (its columns). */
+type NewPayment = Pick<PaymentRow, "id" | "order_id" | "user_id" | "method" | "currency" | "card_token"> & { amount: number };
+
 type RefundTry = { ok: true; refundId?: string } | { ok: false; reason: string; nothingTaken?: boolean };
 type Reconciled = { kind: "nothing" } | { kind: "refunded"; chargeId?: string } | { kind: "unknown"; error: string };
 
@@ -69,6 +72,9 @@ type PaymentThis = EventsService & {
 	/** Settlements, written in groups (settleMany). */
 	settlements: GroupCommit<Settlement, PaymentRow>;
 	settleMany(group: Settlement[]): Promise<PaymentRow[]>;
+	/** Payments opened, in groups (openMany). */
+	openings: GroupCommit<NewPayment, PaymentRow>;
+	openMany(group: NewPayment[]): Promise<PaymentRow[]>;
 	reconcilePayments(): Promise<void>;
 	reconcileOnce(p: PaymentRow): Promise<Reconciled>;
 	abandonStalePayments(): Promise<void>;
@@ -159,11 +165,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const p = ctx.params;
 				if (p.method === "CARD" && !p.cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
 				// The order's one payment: this one, or the one an earlier try made (its row either way).
-				const [payment] = await this.sql<PaymentRow>(
-					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, card_token) VALUES (:id, :orderId, :userId, :method, :amount, :currency, 'PENDING', :cardToken)
-					 ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING *`,
-					{ ...p, id: randomUUID(), cardToken: p.cardToken ?? null },
-				);
+				const payment = await this.openings.submit({ id: randomUUID(), order_id: p.orderId, user_id: p.userId, method: p.method, amount: p.amount, currency: p.currency, card_token: p.cardToken ?? null });
 				if (payment.status !== "PENDING") return resultOf(payment);
 				const amount = Number(payment.amount);
 				if (amount === 0) return resultOf(await this.settle(payment, { ok: true }, ctx)); // vouchers paid it all
@@ -262,6 +264,22 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		async paymentFor(orderId: string, tx?: Transaction) {
 			const [p] = await this.sql<PaymentRow>(`SELECT * FROM ${this.table("payments")} WHERE order_id = :orderId`, { orderId }, tx);
 			return p;
+		},
+
+		/**
+		 * The orders' payments opened in one statement: each a new PENDING payment, or the one an
+		 * earlier try made (one row per order, so two tries for one order in a group get the same row).
+		 */
+		async openMany(group: NewPayment[]) {
+			const rows = await this.sql<PaymentRow>(
+				`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, card_token)
+				 SELECT id, order_id, user_id, method, amount, currency, 'PENDING', card_token
+				 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS p(id uuid, order_id uuid, user_id text, method text, amount bigint, currency char(3), card_token text)
+				 ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING *`,
+				{ rows: JSON.stringify([...new Map(group.map(p => [p.order_id, p])).values()]) },
+			);
+			const byOrder = new Map(rows.map(r => [r.order_id, r]));
+			return group.map(p => byOrder.get(p.order_id)!);
 		},
 
 		/** PENDING → AUTHORIZED or FAILED with its event, once, written with the others settled meanwhile (settleMany). */
@@ -432,7 +450,9 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 	},
 
 	created() {
-		this.settlements = new GroupCommit(group => this.settleMany(group), runtimeOf(this.broker).config.eventBatchMax);
+		const { eventBatchMax } = runtimeOf(this.broker).config;
+		this.openings = new GroupCommit(group => this.openMany(group), eventBatchMax);
+		this.settlements = new GroupCommit(group => this.settleMany(group), eventBatchMax);
 	},
 
 	async started() {

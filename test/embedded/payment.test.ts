@@ -42,6 +42,21 @@ describe("wallet payments", () => {
 		await eventually("payment.authorized", async () => (await eventsOf(orderId)).includes("payment.authorized"));
 	});
 
+	it("opens one payment per order when many are asked at once (in groups), the same order twice included", async () => {
+		await fund("w-many", 10 * 300);
+		const orderIds = Array.from({ length: 10 }, () => randomUUID());
+		const asked = [...orderIds, orderIds[0], orderIds[1]].map(orderId => authorize({ orderId, userId: "w-many", amount: 300, method: "WALLET" }));
+		const results = await Promise.all(asked);
+		expect(results.every(r => r.ok && r.status === "AUTHORIZED")).toBe(true);
+		expect(results[10].paymentId).toBe(results[0].paymentId);
+		expect(results[11].paymentId).toBe(results[1].paymentId);
+		expect(new Set(results.map(r => r.paymentId)).size).toBe(10);
+		expect(await balance("w-many")).toBe(0);
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const [{ n }] = await sequelize.query<{ n: string }>(`SELECT count(*) AS n FROM payment.payments WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])`, { replacements: { orderIds }, type: QueryTypes.SELECT });
+		expect(Number(n)).toBe(10);
+	});
+
 	it("fails one cent short with INSUFFICIENT_FUNDS and leaves the balance alone", async () => {
 		await fund("w2", 2499);
 		const orderId = randomUUID();
