@@ -58,6 +58,7 @@ const toProduct = (r: ProductRow) => ({
 	available: r.on_hand - r.reserved,
 	active: r.active,
 });
+const toCatalogueEntry = (r: ProductRow): CatalogueEntry => ({ id: r.id, sku: r.sku, name: r.name, price: Number(r.price), currency: r.currency, active: r.active, available: r.on_hand - r.reserved });
 const toLevel = (r: ProductRow) => ({ productId: r.id, sku: r.sku, name: r.name, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved });
 
 /** The highest price a product may have, in cents (10,000,000.00). */
@@ -75,6 +76,7 @@ type InventoryThis = EventsService &
 		sweep?: Periodic;
 		/** Availability reads: those that arrive while one runs are read together (one SELECT). */
 		availabilityReads: GroupCommit<string[], CatalogueEntry[]>;
+		readAvailability(groups: string[][]): Promise<CatalogueEntry[][]>;
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
@@ -406,6 +408,13 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	},
 
 	methods: {
+		/** The availability of several requests' products, read with one SELECT; each request gets its own. */
+		async readAvailability(groups: string[][]) {
+			const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[])`, { ids: [...new Set(groups.flat())] });
+			const entries = new Map(rows.map(r => [r.id, toCatalogueEntry(r)]));
+			return groups.map(ids => ids.flatMap(id => entries.get(id) ?? []));
+		},
+
 		ttlMs() {
 			return runtimeOf(this.broker).config.reservationTtlMs;
 		},
@@ -651,11 +660,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	},
 
 	created() {
-		this.availabilityReads = new GroupCommit(async groups => {
-			const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[])`, { ids: [...new Set(groups.flat())] });
-			const entries = new Map(rows.map(r => [r.id, { id: r.id, sku: r.sku, name: r.name, price: Number(r.price), currency: r.currency, active: r.active, available: r.on_hand - r.reserved }]));
-			return groups.map(ids => ids.flatMap(id => entries.get(id) ?? []));
-		}, runtimeOf(this.broker).config.eventBatchMax);
+		this.availabilityReads = new GroupCommit(groups => this.readAvailability(groups), runtimeOf(this.broker).config.eventBatchMax);
 	},
 
 	async started() {
