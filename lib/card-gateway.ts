@@ -6,6 +6,36 @@ export type FailureCode = "PAYMENT_DECLINED" | "INSUFFICIENT_FUNDS" | "PROVIDER_
 export type ChargeOutcome = { ok: true; chargeId: string } | { ok: false; code: FailureCode; reason: string; ambiguous?: boolean };
 export type RefundOutcome = { ok: true; refundId: string } | { ok: false; reason: string };
 
+/** A hosted payment session as the shop reads it (Stripe Checkout's, in this API's camelCase). */
+export interface GatewaySession {
+	id: string;
+	url: string;
+	status: "open" | "complete" | "expired";
+	paymentStatus: "unpaid" | "paid";
+	amount: number;
+	currency: string;
+	expiresAt: string;
+	chargeId: string | null;
+	orderId: string | null;
+}
+export type SessionOutcome = { ok: true; session: GatewaySession } | { ok: false; reason: string; unavailable: boolean };
+
+/** The gateway's session object (snake_case, unix seconds) as a GatewaySession; undefined if it is not one. */
+export function sessionFromWire(o: any): GatewaySession | undefined {
+	if (!o || typeof o !== "object" || typeof o.id !== "string" || !["open", "complete", "expired"].includes(o.status) || !Number.isSafeInteger(o.expires_at)) return undefined;
+	return {
+		id: o.id,
+		url: String(o.url ?? ""),
+		status: o.status,
+		paymentStatus: o.payment_status === "paid" ? "paid" : "unpaid",
+		amount: Number(o.amount_total),
+		currency: String(o.currency ?? "").toUpperCase(),
+		expiresAt: new Date(o.expires_at * 1000).toISOString(),
+		chargeId: typeof o.charge === "string" ? o.charge : null,
+		orderId: typeof o.client_reference_id === "string" ? o.client_reference_id : null,
+	};
+}
+
 export interface CardGatewayOptions {
 	timeoutMs: number;
 	/** Further tries after the first, for network errors, timeouts and 5xx only. */
@@ -46,7 +76,34 @@ export class CardGateway {
 		return { ok: false, reason: answer.kind === "unavailable" ? answer.reason : (answer.body?.error?.code ?? `HTTP ${answer.status}`) };
 	}
 
-	private async post(path: string, body: unknown, idempotencyKey: string): Promise<Answer> {
+	/** Opens a hosted session for an order; `successUrl` may hold `{SESSION_ID}`. */
+	async createSession(req: { orderId: string; amount: number; currency: string; successUrl: string; cancelUrl: string; expiresAt: Date; idempotencyKey: string }): Promise<SessionOutcome> {
+		const body = { amount: req.amount, currency: req.currency, success_url: req.successUrl, cancel_url: req.cancelUrl, expires_at: Math.floor(req.expiresAt.getTime() / 1000), client_reference_id: req.orderId };
+		return this.sessionAnswer(await this.post("/checkout/sessions", body, req.idempotencyKey));
+	}
+
+	/** A session's state as the gateway knows it. */
+	async getSession(sessionId: string): Promise<SessionOutcome> {
+		return this.sessionAnswer(await this.request("GET", `/checkout/sessions/${encodeURIComponent(sessionId)}`));
+	}
+
+	/** Ends an open session (a completed one stays completed: the answer says which). */
+	async expireSession(sessionId: string): Promise<SessionOutcome> {
+		return this.sessionAnswer(await this.post(`/checkout/sessions/${encodeURIComponent(sessionId)}/expire`, {}, `expire-${sessionId}`));
+	}
+
+	private sessionAnswer(answer: Answer): SessionOutcome {
+		if (answer.kind === "unavailable") return { ok: false, reason: answer.reason, unavailable: true };
+		const session = answer.kind === "ok" ? sessionFromWire(answer.body) : undefined;
+		if (!session) return { ok: false, reason: answer.body?.error?.message ?? `unexpected answer (HTTP ${answer.kind === "refused" ? answer.status : 200})`, unavailable: false };
+		return { ok: true, session };
+	}
+
+	private post(path: string, body: unknown, idempotencyKey: string): Promise<Answer> {
+		return this.request("POST", path, body, idempotencyKey);
+	}
+
+	private async request(method: "GET" | "POST", path: string, body?: unknown, idempotencyKey?: string): Promise<Answer> {
 		let reason = "";
 		let sent = false;
 		for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
@@ -55,9 +112,9 @@ export class CardGateway {
 			sent = true;
 			try {
 				const res = await fetch(`${this.baseUrl}${path}`, {
-					method: "POST",
-					headers: { "Content-Type": "application/json", "Idempotency-Key": idempotencyKey },
-					body: JSON.stringify(body),
+					method,
+					headers: idempotencyKey ? { "Content-Type": "application/json", "Idempotency-Key": idempotencyKey } : {},
+					body: body === undefined ? undefined : JSON.stringify(body),
 					signal: AbortSignal.timeout(this.opts.timeoutMs),
 				});
 				const answer = await res.json().catch(() => ({}));

@@ -21,6 +21,8 @@ export const TRACING_EXPORTERS = ["none", "console", "zipkin", "jaeger", "event"
 
 /** Outside production a known secret keeps `npm start` one command; production refuses it. */
 export const DEV_JWT_SECRET = "dev-only-insecure-secret-change-me";
+/** The same for the payment gateway's webhook signatures (the mock signs with it by default). */
+export const DEV_WEBHOOK_SECRET = "whsec_dev_only_insecure_change_me";
 
 export interface Config {
 	production: boolean;
@@ -43,6 +45,14 @@ export interface Config {
 	paymentBreakerThreshold: number;
 	paymentBreakerOpenMs: number;
 	refundRetryBaseMs: number;
+	/** Verifies the gateway's webhooks; unset in production: hosted payment sessions are off. */
+	paymentWebhookSecret?: string;
+	/** The origins a hosted session may send the customer back to (never an open redirect). */
+	paymentRedirectOrigins: string[];
+	/** A hosted session's life, never past the order's stock reservation. */
+	paymentSessionTtlMs: number;
+	/** Where the in-process mock gateway sends its webhooks (default: this node's own gateway). */
+	mockGatewayWebhookUrl?: string;
 	port: number;
 	rateLimit: number;
 	rateLimitWindowMs: number;
@@ -153,14 +163,15 @@ function kafkaBrokers(env: Env): string[] | undefined {
 	return brokers;
 }
 
-function corsOrigins(env: Env): string[] | undefined {
-	const raw = read(env, "CORS_ORIGINS");
+/** A comma list of origins (`https://shop.example.com`), and `*` where `star` allows it. */
+function origins(env: Env, name: string, star: boolean): string[] | undefined {
+	const raw = read(env, name);
 	if (raw === undefined) return undefined;
-	const origins = raw.split(",").map(s => s.trim()).filter(Boolean);
-	for (const o of origins) {
-		if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError("CORS_ORIGINS", `expects * or origins like https://shop.example.com, got "${o}"`);
+	const list = raw.split(",").map(s => s.trim()).filter(Boolean);
+	for (const o of list) {
+		if (!(star && o === "*") && !/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError(name, `expects ${star ? "* or " : ""}origins like https://shop.example.com, got "${o}"`);
 	}
-	return origins;
+	return list;
 }
 
 /** Parses the environment; throws ConfigError naming the first bad variable. */
@@ -182,6 +193,11 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError("NAMESPACE", `may hold letters, digits, "-" and "_" only, got "${namespace}"`);
 	}
 	const tracingExporter = oneOf(env, "TRACING_EXPORTER", TRACING_EXPORTERS, "none");
+	const webhookSecret = read(env, "PAYMENT_WEBHOOK_SECRET");
+	if (webhookSecret !== undefined && webhookSecret.length < 16) {
+		throw new ConfigError("PAYMENT_WEBHOOK_SECRET", "must be at least 16 characters");
+	}
+	const port = integer(env, "PORT", 3000, 0, 65535);
 
 	const config: Config = {
 		production,
@@ -204,10 +220,15 @@ export function loadConfig(env: Env = process.env): Config {
 		paymentBreakerThreshold: integer(env, "PAYMENT_BREAKER_THRESHOLD", 5, 1, 1000),
 		paymentBreakerOpenMs: integer(env, "PAYMENT_BREAKER_OPEN_MS", 10000, 100, 600000),
 		refundRetryBaseMs: integer(env, "REFUND_RETRY_BASE_MS", 1000, 10, 600000),
-		port: integer(env, "PORT", 3000, 0, 65535),
+		paymentWebhookSecret: webhookSecret ?? (production ? undefined : DEV_WEBHOOK_SECRET),
+		// Outside production the shop's own pages (this gateway) are where customers come back to.
+		paymentRedirectOrigins: origins(env, "PAYMENT_REDIRECT_ORIGINS", false) ?? (production ? [] : [`http://localhost:${port}`, `http://127.0.0.1:${port}`]),
+		paymentSessionTtlMs: integer(env, "PAYMENT_SESSION_TTL_MS", 30 * 60 * 1000, 1000, 24 * 3600 * 1000),
+		mockGatewayWebhookUrl: url(env, "MOCK_GATEWAY_WEBHOOK_URL", ["http:", "https:"]),
+		port,
 		rateLimit: integer(env, "RATE_LIMIT", 600, 1, 1_000_000),
 		rateLimitWindowMs: integer(env, "RATE_LIMIT_WINDOW_MS", 60000, 100, 3600000),
-		corsOrigins: corsOrigins(env),
+		corsOrigins: origins(env, "CORS_ORIGINS", true),
 		bodyLimitBytes: integer(env, "BODY_LIMIT_BYTES", 65536, 1024, 10 * 1024 * 1024),
 		httpHeadersTimeoutMs: integer(env, "HTTP_HEADERS_TIMEOUT_MS", 5000, 100, 120000),
 		httpRequestTimeoutMs: integer(env, "HTTP_REQUEST_TIMEOUT_MS", 10000, 100, 600000),

@@ -16,6 +16,7 @@ const DEFINITIONS = {
 		description: "Time an order spent before reaching each status",
 	},
 	payments: { type: "counter", name: "checkout_payments_total", labelNames: ["method", "outcome"], description: "Payment outcomes: AUTHORIZED or the failure code" },
+	paymentSessions: { type: "counter", name: "checkout_payment_sessions_total", labelNames: ["outcome"], description: "Hosted payment sessions: CREATED, then COMPLETED or EXPIRED" },
 	reservations: { type: "counter", name: "checkout_stock_reservations_total", labelNames: ["outcome"], description: "Reservations: RESERVED or OUT_OF_STOCK" },
 	lockTimeouts: { type: "counter", name: "checkout_lock_timeouts_total", labelNames: ["service"], description: "Locks not had in time (LOCK_TIMEOUT): contention on the same keys" },
 	outboxBacklog: { type: "gauge", name: "checkout_outbox_backlog", labelNames: ["service"], description: "Events written but not yet published, per service" },

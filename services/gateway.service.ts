@@ -13,6 +13,8 @@ import { API_ROUTES, ROUTES_BY_KEY, routeKey, type ApiRoute } from "../lib/api/r
 import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../lib/api/rate-limit";
 import { DOCS_INIT_SCRIPT, buildOpenApi, renderDocsPage } from "../lib/api/openapi";
 import { badText, clientErrorAnswer, rawResponse, redactUrl } from "../lib/api/input";
+import { readWebhook } from "../lib/api/webhook";
+import { SIGNATURE_HEADER } from "../lib/webhook-signature";
 
 type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown>; $secretQuery?: URLSearchParams; originalUrl?: string };
 type Res = ServerResponse;
@@ -30,6 +32,7 @@ type GatewayThis = Service<ApiSettingsSchema> & {
 	streams: Map<string, Set<StreamSubscriber>>;
 	listeningPort(): number;
 	sendJson(req: Req, res: Res, status: number, body: unknown, headers?: Record<string, string>): void;
+	sendError(req: Req, res: Res, err: unknown): void;
 	logRequestLine(req: Req, status: number): void;
 	pushUpdates(orderId: string, sub: StreamSubscriber): Promise<void>;
 	closeStreams(): void;
@@ -138,6 +141,44 @@ async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: u
 	}
 }
 
+/** The raw body, up to `limit` bytes (a webhook's signature covers its exact bytes). */
+function rawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+	return new Promise((resolve, reject) => {
+		const chunks: Buffer[] = [];
+		let size = 0;
+		req.on("data", (chunk: Buffer) => {
+			size += chunk.length;
+			if (size > limit) {
+				reject(new ApiError(413, "PAYLOAD_TOO_LARGE", "The body is too large"));
+				req.destroy();
+			} else chunks.push(chunk);
+		});
+		req.on("end", () => resolve(Buffer.concat(chunks)));
+		req.on("error", reject);
+	});
+}
+
+/**
+ * POST /api/webhooks/payment-gateway: the gateway's signed events (no JWT; the signature over the
+ * raw body with PAYMENT_WEBHOOK_SECRET authenticates it). Answered 200 once recorded with its
+ * effect; any other answer makes the gateway send it again.
+ */
+async function paymentWebhook(this: GatewayThis, req: Req, res: Res) {
+	for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+	try {
+		const { config } = runtimeOf(this.broker);
+		const raw = await rawBody(req, config.bodyLimitBytes);
+		if (!config.paymentWebhookSecret) throw new ApiError(501, "HOSTED_PAYMENTS_DISABLED", "Hosted payments are off: set PAYMENT_WEBHOOK_SECRET");
+		const header = req.headers[SIGNATURE_HEADER.toLowerCase()];
+		const read = readWebhook(typeof header === "string" ? header : undefined, raw, config.paymentWebhookSecret);
+		if (!read.ok) return this.sendJson(req, res, read.status, read.body);
+		const answer = await req.$ctx.call("payment.webhook", read.event);
+		this.sendJson(req, res, 200, answer);
+	} catch (err) {
+		this.sendError(req, res, err);
+	}
+}
+
 /**
  * The HTTP edge (moleculer-web): every route of SPEC section 4 and nothing else. A declarative table
  * (lib/api/routes.ts) gives each route its action, who may call it and which request fields reach
@@ -215,6 +256,17 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 				},
 			},
 			{
+				// Before /api: its body is read raw, for the signature.
+				path: "/api/webhooks",
+				mappingPolicy: "restrict",
+				bodyParsers: false,
+				aliases: {
+					"POST payment-gateway"(this: GatewayThis, req: Req, res: Res) {
+						return paymentWebhook.call(this, req, res);
+					},
+				},
+			},
+			{
 				path: "/api",
 				mappingPolicy: "restrict",
 				mergeParams: false,
@@ -272,8 +324,9 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 						delete data.replayed;
 					}
 					ctx.meta.$statusCode = status;
-					// A created resource's address: its own GET route if it has one, else its collection.
-					if (status === 201 && req.$spec) {
+					// A created resource's address: its own GET route if it has one, else its collection (a
+					// resource under another, such as an order's payment session, carries its own `url`).
+					if (status === 201 && req.$spec && !req.$spec.path.includes(":")) {
 						const item = typeof data?.id === "string" && ROUTES_BY_KEY.has(routeKey("GET", `${req.$spec.path}/:id`));
 						ctx.meta.$location = `/api${req.$spec.path}${item ? `/${data.id}` : ""}`;
 					}
@@ -283,13 +336,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 			},
 		] as unknown) as ApiSettingsSchema["routes"],
 		onError: function (this: GatewayThis, req: Req, res: Res, err: Error) {
-			const { status, body, internal } = toHttpError(err);
-			if (internal) this.logger.error(`Request ${req.$ctx?.requestID} failed:`, err);
-			if (res.headersSent) {
-				res.end();
-				return;
-			}
-			this.sendJson(req, res, status, body);
+			this.sendError(req, res, err);
 		} as unknown as ApiSettingsSchema["onError"],
 	},
 
@@ -359,6 +406,17 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 			res.writeHead(status, { ...SECURITY_HEADERS, "Content-Type": "application/json; charset=utf-8", "X-Request-ID": req.$ctx?.requestID ?? "", ...headers });
 			res.end(JSON.stringify(body));
 			this.logRequestLine(req, status);
+		},
+
+		/** Any error as the contract's error answer (a fault of ours logged with the request id, never shown). */
+		sendError(this: GatewayThis, req: Req, res: Res, err: unknown) {
+			const { status, body, internal } = toHttpError(err);
+			if (internal) this.logger.error(`Request ${req.$ctx?.requestID} failed:`, err);
+			if (res.headersSent) {
+				res.end();
+				return;
+			}
+			this.sendJson(req, res, status, body);
 		},
 
 		logRequestLine(this: GatewayThis, req: Req, status: number) {

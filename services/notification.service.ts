@@ -71,6 +71,12 @@ const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
 	"order.created": d => ({ type: "ORDER", title: "Order placed", message: `We received your order ${short(d.orderId)} of ${formatMoney(d.total, d.currency)}.` }),
 	"payment.authorized": d => ({ type: "PAYMENT", title: "Payment received", message: `Your payment of ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)} went through.` }),
 	"payment.failed": d => ({ type: "PAYMENT", title: "Payment failed", message: `The payment for order ${short(d.orderId)} failed: ${d.reason} (${d.code}).` }),
+	"payment.session_created": d => ({
+		type: "PAYMENT",
+		title: "Payment page ready",
+		message: `Pay ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)} on the payment page before ${new Date(d.expiresAt).toISOString().slice(11, 16)} UTC.`,
+	}),
+	"payment.session_expired": d => ({ type: "PAYMENT", title: "Payment page expired", message: `The payment page for order ${short(d.orderId)} expired unpaid; you can open a new one while the order waits for payment.` }),
 	"order.confirmed": d => ({ type: "ORDER", title: "Order confirmed", message: `Your order ${short(d.orderId)} is confirmed and will be prepared for shipping.` }),
 	"order.dispatched": d => ({ type: "DISPATCH", title: "Order dispatched", message: `Your order ${short(d.orderId)} is on its way with ${d.courier}, tracking number ${d.trackingNumber}.` }),
 	"order.completed": d => ({ type: "ORDER", title: "Order delivered", message: `Your order ${short(d.orderId)} was delivered.` }),

@@ -9,11 +9,27 @@ import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
 import { countMetric, observeMetric } from "../lib/metrics";
 import type { OrderStatus } from "../lib/domain/order-status";
 import type { EventPayloads } from "../lib/events/catalogue";
-import { EVENT_FACTS, STATUS_EVENT, factOf, allowed, deadlineOf, decide, giveUp, type Deadline, type Decision, type Fact, type OrderConsumes, type OrderState, type OrderStatusEvent, type PaymentStatus } from "../lib/domain/saga";
+import {
+	EVENT_FACTS,
+	STATUS_EVENT,
+	factOf,
+	allowed,
+	deadlineOf,
+	decide,
+	giveUp,
+	type Deadline,
+	type Decision,
+	type Fact,
+	type OrderConsumes,
+	type OrderPaymentMethod,
+	type OrderState,
+	type OrderStatusEvent,
+	type PaymentStatus,
+} from "../lib/domain/saga";
 import { GroupCommit } from "../lib/batch";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { PricedLine } from "../lib/domain/cart";
-import type { AuthorizeResult, PaymentMethod } from "./payment.service";
+import type { AuthorizeResult } from "./payment.service";
 import type { CommitResult, ReserveResult } from "./inventory.service";
 
 /**
@@ -39,9 +55,10 @@ export interface OrderRow {
 	voucher_codes: string[];
 	shipping_address: Record<string, string>;
 	customer: { name?: string; email?: string } | null;
-	payment_method: PaymentMethod | null;
+	payment_method: OrderPaymentMethod | null;
 	card_token: string | null;
 	payment_id: string | null;
+	payment_session_id: string | null;
 	payment_failure_reason: string | null;
 	failure_code: string | null;
 	failure_reason: string | null;
@@ -65,7 +82,14 @@ export interface Step {
 	ctx?: Context;
 }
 
-const stateOf = (o: OrderRow): OrderState => ({ status: o.status, paymentStatus: o.payment_status, paysAtOnce: o.payment_method !== null });
+export const stateOf = (o: OrderRow): OrderState => ({
+	status: o.status,
+	paymentStatus: o.payment_status,
+	paysAtOnce: o.payment_method !== null,
+	paymentMethod: o.payment_method,
+	sessionId: o.payment_session_id,
+	total: Number(o.total),
+});
 
 /** The data of the event a transition announces (SPEC section 7). */
 function statusEventData(o: OrderRow, decision: Decision): EventPayloads[OrderStatusEvent] {
@@ -105,6 +129,7 @@ export type OrderSagaMethods = {
 	takeSteps(steps: Step[], opts?: { tx?: Transaction; ctx?: Context }): Promise<Map<string, OrderRow>>;
 	takeStep(orderId: string, decide: Step["decide"], ctx?: Context): Promise<OrderRow>;
 	requestRefund(orderId: string, reason: string): Promise<void>;
+	voidSession(orderId: string): Promise<void>;
 	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED"): Promise<void>;
 	startPayment(order: OrderRow, ctx?: Context): Promise<AuthorizeResult | undefined>;
 	askAgain(order: OrderRow): Promise<Fact | undefined>;
@@ -184,12 +209,15 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 				const followUp = decision.followUp;
 				if (followUp?.kind === "startPayment") after.push(() => void this.startPayment(row, ctx ?? contextOf(tx)));
 				if (followUp?.kind === "refund") after.push(() => void this.requestRefund(orderId, followUp.reason));
+				if (followUp?.kind === "voidSession") after.push(() => void this.voidSession(orderId));
 			}
 			if (changed.size > 0) {
 				const rows = [...changed.values()].map(({ row, deadline }) => ({
 					id: row.id,
 					status: row.status,
 					payment_status: row.payment_status,
+					payment_method: row.payment_method,
+					payment_session_id: row.payment_session_id,
 					payment_id: row.payment_id,
 					card_token: row.card_token,
 					payment_failure_reason: row.payment_failure_reason,
@@ -203,12 +231,13 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					deadline_after: typeof deadline === "string" ? null : deadline.after,
 				}));
 				const updated = await this.sql<OrderRow>(
-					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_id = v.payment_id, card_token = v.card_token,
+					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_method = v.payment_method, payment_session_id = v.payment_session_id,
+					   payment_id = v.payment_id, card_token = v.card_token,
 					   payment_failure_reason = v.payment_failure_reason, failure_code = v.failure_code, failure_reason = v.failure_reason, failure_details = v.failure_details,
 					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = now(),
 					   step_deadline = CASE WHEN v.deadline_after IS NOT NULL THEN v.deadline_after + make_interval(secs => :s)
 					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
-					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
+					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_method text, payment_session_id text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
 					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, deadline text, deadline_after timestamptz)
 					 WHERE o.id = v.id RETURNING o.*`,
 					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000 },
@@ -258,6 +287,15 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 			}
 		},
 
+		/**
+		 * Ends the order's open hosted session at the gateway (the order ended first). A session paid
+		 * meanwhile comes back as `payment.authorized`, which refunds it on an ended order; a gateway
+		 * that cannot be reached lets the session expire on its own (never after the reservation).
+		 */
+		async voidSession(orderId: string) {
+			await this.broker.call("payment.voidSession", { orderId }).catch(err => this.logger.warn(`Could not void the payment session of order ${orderId} (${(err as Error).message}); it expires on its own.`));
+		},
+
 		/** How the order's refund ended, if it still waits for it (the payment service answered the request). */
 		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED") {
 			await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
@@ -268,7 +306,8 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		 * meanwhile and is applied with them (applyPayments). The watchdog retries on error.
 		 */
 		async startPayment(order: OrderRow, ctx?: Context) {
-			if (order.status !== "PAYMENT_PENDING" || !order.payment_method) return undefined;
+			// A hosted payment is the customer's to make on the gateway's page.
+			if (order.status !== "PAYMENT_PENDING" || !order.payment_method || order.payment_method === "HOSTED_CARD") return undefined;
 			try {
 				const result = await (ctx ?? this.broker).call<AuthorizeResult, Record<string, unknown>>("payment.authorize", {
 					orderId: order.id,
@@ -317,7 +356,11 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					return result.reason === "OUT_OF_STOCK" ? { kind: "outOfStock", lines: result.lines } : { kind: "reservationReleased" };
 				}
 				case "PAYMENT_PENDING": {
-					if (order.payment_method) {
+					if (order.payment_method === "HOSTED_CARD") {
+						// Its webhook and verification may both have been lost: the gateway knows.
+						const session = await this.broker.call<{ paymentId?: string }, Record<string, unknown>>("payment.sessionOfOrder", { orderId: order.id });
+						if (session.paymentId) return { kind: "paid", paymentId: session.paymentId };
+					} else if (order.payment_method) {
 						await this.startPayment(order);
 						return undefined;
 					}

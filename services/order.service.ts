@@ -9,13 +9,15 @@ import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
 import type { EventPayloads } from "../lib/events/catalogue";
-import { cancel } from "../lib/domain/saga";
+import { cancel, hostedPaymentRefusal, sessionOpened } from "../lib/domain/saga";
+import { redirectProblem } from "../lib/domain/redirect";
 import { GroupCommit } from "../lib/batch";
 import { traceOf, type TraceRef } from "../lib/events/envelope";
 import type { CartValidation } from "./validation.service";
 import { CART_ITEMS_RULE } from "../lib/domain/cart";
-import type { AuthorizeResult, PaymentMethod } from "./payment.service";
-import { OrderSagaMixin, paymentDecision, type OrderRow, type OrderSagaMethods } from "./order.saga";
+import type { AuthorizeResult, PaymentMethod, PaymentSession } from "./payment.service";
+import { OrderSagaMixin, paymentDecision, stateOf, type OrderRow, type OrderSagaMethods } from "./order.saga";
+import { Errors } from "moleculer";
 
 /** An order for the intake's next group commit. */
 interface NewOrder {
@@ -88,7 +90,7 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
 	voucherCodes: o.voucher_codes,
 	shippingAddress: o.shipping_address,
 	customer: o.customer ?? undefined,
-	payment: { method: o.payment_method ?? undefined, paymentId: o.payment_id ?? undefined, failureReason: o.payment_failure_reason ?? undefined },
+	payment: { method: o.payment_method ?? undefined, paymentId: o.payment_id ?? undefined, sessionId: o.payment_session_id ?? undefined, failureReason: o.payment_failure_reason ?? undefined },
 	failureReason: o.failure_reason ?? undefined,
 	failureCode: o.failure_code ?? undefined,
 	failureDetails: o.failure_details ?? undefined,
@@ -155,6 +157,11 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 							at timestamptz NOT NULL DEFAULT clock_timestamp()
 						);
 						CREATE INDEX order_history_by_order ON order_status_history (order_id, id);`,
+				},
+				{
+					// The hosted payment session an order waits on (payment_method HOSTED_CARD).
+					id: "order-002-payment-session",
+					sql: `ALTER TABLE orders ADD COLUMN payment_session_id text;`,
 				},
 			],
 		}),
@@ -302,6 +309,53 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				const order = await this.view(await this.takeStep(orderId, paymentDecision(result), ctx));
 				if (!result.ok) throw new BusinessRuleError(result.code, result.reason, { order });
 				return { success: true, order };
+			},
+		},
+
+		/**
+		 * A hosted payment session for an order waiting for payment: the customer pays on the
+		 * gateway's page and comes back to `successUrl` (`{SESSION_ID}` filled in) or `cancelUrl`,
+		 * both on an allowed origin. Asked again while a session is open, that session is answered.
+		 */
+		createPaymentSession: {
+			params: { orderId: { type: "uuid" }, userId: { type: "string", optional: true }, successUrl: { type: "string", min: 1, max: 2000 }, cancelUrl: { type: "string", min: 1, max: 2000 } },
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ orderId: string; userId?: string; successUrl: string; cancelUrl: string }>): Promise<PaymentSession> {
+				const { orderId, successUrl, cancelUrl } = ctx.params;
+				const { paymentRedirectOrigins, paymentWebhookSecret } = runtimeOf(this.broker).config;
+				const fields = (["successUrl", "cancelUrl"] as const).flatMap(field => {
+					const problem = redirectProblem(ctx.params[field], paymentRedirectOrigins);
+					return problem ? [{ field, message: `${field} ${problem}`, type: "redirectNotAllowed" }] : [];
+				});
+				if (fields.length > 0) throw new Errors.ValidationError("The request is not valid", "VALIDATION_ERROR", fields);
+				if (!paymentWebhookSecret) throw new Errors.MoleculerClientError("Hosted payments are off: set PAYMENT_WEBHOOK_SECRET", 501, "HOSTED_PAYMENTS_DISABLED");
+				const order = await this.findOwned(orderId, ctx.params.userId);
+				const notPayable = (message: string) => new ConflictError("ORDER_NOT_PAYABLE", message, { status: order.status });
+				const refusal = hostedPaymentRefusal(stateOf(order));
+				if (refusal) throw notPayable(refusal);
+				const reservation = await ctx.call<{ status: string; expiresAt: string }, Record<string, unknown>>("inventory.reservation", { orderId });
+				if (reservation.status !== "RESERVED") throw notPayable("The order's stock reservation has ended");
+				const session = await ctx.call<PaymentSession, Record<string, unknown>>("payment.openSession", {
+					orderId,
+					userId: order.user_id,
+					amount: Number(order.total),
+					currency: order.currency,
+					successUrl,
+					cancelUrl,
+					notAfter: reservation.expiresAt,
+				});
+				try {
+					await this.takeStep(orderId, state => {
+						const moved = hostedPaymentRefusal(state);
+						if (moved) throw notPayable(moved);
+						return sessionOpened(session.id);
+					}, ctx);
+				} catch (err) {
+					// The order moved on while the session was made: nobody may pay that session now.
+					await ctx.call("payment.voidSession", { orderId }).catch(() => undefined);
+					throw err;
+				}
+				return session;
 			},
 		},
 

@@ -5,7 +5,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
-import { CardGateway, type FailureCode } from "../lib/card-gateway";
+import { CardGateway, sessionFromWire, type FailureCode, type GatewaySession, type SessionOutcome } from "../lib/card-gateway";
 import { CircuitBreaker } from "../lib/circuit-breaker";
 import { startMockGateway, type MockGateway } from "../lib/mock-gateway";
 import { claimSql, runSweep } from "../lib/sweep";
@@ -14,6 +14,7 @@ import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
 import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { GroupCommit } from "../lib/batch";
+import { consumeOnce } from "../lib/events/inbox";
 import { Errors } from "moleculer";
 
 export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
@@ -60,6 +61,53 @@ interface Settlement {
 /** A payment to open for an order (its columns). */
 type NewPayment = Pick<PaymentRow, "id" | "order_id" | "user_id" | "method" | "currency" | "card_token"> & { amount: number };
 
+/** A hosted payment session (Stripe Checkout's), as this service records it. */
+interface SessionRow {
+	id: string;
+	order_id: string;
+	user_id: string;
+	url: string;
+	amount: string;
+	currency: string;
+	status: GatewaySession["status"];
+	payment_status: GatewaySession["paymentStatus"];
+	charge_id: string | null;
+	success_url: string;
+	cancel_url: string;
+	expires_at: Date;
+	created_at: Date;
+}
+
+const toSession = (s: SessionRow) => ({
+	id: s.id,
+	orderId: s.order_id,
+	url: s.url,
+	status: s.status,
+	paymentStatus: s.payment_status,
+	amount: Number(s.amount),
+	currency: s.currency,
+	successUrl: s.success_url,
+	cancelUrl: s.cancel_url,
+	expiresAt: new Date(s.expires_at).toISOString(),
+	createdAt: new Date(s.created_at).toISOString(),
+});
+export type PaymentSession = ReturnType<typeof toSession>;
+
+/** The webhook types that carry a session's outcome; any other is acknowledged and ignored. */
+const SESSION_WEBHOOKS = new Set(["checkout.session.completed", "checkout.session.expired"]);
+/** The gateway's event id as an inbox id (the inbox keys by uuid): a replayed webhook finds its record. */
+const inboxId = (gatewayEventId: string) => {
+	const h = createHash("sha256").update(`payment-gateway:${gatewayEventId}`).digest("hex");
+	return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+};
+const gatewayDown = (reason: string) => new Errors.MoleculerRetryableError(`The payment gateway is unavailable (${reason}); try again`, 503, "PROVIDER_UNAVAILABLE");
+/** The gateway's answer, or 503 when it cannot be reached (a refusal of a well-formed request is its fault: 502). */
+function sessionOrThrow(outcome: SessionOutcome): GatewaySession {
+	if (outcome.ok) return outcome.session;
+	if (outcome.unavailable) throw gatewayDown(outcome.reason);
+	throw new Errors.MoleculerError(`The payment gateway refused the session: ${outcome.reason}`, 502, "PROVIDER_ERROR");
+}
+
 type RefundTry = { ok: true; refundId?: string } | { ok: false; reason: string; nothingTaken?: boolean };
 type Reconciled = { kind: "nothing" } | { kind: "refunded"; chargeId?: string } | { kind: "unknown"; error: string };
 
@@ -81,6 +129,9 @@ type PaymentThis = EventsService & {
 	attemptRefunds(paymentId?: string): Promise<void>;
 	refundOnce(p: PaymentRow): Promise<RefundTry>;
 	cardsWait(): string;
+	sessionRow(where: string, params: Record<string, unknown>, tx?: Transaction): Promise<SessionRow | undefined>;
+	applySession(session: GatewaySession, tx?: Transaction, ctx?: Context): Promise<SessionRow | undefined>;
+	refreshSession(row: SessionRow): Promise<SessionRow>;
 };
 
 /**
@@ -140,6 +191,29 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					// A payment whose node died mid-attempt is PENDING with nobody to finish it.
 					id: "payment-003-pending-by-age",
 					sql: `CREATE INDEX payments_pending_since ON payments (created_at) WHERE status = 'PENDING';`,
+				},
+				{
+					// Hosted payment sessions: at most one open per order; the payment row comes when one completes.
+					id: "payment-004-hosted-sessions",
+					sql: `
+						CREATE TABLE payment_sessions (
+							id text PRIMARY KEY,
+							order_id uuid NOT NULL,
+							user_id text NOT NULL,
+							url text NOT NULL,
+							amount bigint NOT NULL CHECK (amount > 0),
+							currency char(3) NOT NULL,
+							status text NOT NULL CHECK (status IN ('open', 'complete', 'expired')),
+							payment_status text NOT NULL CHECK (payment_status IN ('unpaid', 'paid')),
+							charge_id text,
+							success_url text NOT NULL,
+							cancel_url text NOT NULL,
+							expires_at timestamptz NOT NULL,
+							created_at timestamptz NOT NULL DEFAULT now(),
+							updated_at timestamptz NOT NULL DEFAULT now()
+						);
+						CREATE INDEX payment_sessions_by_order ON payment_sessions (order_id, created_at DESC);
+						CREATE UNIQUE INDEX payment_sessions_one_open ON payment_sessions (order_id) WHERE status = 'open';`,
 				},
 			],
 		}),
@@ -216,6 +290,113 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 					failureReason: p.failure_reason ?? undefined,
 					refundAttempts: p.refund_attempts,
 				};
+			},
+		},
+
+		/**
+		 * A hosted payment session for an order (POST /orders/:id/payment-session, through the order
+		 * service): the open one if there is one, else a new one at the gateway that ends no later
+		 * than `notAfter` (the stock reservation). 409 if the order is paid already.
+		 */
+		openSession: {
+			params: {
+				orderId: { type: "uuid" },
+				userId: { type: "string", min: 1 },
+				amount: { type: "number", integer: true, positive: true },
+				currency: { type: "string", length: 3 },
+				successUrl: { type: "string", min: 1, max: 2000 },
+				cancelUrl: { type: "string", min: 1, max: 2000 },
+				notAfter: { type: "string", min: 1 },
+			},
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ orderId: string; userId: string; amount: number; currency: string; successUrl: string; cancelUrl: string; notAfter: string }>) {
+				const p = ctx.params;
+				const paid = () => new ConflictError("ORDER_NOT_PAYABLE", "The order is paid already");
+				if (await this.paymentFor(p.orderId)) throw paid();
+				const open = await this.sessionRow("order_id = :orderId AND status = 'open'", { orderId: p.orderId });
+				if (open) {
+					const now = await this.refreshSession(open);
+					if (now.status === "open") return toSession(now);
+					if (now.status === "complete") throw paid();
+				}
+				const { paymentSessionTtlMs } = runtimeOf(this.broker).config;
+				const expiresAt = new Date(Math.min(Date.now() + paymentSessionTtlMs, new Date(p.notAfter).getTime()));
+				if (!(expiresAt.getTime() > Date.now() + 1000)) throw new ConflictError("ORDER_NOT_PAYABLE", "The order's stock reservation is ending; it can no longer be paid");
+				// The n-th session of the order has the n-th key: two requests at once make one session.
+				const [{ n }] = await this.sql<{ n: string }>(`SELECT count(*) AS n FROM ${this.table("payment_sessions")} WHERE order_id = :orderId`, { orderId: p.orderId });
+				const session = sessionOrThrow(
+					await this.gateway.createSession({ orderId: p.orderId, amount: p.amount, currency: p.currency, successUrl: p.successUrl, cancelUrl: p.cancelUrl, expiresAt, idempotencyKey: `order-${p.orderId}-session-${Number(n) + 1}` }),
+				);
+				const row = await this.transaction(async tx => {
+					const [created] = await this.sql<SessionRow>(
+						`INSERT INTO ${this.table("payment_sessions")} (id, order_id, user_id, url, amount, currency, status, payment_status, success_url, cancel_url, expires_at)
+						 VALUES (:id, :orderId, :userId, :url, :amount, :currency, 'open', 'unpaid', :successUrl, :cancelUrl, :expiresAt) ON CONFLICT DO NOTHING RETURNING *`,
+						{ ...p, id: session.id, url: session.url, expiresAt: session.expiresAt },
+						tx,
+					);
+					if (!created) return (await this.sessionRow("id = :id", { id: session.id }, tx)) ?? (await this.sessionRow("order_id = :orderId AND status = 'open'", p, tx));
+					this.publishEvent(tx, "payment.session_created", { orderId: p.orderId, userId: p.userId, sessionId: session.id, amount: p.amount, currency: p.currency, expiresAt: session.expiresAt }, { key: p.orderId, correlationId: p.orderId });
+					tx.afterCommit(() => countMetric(this.broker, "paymentSessions", { outcome: "CREATED" }));
+					return created;
+				}, ctx);
+				if (!row) throw gatewayDown("the session could not be recorded");
+				return toSession(row);
+			},
+		},
+
+		/**
+		 * What the shop's success page calls: the session's state asked of the gateway and applied
+		 * (a completed one pays the order, once, whoever comes first: this or the webhook).
+		 */
+		verifySession: {
+			params: { sessionId: { type: "string", min: 1, max: 200 }, userId: { type: "string", optional: true } },
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ sessionId: string; userId?: string }>) {
+				const row = await this.sessionRow("id = :sessionId", ctx.params);
+				if (!row || (ctx.params.userId !== undefined && row.user_id !== ctx.params.userId)) throw new NotFoundError("Payment session", { sessionId: ctx.params.sessionId });
+				const session = sessionOrThrow(await this.gateway.getSession(row.id));
+				return toSession((await this.applySession(session, undefined, ctx)) ?? row);
+			},
+		},
+
+		/**
+		 * A webhook whose signature the gateway service checked: recorded in the inbox with its effect
+		 * in one transaction, so a replayed or duplicated one has no second effect.
+		 */
+		webhook: {
+			params: { id: { type: "string", min: 1, max: 200 }, type: { type: "string", min: 1, max: 200 }, object: { type: "any", optional: true } },
+			async handler(ctx: Context<{ id: string; type: string; object?: unknown }>) {
+				const { id, type, object } = ctx.params;
+				const session = SESSION_WEBHOOKS.has(type) ? sessionFromWire(object) : undefined;
+				if (!session) return { received: true, ignored: true };
+				const outcome = await consumeOnce(this.sequelize, this.name, { eventId: inboxId(id), eventName: type }, async tx => {
+					if (!(await this.applySession(session, tx, ctx))) this.logger.warn(`Webhook ${id} (${type}) names session ${session.id}, unknown here; acknowledged.`);
+				});
+				return { received: true, duplicate: outcome === "duplicate" };
+			},
+		},
+
+		/** The watchdog's question: the order's latest session, asked of the gateway if open; `paymentId` once paid. */
+		sessionOfOrder: {
+			params: { orderId: { type: "uuid" } },
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ orderId: string }>) {
+				let row = await this.sessionRow("order_id = :orderId ORDER BY created_at DESC LIMIT 1", ctx.params);
+				if (row?.status === "open") row = await this.refreshSession(row);
+				const payment = await this.paymentFor(ctx.params.orderId);
+				return { status: row?.status ?? "none", paymentId: payment?.status === "AUTHORIZED" ? payment.id : undefined };
+			},
+		},
+
+		/** Ends the order's open session (the order was cancelled); one already paid is applied instead, and then refunded by the saga. */
+		voidSession: {
+			params: { orderId: { type: "uuid" } },
+			...GATEWAY_CALL,
+			async handler(ctx: Context<{ orderId: string }>) {
+				const row = await this.sessionRow("order_id = :orderId AND status = 'open'", ctx.params);
+				if (!row) return { status: "none" };
+				const session = sessionOrThrow(await this.gateway.expireSession(row.id));
+				return { status: ((await this.applySession(session, undefined, ctx)) ?? row).status };
 			},
 		},
 
@@ -366,6 +547,65 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			});
 		},
 
+		async sessionRow(where: string, params: Record<string, unknown>, tx?: Transaction) {
+			const [row] = await this.sql<SessionRow>(`SELECT * FROM ${this.table("payment_sessions")} WHERE ${where}`, params, tx);
+			return row;
+		},
+
+		/** An open session past its expiry, asked of the gateway (which may have been paid at the last moment). */
+		async refreshSession(row: SessionRow) {
+			if (row.status !== "open") return row;
+			const asked = await this.gateway.getSession(row.id);
+			if (!asked.ok) {
+				if (new Date(row.expires_at).getTime() > Date.now()) return row;
+				throw gatewayDown(asked.reason);
+			}
+			return (await this.applySession(asked.session, undefined)) ?? row;
+		},
+
+		/**
+		 * Where a session's outcome is applied, from the verification, the webhook or the watchdog
+		 * alike: only a session still open here moves (the first report wins, the others find it
+		 * moved). Completed and paid: the order's payment, AUTHORIZED, with `payment.authorized`, as
+		 * a card payment; expired: `payment.session_expired` (the order may open another). A second
+		 * payment for one order (the gateway charged twice) is given back at once.
+		 */
+		async applySession(session: GatewaySession, tx?: Transaction, ctx?: Context) {
+			const run = async (tx: Transaction) => {
+				const row = await this.sessionRow("id = :id FOR UPDATE", { id: session.id }, tx);
+				if (!row || row.status !== "open" || session.status === "open" || (session.status === "complete" && session.paymentStatus !== "paid")) return row;
+				const opts = { key: row.order_id, correlationId: row.order_id };
+				const [moved] = await this.sql<SessionRow>(
+					`UPDATE ${this.table("payment_sessions")} SET status = :status, payment_status = :paymentStatus, charge_id = :chargeId, updated_at = now() WHERE id = :id RETURNING *`,
+					{ id: row.id, status: session.status, paymentStatus: session.paymentStatus, chargeId: session.chargeId },
+					tx,
+				);
+				tx.afterCommit(() => countMetric(this.broker, "paymentSessions", { outcome: session.status === "complete" ? "COMPLETED" : "EXPIRED" }));
+				if (session.status === "expired") {
+					this.publishEvent(tx, "payment.session_expired", { orderId: row.order_id, userId: row.user_id, sessionId: row.id }, opts);
+					return moved;
+				}
+				const [payment] = await this.sql<PaymentRow>(
+					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, charge_id)
+					 VALUES (:id, :orderId, :userId, 'CARD', :amount, :currency, 'AUTHORIZED', :chargeId) ON CONFLICT (order_id) DO NOTHING RETURNING *`,
+					{ id: randomUUID(), orderId: row.order_id, userId: row.user_id, amount: row.amount, currency: row.currency, chargeId: session.chargeId },
+					tx,
+				);
+				if (payment) {
+					this.publishEvent(tx, "payment.authorized", { orderId: row.order_id, userId: row.user_id, paymentId: payment.id, method: "CARD", amount: Number(row.amount), currency: row.currency }, opts);
+					tx.afterCommit(() => countMetric(this.broker, "payments", { method: "CARD", outcome: "AUTHORIZED" }));
+				} else {
+					tx.afterCommit(async () => {
+						const back = await this.gateway.refund({ chargeId: session.chargeId!, amount: Number(row.amount), idempotencyKey: `session-${row.id}-refund` });
+						if (back.ok) this.logger.warn(`Session ${row.id} paid order ${row.order_id} a second time: its charge was refunded.`);
+						else this.logger.error(`Session ${row.id} paid order ${row.order_id} a second time and its refund failed (${back.reason}): refund charge ${session.chargeId} by hand.`);
+					});
+				}
+				return moved;
+			};
+			return tx ? run(tx) : this.transaction(run, ctx);
+		},
+
 		/** Card work waits while the gateway's circuit is open rather than spend its tries on it. */
 		cardsWait() {
 			return this.gateway.breaker.state === "open" ? "AND method = 'WALLET'" : "";
@@ -459,7 +699,11 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		const { config } = runtimeOf(this.broker);
 		let url = config.paymentGatewayUrl;
 		if (!url) {
-			this.mock = await startMockGateway();
+			this.mock = await startMockGateway({
+				// This node's own gateway, wherever it listens (PORT=0 picks a port when it starts).
+				webhookUrl: () => config.mockGatewayWebhookUrl ?? `http://127.0.0.1:${(this.broker.getLocalService("gateway") as any)?.listeningPort?.() ?? config.port}/api/webhooks/payment-gateway`,
+				webhookSecret: config.paymentWebhookSecret ?? "",
+			});
 			url = this.mock.url;
 			this.logger.info(`No PAYMENT_GATEWAY_URL: the mock card gateway runs in-process at ${url}.`);
 		}

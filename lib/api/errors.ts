@@ -86,6 +86,7 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody; in
 	if (status >= 400 && status < 500) {
 		return { status, body: body(e.type || "BAD_REQUEST", e.message || "Bad request", e.data ?? undefined), internal: false };
 	}
-	if (status === 503) return { status, body: body(e.type || "SERVICE_UNAVAILABLE", e.message || "Service unavailable"), internal: false };
+	// 501: a feature this deployment has switched off (named in the message), not a fault.
+	if (status === 503 || status === 501) return { status, body: body(e.type || "SERVICE_UNAVAILABLE", e.message || "Service unavailable"), internal: false };
 	return { status: 500, body: body("INTERNAL_ERROR", "Something went wrong on our side; the request ID identifies it in the logs"), internal: true };
 }

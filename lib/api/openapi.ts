@@ -119,7 +119,7 @@ function components(actions: Map<string, Record<string, unknown>>): Record<strin
 				voucherCodes: { type: "array", items: S.string },
 				shippingAddress,
 				customer,
-				payment: obj({ method: { type: "string", enum: ["WALLET", "CARD"] }, paymentId: S.uuid, failureReason: S.string }, []),
+				payment: obj({ method: { type: "string", enum: ["WALLET", "CARD", "HOSTED_CARD"] }, paymentId: S.uuid, sessionId: { ...S.string, description: "the hosted payment session the order waits on" }, failureReason: S.string }, []),
 				failureReason: S.string,
 				failureCode: S.string,
 				failureDetails: { description: "what failed, e.g. the lines out of stock" },
@@ -132,6 +132,29 @@ function components(actions: Map<string, Record<string, unknown>>): Record<strin
 		),
 		OrderPage: page("Order"),
 		PaymentResult: obj({ success: S.bool, order: ref("Order") }),
+		PaymentSession: obj({
+			id: { ...S.string, example: "cs_4f1c…" },
+			orderId: S.uuid,
+			url: { type: "string", format: "uri", description: "the gateway's payment page: send the customer there" },
+			status: { type: "string", enum: ["open", "complete", "expired"] },
+			paymentStatus: { type: "string", enum: ["unpaid", "paid"] },
+			amount: S.money,
+			currency: S.currency,
+			successUrl: { ...S.string, description: "where the gateway sends the customer after paying; {SESSION_ID} is filled in" },
+			cancelUrl: S.string,
+			expiresAt: { ...S.time, description: "never after the order's stock reservation" },
+			createdAt: S.time,
+		}),
+		WebhookEvent: obj(
+			{
+				id: { ...S.string, example: "evt_…" },
+				type: { type: "string", example: "checkout.session.completed", description: "checkout.session.completed or checkout.session.expired; any other type is acknowledged and ignored" },
+				created: S.int,
+				data: obj({ object: { type: "object", description: "the session, as the gateway sends it" } }, []),
+			},
+			["id", "type"],
+		),
+		WebhookAck: obj({ received: S.bool, duplicate: S.bool, ignored: S.bool }, ["received"]),
 		Timeline: { type: "array", items: obj({ eventId: S.uuid, eventName: S.string, occurredAt: S.time, producer: obj({ service: S.string, nodeID: S.string }), data: { type: "object" } }) },
 		EventStream: { type: "string", description: "text/event-stream: `order` (the order), then `status` per transition" },
 		Wallet: obj({ userId: S.string, balance: S.money, currency: S.currency }),
@@ -192,6 +215,7 @@ const ERROR_STATUSES: Record<string, string> = {
 	"422": "A business rule refused it",
 	"429": "Rate limited (Retry-After)",
 	"431": "Request headers too large",
+	"501": "Switched off in this deployment (the message names the setting)",
 	"500": "A fault on the server's side (never for bad input); the X-Request-ID finds it in the logs",
 	"503": "Not ready or a dependency is down",
 };
@@ -205,7 +229,7 @@ function operation(route: ApiRoute, actions: Map<string, Record<string, unknown>
 	const params = actions.get(route.action) ?? {};
 	const parameters: Schema[] = [];
 	for (const name of route.path.match(/:([A-Za-z]+)/g)?.map(p => p.slice(1)) ?? []) {
-		parameters.push({ name, in: "path", required: true, schema: name === "userId" ? S.string : S.uuid });
+		parameters.push({ name, in: "path", required: true, schema: name === "userId" || name === "sessionId" ? S.string : S.uuid });
 	}
 	for (const name of route.query ?? []) {
 		const rule = name === "access_token" ? { type: "string", optional: true } : (params[name] ?? { type: "string", optional: true });
@@ -221,6 +245,7 @@ function operation(route: ApiRoute, actions: Map<string, Record<string, unknown>
 		[success]: route.response === "EventStream" ? { description: "Server-Sent Events", content: { "text/event-stream": { schema: ref("EventStream") } } } : { description: "OK", content: { "application/json": { schema: ref(route.response ?? "Error") } } },
 	};
 	if (route.action === "order.create") responses["200"] = { description: "The same Idempotency-Key and body: the first order", content: { "application/json": { schema: ref("Order") } } };
+	if (route.action === "order.createPaymentSession") statuses.push("501");
 	for (const s of statuses.sort()) responses[s] = { description: ERROR_STATUSES[s], content: { "application/json": { schema: ref("Error") } } };
 	const body = route.body ? objectSchema(params, route.body) : undefined;
 	return {
@@ -260,6 +285,30 @@ const plain = (operationId: string, summary: string, schema: string, contentType
 	},
 });
 
+/** The payment gateway's webhook: authenticated by its signature over the raw body, not by a token. */
+function webhookOperation(): Schema {
+	const error = (description: string) => ({ description, content: { "application/json": { schema: ref("Error") } } });
+	return {
+		operationId: "payment_webhook_post",
+		summary: "The payment gateway's signed events (hosted sessions)",
+		description:
+			"Sent by the payment gateway, not by clients. The `Gateway-Signature` header is `t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">` with PAYMENT_WEBHOOK_SECRET (Stripe's scheme); a timestamp more than 5 minutes away is refused. Applied once per event id (a replay has no second effect); unknown types are acknowledged and ignored; anything but 200 makes the gateway retry.",
+		tags: ["Orders"],
+		security: [],
+		"x-access": "public",
+		parameters: [{ name: "Gateway-Signature", in: "header", required: true, schema: { ...S.string, example: "t=1767225600,v1=5257a869…" } }],
+		requestBody: { required: true, content: { "application/json": { schema: ref("WebhookEvent") } } },
+		responses: {
+			"200": { description: "Recorded (or a duplicate, or ignored)", content: { "application/json": { schema: ref("WebhookAck") } } },
+			"400": error("Missing or malformed signature header, or a body that is not an event"),
+			"401": error("Wrong signature, or its timestamp is outside the tolerance"),
+			"413": error(ERROR_STATUSES["413"]),
+			"501": error(ERROR_STATUSES["501"]),
+			"503": error(ERROR_STATUSES["503"]),
+		},
+	};
+}
+
 /** The OpenAPI 3 document of every route, with request schemas read from the live actions. */
 export function buildOpenApi(broker: ServiceBroker): Schema {
 	const list = (broker.registry as any).getActionList({ skipInternal: true }) as Array<{ name: string; action?: { params?: Record<string, unknown> } }>;
@@ -270,6 +319,7 @@ export function buildOpenApi(broker: ServiceBroker): Schema {
 		"/metrics": { get: plain("metrics", "Prometheus metrics", "", "text/plain") },
 		"/api/openapi.json": { get: { ...plain("openapi", "This document", ""), responses: { ...(plain("", "", "").responses as Schema), "200": { description: "OpenAPI 3", content: { "application/json": { schema: { type: "object" } } } } } } },
 		"/api/docs": { get: plain("docs", "This document as an interactive reference (Swagger UI)", "", "text/html") },
+		"/api/webhooks/payment-gateway": { post: webhookOperation() },
 	};
 	for (const route of API_ROUTES) {
 		const path = openApiPath(route);

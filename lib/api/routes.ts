@@ -52,6 +52,7 @@ const PRODUCT_BODY = ["sku", "name", "description", "category", "price", "curren
 const PRODUCT_PATCH = ["name", "description", "category", "price", "imageUrl", "active"];
 const ORDER_BODY = ["items", "promoCodes", "voucherCodes", "shippingAddress", "customer", "payment"];
 const PAYMENT_BODY = ["method", "cardToken"];
+const SESSION_BODY = ["successUrl", "cancelUrl"];
 const PROMOTION_BODY = ["code", "type", "value", "minSubtotal", "startsAt", "endsAt", "maxRedemptions"];
 
 /** Every route of SPEC section 4 under /api; nothing else is published. */
@@ -84,6 +85,19 @@ export const API_ROUTES: ApiRoute[] = [
 	{ method: "GET", path: "/orders", action: "order.list", access: "user", tag: "Orders", summary: "My orders (admin: all, ?userId=)", query: ["status", "userId", ...PAGE], response: "OrderPage", params: r => ({ ...pick(r.query, ["status", ...PAGE]), userId: owner(r.user) ?? r.query.userId }) },
 	{ method: "GET", path: "/orders/:id", action: "order.get", access: "user", tag: "Orders", summary: "One order", response: "Order", params: r => ({ orderId: r.params.id, userId: owner(r.user) }) },
 	{ method: "POST", path: "/orders/:id/process-payment", action: "order.processPayment", access: "user", tag: "Orders", summary: "Pay an order waiting in PAYMENT_PENDING", body: PAYMENT_BODY, response: "PaymentResult", params: r => ({ ...pick(r.body, PAYMENT_BODY), orderId: r.params.id, userId: owner(r.user) }) },
+	{
+		method: "POST",
+		path: "/orders/:id/payment-session",
+		action: "order.createPaymentSession",
+		access: "user",
+		tag: "Orders",
+		summary: "Pay on the gateway's hosted page: a payment session (the open one if any)",
+		status: 201,
+		body: SESSION_BODY,
+		response: "PaymentSession",
+		params: r => ({ ...pick(r.body, SESSION_BODY), orderId: r.params.id, userId: owner(r.user) }),
+	},
+	{ method: "POST", path: "/payment-sessions/:sessionId/verify", action: "payment.verifySession", access: "user", tag: "Orders", summary: "Apply a hosted session's outcome (the success page)", response: "PaymentSession", params: r => ({ sessionId: r.params.sessionId, userId: owner(r.user) }) },
 	{ method: "POST", path: "/orders/:id/cancel", action: "order.cancel", access: "user", tag: "Orders", summary: "Cancel before dispatch", body: ["reason"], response: "Order", params: r => ({ ...pick(r.body, ["reason"]), orderId: r.params.id, userId: owner(r.user) }) },
 	{ method: "POST", path: "/orders/:id/dispatch", action: "order.dispatch", access: "admin", tag: "Orders", summary: "Send an order", body: ["courier", "trackingNumber"], response: "Order", params: r => ({ ...pick(r.body, ["courier", "trackingNumber"]), orderId: r.params.id }) },
 	{ method: "POST", path: "/orders/:id/deliver", action: "order.deliver", access: "admin", tag: "Orders", summary: "Mark an order delivered", response: "Order", params: r => ({ orderId: r.params.id }) },

@@ -9,6 +9,8 @@ import type { EventPayloads } from "../events/catalogue";
  */
 
 export type PaymentStatus = "NOT_STARTED" | "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
+/** How the order is being paid: chosen at checkout or by process-payment, or on the gateway's hosted page. */
+export type OrderPaymentMethod = "WALLET" | "CARD" | "HOSTED_CARD";
 
 /** What a decision reads of an order. */
 export interface OrderState {
@@ -16,6 +18,10 @@ export interface OrderState {
 	paymentStatus: PaymentStatus;
 	/** A payment method chosen at checkout: the payment starts as soon as the stock is reserved. */
 	paysAtOnce: boolean;
+	paymentMethod: OrderPaymentMethod | null;
+	/** The hosted payment session the order waits on, if any. */
+	sessionId: string | null;
+	total: number;
 }
 
 /** Something another service reports about one order. */
@@ -28,11 +34,15 @@ export type Fact =
 	| { kind: "committed" }
 	| { kind: "paid"; paymentId: string }
 	| { kind: "paymentFailed"; paymentId?: string; code: string; reason: string }
-	| { kind: "refundEnded"; status: "REFUNDED" | "REFUND_FAILED" };
+	| { kind: "refundEnded"; status: "REFUNDED" | "REFUND_FAILED" }
+	/** A hosted payment session ended unpaid. */
+	| { kind: "sessionExpired"; sessionId: string };
 
 /** The columns a decision may write, besides the status. */
 export interface OrderChanges {
 	payment_status?: PaymentStatus;
+	payment_method?: OrderPaymentMethod | null;
+	payment_session_id?: string | null;
 	payment_id?: string;
 	card_token?: null;
 	payment_failure_reason?: string;
@@ -51,7 +61,7 @@ export interface OrderChanges {
 export type Deadline = "step" | "none" | { after: string };
 
 /** What to do once the decision is committed. */
-export type FollowUp = { kind: "startPayment" } | { kind: "refund"; reason: string };
+export type FollowUp = { kind: "startPayment" } | { kind: "refund"; reason: string } | { kind: "voidSession" };
 
 export interface Decision {
 	to?: OrderStatus;
@@ -75,6 +85,10 @@ export const STATUS_EVENT: Partial<Record<OrderStatus, OrderStatusEvent>> = {
 
 /** Paid but not kept: the money goes back (the follow-up asks the payment service for the refund). */
 const refund = (reason: string): Pick<Decision, "followUp"> & { set: OrderChanges } => ({ set: { payment_status: "REFUND_PENDING" }, followUp: { kind: "refund", reason } });
+
+/** An order that ends while a hosted session is open: the session is voided (if it was paid meanwhile, that payment is refunded). */
+const hostedOpen = (order: OrderState) => order.paymentMethod === "HOSTED_CARD" && order.paymentStatus === "PENDING";
+const voidingSession = (order: OrderState): Pick<Decision, "followUp"> => (hostedOpen(order) ? { followUp: { kind: "voidSession" } } : {});
 
 /** The saga step by step: each fact, what it does to the order, and beside it the compensation. */
 export function decide(order: OrderState, fact: Fact): Decision | undefined {
@@ -109,7 +123,7 @@ export function decide(order: OrderState, fact: Fact): Decision | undefined {
 			return order.status === "PAYMENT_SUCCESS" ? { to: "CONFIRMED" } : undefined;
 		// Compensation: the reservation expired first. Unpaid → cancelled; paid → failed and refunded.
 		case "reservationGone":
-			if (order.status === "PAYMENT_PENDING" && order.paymentStatus !== "AUTHORIZED") return { to: "CANCELLED", reason: "RESERVATION_EXPIRED" };
+			if (order.status === "PAYMENT_PENDING" && order.paymentStatus !== "AUTHORIZED") return { to: "CANCELLED", reason: "RESERVATION_EXPIRED", ...voidingSession(order) };
 			if (order.status === "PAYMENT_SUCCESS" || order.status === "PAYMENT_PENDING") {
 				const back = refund("RESERVATION_EXPIRED");
 				return { to: "FAILED", reason: "RESERVATION_EXPIRED", ...back, set: { ...back.set, failure_code: "RESERVATION_EXPIRED", failure_reason: "The reservation expired before the payment was taken" } };
@@ -119,13 +133,32 @@ export function decide(order: OrderState, fact: Fact): Decision | undefined {
 		// After a refund: how it ended.
 		case "refundEnded":
 			return { set: { payment_status: fact.status }, deadline: "none" };
+
+		// The hosted session the order waits on ended unpaid: the order waits on, and may open another.
+		case "sessionExpired":
+			if (order.status !== "PAYMENT_PENDING" || !hostedOpen(order) || order.sessionId !== fact.sessionId) return undefined;
+			return { set: { payment_status: "NOT_STARTED", payment_method: null, payment_session_id: null, payment_failure_reason: "The payment session expired" } };
 	}
 }
+
+/**
+ * Why an order cannot be paid on the hosted page now, or undefined: it must wait for payment with
+ * no other payment under way (its own hosted session may be open: that one is answered again).
+ */
+export function hostedPaymentRefusal(order: OrderState): string | undefined {
+	if (order.status !== "PAYMENT_PENDING") return `The order is ${order.status}; only a PAYMENT_PENDING order can be paid`;
+	if (order.total === 0) return "Nothing is left to pay by card: pay it with process-payment";
+	if (order.paymentStatus !== "NOT_STARTED" && !hostedOpen(order)) return "Another payment of the order is under way";
+	return undefined;
+}
+
+/** A hosted session opened for the order (that hostedPaymentRefusal allows): the order waits on that one. */
+export const sessionOpened = (sessionId: string): Decision => ({ set: { payment_method: "HOSTED_CARD", payment_status: "PENDING", payment_session_id: sessionId } });
 
 /** The watchdog's last resort for an order whose step keeps timing out: it fails, and is refunded if paid. */
 export function giveUp(order: OrderState): Decision | undefined {
 	if (!isPreDispatch(order.status)) return undefined;
-	const base: Decision = { to: "FAILED", reason: "SAGA_TIMEOUT", set: { failure_code: "SAGA_TIMEOUT", failure_reason: "A step of the checkout did not complete" } };
+	const base: Decision = { to: "FAILED", reason: "SAGA_TIMEOUT", set: { failure_code: "SAGA_TIMEOUT", failure_reason: "A step of the checkout did not complete" }, ...voidingSession(order) };
 	if (order.paymentStatus !== "AUTHORIZED") return base;
 	const back = refund("SAGA_TIMEOUT");
 	return { ...base, followUp: back.followUp, set: { ...base.set, ...back.set } };
@@ -133,7 +166,7 @@ export function giveUp(order: OrderState): Decision | undefined {
 
 /** A cancellation before dispatch (owner or admin): refunded if paid. */
 export function cancel(order: OrderState, reason: string): Decision {
-	return order.paymentStatus === "AUTHORIZED" ? { to: "CANCELLED", reason, ...refund("CANCELLED") } : { to: "CANCELLED", reason };
+	return order.paymentStatus === "AUTHORIZED" ? { to: "CANCELLED", reason, ...refund("CANCELLED") } : { to: "CANCELLED", reason, ...voidingSession(order) };
 }
 
 /** The deadline a decision leaves the order with (see Deadline). */
@@ -147,7 +180,16 @@ export function deadlineOf(decision: Decision, to: OrderStatus, paymentStatus: P
 export const allowed = (from: OrderStatus, decision: Decision): boolean => !decision.to || canTransition(from, decision.to);
 
 /** The events the order reacts to. */
-export type OrderConsumes = "stock.reserved" | "stock.failed" | "stock.released" | "stock.committed" | "payment.authorized" | "payment.failed" | "payment.refunded" | "payment.refund_failed";
+export type OrderConsumes =
+	| "stock.reserved"
+	| "stock.failed"
+	| "stock.released"
+	| "stock.committed"
+	| "payment.authorized"
+	| "payment.failed"
+	| "payment.session_expired"
+	| "payment.refunded"
+	| "payment.refund_failed";
 
 /** The events the order reacts to, as facts (the event → reaction table; `decide` holds the reactions). */
 export const EVENT_FACTS: { [N in OrderConsumes]: (data: EventPayloads[N]) => Fact | undefined } = {
@@ -158,6 +200,7 @@ export const EVENT_FACTS: { [N in OrderConsumes]: (data: EventPayloads[N]) => Fa
 	"stock.committed": () => ({ kind: "committed" }),
 	"payment.authorized": d => ({ kind: "paid", paymentId: d.paymentId }),
 	"payment.failed": d => ({ kind: "paymentFailed", code: d.code, reason: d.reason }),
+	"payment.session_expired": d => ({ kind: "sessionExpired", sessionId: d.sessionId }),
 	"payment.refunded": () => ({ kind: "refundEnded", status: "REFUNDED" }),
 	"payment.refund_failed": () => ({ kind: "refundEnded", status: "REFUND_FAILED" }),
 };

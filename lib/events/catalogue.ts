@@ -45,6 +45,8 @@ export interface EventPayloads {
 	"stock.updated": { productId: string; onHand: number; reserved: number; available: number };
 	"payment.authorized": { orderId: string; userId: string; paymentId: string; method: PaymentMethod; amount: number; currency: string };
 	"payment.failed": { orderId: string; userId: string; code: string; reason: string };
+	"payment.session_created": { orderId: string; userId: string; sessionId: string; amount: number; currency: string; expiresAt: string };
+	"payment.session_expired": { orderId: string; userId: string; sessionId: string };
 	"payment.refunded": RefundData;
 	"payment.refund_failed": RefundData;
 	"voucher.issued": { voucherId: string; code: string; userId: string; orderId: string; amount: number; currency: string };
@@ -68,6 +70,8 @@ export const DOMAIN_EVENTS = [
 	"stock.updated",
 	"payment.authorized",
 	"payment.failed",
+	"payment.session_created",
+	"payment.session_expired",
 	"payment.refunded",
 	"payment.refund_failed",
 	"voucher.issued",

@@ -45,7 +45,7 @@ export async function consumeSetOnce(sequelize: Sequelize, schema: string, event
 export async function consumeOnce(
 	sequelize: Sequelize,
 	schema: string,
-	event: DomainEvent,
+	event: Pick<DomainEvent, "eventId" | "eventName">,
 	effect: (tx: Transaction) => Promise<void>,
 ): Promise<"processed" | "duplicate"> {
 	return inTransaction(sequelize, async tx => {

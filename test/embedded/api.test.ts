@@ -24,6 +24,9 @@ const CONTRACT = [
 	"GET /api/orders/:id",
 	"GET /api/orders",
 	"POST /api/orders/:id/process-payment",
+	"POST /api/orders/:id/payment-session", // hosted card payments (issue 13), beyond SPEC's list
+	"POST /api/payment-sessions/:sessionId/verify",
+	"POST /api/webhooks/payment-gateway",
 	"POST /api/orders/:id/cancel",
 	"POST /api/orders/:id/dispatch",
 	"POST /api/orders/:id/deliver",

@@ -1,4 +1,8 @@
 import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { verifySignature } from "../../lib/webhook-signature";
+import { eventually } from "../../scripts/harness/node";
 import { CardGateway } from "../../lib/card-gateway";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
 import { startMockGateway, type MockGateway } from "../../lib/mock-gateway";
@@ -75,5 +79,53 @@ describe("mock gateway and its client", () => {
 		const other = await fetch(`${mock.url}/charges`, { method: "POST", headers: { "Idempotency-Key": key }, body: JSON.stringify({ amount: 2, currency: "EUR", token: "tok_visa" }) });
 		expect(other.status).toBe(400);
 		expect(((await other.json()) as any).error.code).toBe("idempotency_key_reused");
+	});
+});
+
+describe("the mock gateway's hosted sessions", () => {
+	const SECRET = "whsec_unit_test_secret_0000";
+	it("expires an unpaid session at its time and sends the signed checkout.session.expired webhook, retrying until answered 2xx", async () => {
+		const received: Array<{ signature: string; body: string }> = [];
+		let refuseFirst = true;
+		const receiver = http.createServer((req, res) => {
+			let body = "";
+			req.on("data", d => (body += d));
+			req.on("end", () => {
+				received.push({ signature: String(req.headers["gateway-signature"]), body });
+				res.writeHead(refuseFirst ? 503 : 200).end();
+				refuseFirst = false;
+			});
+		});
+		await new Promise<void>(r => receiver.listen(0, "127.0.0.1", r));
+		const hosted = await startMockGateway({ webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, webhookSecret: SECRET, webhookRetryBaseMs: 20 });
+		try {
+			const client = new CardGateway(hosted.url, { timeoutMs: 1000, retries: 0 });
+			const created = await client.createSession({ orderId: randomUUID(), amount: 500, currency: "eur", successUrl: "https://shop.example.com/ok/{SESSION_ID}", cancelUrl: "https://shop.example.com/back", expiresAt: new Date(Date.now() + 1500), idempotencyKey: randomUUID() });
+			if (!created.ok) throw new Error(created.reason);
+			expect(created.session).toMatchObject({ status: "open", paymentStatus: "unpaid", amount: 500, currency: "EUR", url: `${hosted.url}/checkout/${created.session.id}` });
+			await eventually("the expired webhook delivered", async () => hosted.webhooks().some(w => w.status === "delivered"), 8000, 50);
+			const asked = await client.getSession(created.session.id);
+			expect(asked).toMatchObject({ ok: true, session: { status: "expired" } });
+			expect(received.length).toBe(2); // refused once, then delivered
+			for (const r of received) {
+				expect(verifySignature(r.signature, r.body, SECRET)).toMatchObject({ ok: true });
+				expect(JSON.parse(r.body)).toMatchObject({ type: "checkout.session.expired", data: { object: { id: created.session.id, status: "expired" } } });
+			}
+			const page = await fetch(created.session.url);
+			expect(await page.text()).toContain("This payment session is expired");
+		} finally {
+			await hosted.close();
+			receiver.close();
+		}
+	});
+
+	it("answers the same session for the same key, and refuses a session with a bad URL or a past expiry", async () => {
+		const client = gateway();
+		const req = { orderId: randomUUID(), amount: 700, currency: "EUR", successUrl: "https://shop.example.com/ok", cancelUrl: "https://shop.example.com/back", expiresAt: new Date(Date.now() + 60000), idempotencyKey: randomUUID() };
+		const first = await client.createSession(req);
+		expect(await client.createSession(req)).toEqual(first);
+		expect(await client.createSession({ ...req, idempotencyKey: randomUUID(), successUrl: "ftp://x" })).toMatchObject({ ok: false, unavailable: false });
+		expect(await client.createSession({ ...req, idempotencyKey: randomUUID(), expiresAt: new Date(Date.now() - 1000) })).toMatchObject({ ok: false, unavailable: false });
+		expect(await client.getSession("cs_nope")).toMatchObject({ ok: false, unavailable: false });
 	});
 });

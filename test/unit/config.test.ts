@@ -1,4 +1,4 @@
-import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, loadConfig } from "../../lib/config";
+import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, loadConfig } from "../../lib/config";
 import { createBrokerOptions } from "../../moleculer.config";
 import { Errors } from "moleculer";
 import { LockTimeoutError } from "../../lib/locks";
@@ -65,6 +65,10 @@ describe("loadConfig", () => {
 		[{ JWT_SECRET: "short" }, /^JWT_SECRET: must be at least 16 characters/],
 		[{ TRANSPORTER: "nats://127.0.0.1:4222" }, /^DATABASE_URL: is required when TRANSPORTER is set/],
 		[{ HEARTBEAT_TIMEOUT_S: "1" }, /^HEARTBEAT_TIMEOUT_S: must be between 3 and/],
+		[{ PAYMENT_WEBHOOK_SECRET: "whsec_short" }, /^PAYMENT_WEBHOOK_SECRET: must be at least 16 characters/],
+		[{ PAYMENT_REDIRECT_ORIGINS: "https://shop.example.com/path" }, /^PAYMENT_REDIRECT_ORIGINS: expects origins like/],
+		[{ PAYMENT_REDIRECT_ORIGINS: "*" }, /^PAYMENT_REDIRECT_ORIGINS: expects origins like/],
+		[{ MOCK_GATEWAY_WEBHOOK_URL: "ftp://x" }, /^MOCK_GATEWAY_WEBHOOK_URL: must be a http/],
 	])("refuses %j with one line naming the variable", (env, message) => {
 		const text = problem(env as Record<string, string>);
 		expect(text).toMatch(message);
@@ -100,5 +104,16 @@ describe("loadConfig", () => {
 		const c = loadConfig({ NODE_ENV: "production", JWT_SECRET: "a-long-enough-secret-value" });
 		expect(c.production).toBe(true);
 		expect(c.jwtSecret).toBe("a-long-enough-secret-value");
+	});
+
+	it("signs hosted payments' webhooks with a development secret and sends customers back to this gateway, outside production only", () => {
+		expect(loadConfig({ PORT: "8080" })).toMatchObject({ paymentWebhookSecret: DEV_WEBHOOK_SECRET, paymentRedirectOrigins: ["http://localhost:8080", "http://127.0.0.1:8080"], paymentSessionTtlMs: 1800000 });
+		const prod = loadConfig({ NODE_ENV: "production", JWT_SECRET: "a-long-enough-secret-value" });
+		expect(prod.paymentWebhookSecret).toBeUndefined(); // hosted payments off until it is set
+		expect(prod.paymentRedirectOrigins).toEqual([]);
+		expect(loadConfig({ PAYMENT_WEBHOOK_SECRET: "whsec_a_real_secret_value", PAYMENT_REDIRECT_ORIGINS: "https://shop.example.com, https://m.shop.example.com" })).toMatchObject({
+			paymentWebhookSecret: "whsec_a_real_secret_value",
+			paymentRedirectOrigins: ["https://shop.example.com", "https://m.shop.example.com"],
+		});
 	});
 });

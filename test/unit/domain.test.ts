@@ -9,7 +9,8 @@ import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
 import { queueVerdict } from "../../lib/domain/backlog";
 import { applyDebits } from "../../lib/domain/wallet";
-import { EVENT_FACTS, allowed, factOf, cancel, deadlineOf, decide, giveUp, type OrderState } from "../../lib/domain/saga";
+import { EVENT_FACTS, allowed, factOf, cancel, deadlineOf, decide, giveUp, hostedPaymentRefusal, sessionOpened, type OrderState } from "../../lib/domain/saga";
+import { redirectProblem } from "../../lib/domain/redirect";
 
 describe("money", () => {
 	it("rounds percent discounts half up to the cent", () => {
@@ -297,7 +298,15 @@ describe("CircuitBreaker", () => {
 });
 
 describe("the order's saga decisions (lib/domain/saga)", () => {
-	const order = (status: OrderState["status"], paymentStatus: OrderState["paymentStatus"] = "PENDING", paysAtOnce = true): OrderState => ({ status, paymentStatus, paysAtOnce });
+	const order = (status: OrderState["status"], paymentStatus: OrderState["paymentStatus"] = "PENDING", paysAtOnce = true): OrderState => ({
+		status,
+		paymentStatus,
+		paysAtOnce,
+		paymentMethod: paysAtOnce ? "WALLET" : null,
+		sessionId: null,
+		total: 1000,
+	});
+	const hosted = (status: OrderState["status"], sessionId = "cs_1", paymentStatus: OrderState["paymentStatus"] = "PENDING"): OrderState => ({ ...order(status, paymentStatus, false), paymentMethod: "HOSTED_CARD", sessionId });
 	it("follows the happy path: reserved → pay, paid → PAYMENT_SUCCESS, committed → CONFIRMED", () => {
 		expect(decide(order("CREATED"), { kind: "reserved", expiresAt: "2026-12-02T00:00:00Z" })).toEqual({ to: "PAYMENT_PENDING", followUp: { kind: "startPayment" } });
 		expect(decide(order("CREATED", "NOT_STARTED", false), { kind: "reserved", expiresAt: "X" })).toEqual({ to: "PAYMENT_PENDING", deadline: { after: "X" } });
@@ -335,7 +344,42 @@ describe("the order's saga decisions (lib/domain/saga)", () => {
 		expect(factOf({ eventName: "stock.released", data: { orderId: "o", reason: "PAYMENT_FAILED" } })).toBeUndefined();
 		const refund = { orderId: "o", userId: "u", paymentId: "p", amount: 1, currency: "EUR", reason: null };
 		expect(factOf({ eventName: "payment.refund_failed", data: refund })).toEqual({ kind: "refundEnded", status: "REFUND_FAILED" });
-		expect(Object.keys(EVENT_FACTS).sort()).toEqual(["payment.authorized", "payment.failed", "payment.refund_failed", "payment.refunded", "stock.committed", "stock.failed", "stock.released", "stock.reserved"]);
+		expect(factOf({ eventName: "payment.session_expired", data: { orderId: "o", userId: "u", sessionId: "cs_9" } })).toEqual({ kind: "sessionExpired", sessionId: "cs_9" });
+		expect(Object.keys(EVENT_FACTS).sort()).toEqual(["payment.authorized", "payment.failed", "payment.refund_failed", "payment.refunded", "payment.session_expired", "stock.committed", "stock.failed", "stock.released", "stock.reserved"]);
+	});
+	it("opens a hosted session only for an unpaid PAYMENT_PENDING order with something to pay (its own open session answered again)", () => {
+		expect(hostedPaymentRefusal(order("PAYMENT_PENDING", "NOT_STARTED", false))).toBeUndefined();
+		expect(hostedPaymentRefusal(hosted("PAYMENT_PENDING"))).toBeUndefined();
+		expect(hostedPaymentRefusal(order("PAYMENT_PENDING", "PENDING"))).toMatch(/under way/);
+		expect(hostedPaymentRefusal(order("CONFIRMED", "AUTHORIZED"))).toMatch(/CONFIRMED/);
+		expect(hostedPaymentRefusal({ ...order("PAYMENT_PENDING", "NOT_STARTED", false), total: 0 })).toMatch(/Nothing/);
+		expect(sessionOpened("cs_2")).toEqual({ set: { payment_method: "HOSTED_CARD", payment_status: "PENDING", payment_session_id: "cs_2" } });
+	});
+	it("lets an expired session's order wait for another, unless a newer session is open; voids an open session when the order ends", () => {
+		expect(decide(hosted("PAYMENT_PENDING"), { kind: "sessionExpired", sessionId: "cs_1" })).toEqual({
+			set: { payment_status: "NOT_STARTED", payment_method: null, payment_session_id: null, payment_failure_reason: "The payment session expired" },
+		});
+		expect(decide(hosted("PAYMENT_PENDING", "cs_2"), { kind: "sessionExpired", sessionId: "cs_1" })).toBeUndefined();
+		expect(decide(hosted("CANCELLED"), { kind: "sessionExpired", sessionId: "cs_1" })).toBeUndefined();
+		expect(decide(hosted("PAYMENT_PENDING"), { kind: "paid", paymentId: "p" })).toMatchObject({ to: "PAYMENT_SUCCESS", set: { payment_status: "AUTHORIZED" } });
+		expect(cancel(hosted("PAYMENT_PENDING"), "R")).toEqual({ to: "CANCELLED", reason: "R", followUp: { kind: "voidSession" } });
+		expect(decide(hosted("PAYMENT_PENDING"), { kind: "reservationGone" })).toEqual({ to: "CANCELLED", reason: "RESERVATION_EXPIRED", followUp: { kind: "voidSession" } });
+		expect(giveUp(hosted("PAYMENT_PENDING"))?.followUp).toEqual({ kind: "voidSession" });
+		expect(cancel(order("PAYMENT_PENDING", "NOT_STARTED", false), "R").followUp).toBeUndefined();
+	});
+});
+
+describe("hosted payment redirects (lib/domain/redirect)", () => {
+	const allowed = ["https://shop.example.com", "http://localhost:3000"];
+	it("accepts the shop's own origins, with the {SESSION_ID} placeholder", () => {
+		expect(redirectProblem("https://shop.example.com/paid?session={SESSION_ID}", allowed)).toBeUndefined();
+		expect(redirectProblem("http://localhost:3000/", allowed)).toBeUndefined();
+	});
+	it("refuses any other origin, scheme, credentials or non-URL: never an open redirect", () => {
+		for (const url of ["https://evil.example.com/", "https://shop.example.com.evil.com/", "http://shop.example.com/", "javascript:alert(1)", "//evil.example.com", "https://user:pw@shop.example.com/", "not a url", "https://localhost:3000/"]) {
+			expect(redirectProblem(url, allowed)).toEqual(expect.any(String));
+		}
+		expect(redirectProblem("https://shop.example.com/", [])).toMatch(/allowed origin/);
 	});
 });
 
