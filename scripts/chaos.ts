@@ -1,7 +1,8 @@
 /**
  * `npm run chaos`: a local cluster under checkout load while its nodes are killed (SIGKILL) and
  * restarted (one of them in the middle of the batches of a burst of orders), the Kafka broker is
- * restarted and a consumer node is restarted; then, once quiet, every
+ * restarted and a consumer node is restarted; some customers pay on the mock gateway's hosted page
+ * (its webhooks racing their verification through the restarts); then, once quiet, every
  * guarantee of SPEC section 9 is checked in the databases and in the mock gateway's charges. Prints
  * each invariant with its numbers; exits 1 on any violation.
  *
@@ -13,6 +14,7 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { Client } from "pg";
 import { startMockGateway } from "../lib/mock-gateway";
+import { DEV_WEBHOOK_SECRET } from "../lib/config";
 import { eventually, freePort } from "./harness/node";
 import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "./harness/cluster";
 import { http, tokenFor } from "./harness/http";
@@ -49,9 +51,10 @@ async function main(): Promise<number> {
 		console.error(`chaos: needs the servers of test:cluster.\n${missing.join("\n")}`);
 		return 2;
 	}
-	const gateway = await startMockGateway();
 	const port = await freePort();
 	const api = `http://127.0.0.1:${port}`;
+	const gateway = await startMockGateway({ webhookUrl: `${api}/api/webhooks/payment-gateway`, webhookSecret: DEV_WEBHOOK_SECRET, webhookRetryBaseMs: 250 });
+	const shop = "https://shop.example.com";
 	const env = {
 		PAYMENT_GATEWAY_URL: gateway.url,
 		RATE_LIMIT: "1000000",
@@ -62,6 +65,7 @@ async function main(): Promise<number> {
 		PAYMENT_ABANDON_MS: "20000",
 		SHUTDOWN_DRAIN_MS: "300",
 		EVENT_MAX_ATTEMPTS: "10",
+		PAYMENT_REDIRECT_ORIGINS: shop,
 		LOG_LEVEL: "error",
 	};
 	log(`starting a cluster: gateway, core, two inventory+payment+wallet nodes; load for ${SECONDS}s with ${WORKERS} workers`);
@@ -100,12 +104,30 @@ async function main(): Promise<number> {
 		const seed = 300_000 * scale;
 		for (const u of users) await cluster.call("wallet.credit", { userId: u, amount: seed, reason: "TOP_UP", idempotencyKey: `chaos-seed-${u}` });
 
-		const stats = { sent: 0, created: 0, refused: 0, unavailable: 0, failed: 0, paid: 0, cancelled: 0, dispatched: 0 };
+		const stats = { sent: 0, created: 0, refused: 0, unavailable: 0, failed: 0, paid: 0, hostedPaid: 0, hostedDeclined: 0, cancelled: 0, dispatched: 0 };
 		const secondsWith503 = new Set<number>();
 		const accepted = new Set<string>();
 		const refusals: Record<string, number> = {};
 		const unavailable: Record<string, number> = {};
 		let running = true;
+		/** Tries `request` until the order is past CREATED (409 with status CREATED until then), then hands on its 2xx answer. */
+		const untilPayable = async (request: () => Promise<{ status: number; body: any }>, then: (body: any) => unknown) => {
+			for (let attempt = 0; attempt < 10; attempt++) {
+				await sleep(300);
+				const res = await request().catch(() => ({ status: 0, body: undefined as any }));
+				if (res.status >= 200 && res.status < 300) return then(res.body);
+				if (res.status !== 409 || res.body?.error?.details?.status !== "CREATED") return;
+			}
+		};
+		/** The customer on the gateway's page: sometimes declined first, then pays; the success page verifies half the time (the webhook races it). */
+		const payHosted = async (token: string, session: { id: string; url: string }) => {
+			const submit = (card: string) =>
+				fetch(`${session.url}/pay`, { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: `card=${card}`, redirect: "manual" }).then(r => r.status, () => 0);
+			if (Math.random() < 0.2 && (await submit("tok_chargeDeclined")) === 402) stats.hostedDeclined++;
+			if ((await submit("tok_visa")) !== 303) return;
+			stats.hostedPaid++;
+			if (Math.random() < 0.5) await http(api, "POST", `/api/payment-sessions/${session.id}/verify`, { token }).catch(() => undefined);
+		};
 		const worker = async () => {
 			while (running) {
 				const user = pick(users);
@@ -123,14 +145,15 @@ async function main(): Promise<number> {
 					stats.created++;
 					accepted.add(res.body.id);
 					const id = res.body.id;
-					if (!payment && Math.random() < 0.7) {
+					const later = Math.random();
+					if (!payment && later < 0.4) {
 						// Payable once reserved (PAYMENT_PENDING): until then the answer is 409 ORDER_NOT_PAYABLE.
-						for (let attempt = 0; attempt < 10; attempt++) {
-							await sleep(300);
-							const paid = await http(api, "POST", `/api/orders/${id}/process-payment`, { token, body: { method: "WALLET" } }).catch(() => ({ status: 0, body: undefined as any }));
-							if (paid.status === 200) stats.paid++;
-							if (paid.status !== 409 || paid.body?.error?.details?.status !== "CREATED") break;
-						}
+						await untilPayable(() => http(api, "POST", `/api/orders/${id}/process-payment`, { token, body: { method: "WALLET" } }), () => stats.paid++);
+					} else if (!payment && later < 0.75) {
+						await untilPayable(
+							() => http(api, "POST", `/api/orders/${id}/payment-session`, { token, body: { successUrl: `${shop}/paid/{SESSION_ID}`, cancelUrl: `${shop}/cart` } }),
+							session => payHosted(token, session),
+						);
 					} else if (Math.random() < 0.1) {
 						await sleep(200);
 						const c = await http(api, "POST", `/api/orders/${id}/cancel`, { token }).catch(() => ({ status: 0 }));
@@ -194,7 +217,17 @@ async function main(): Promise<number> {
 		try {
 			await eventually("every order to settle", async () => (await unsettledOrders(pg)) === 0, 180000, 1000).catch(() => log("not every order settled in time; the invariants will say which"));
 			await sleep(2000);
-			const invariants = await checkInvariants(pg, gateway.charges(), accepted);
+			const sessionOrder = new Map(gateway.sessions().map(s => [s.id, s.client_reference_id ?? undefined]));
+			const charges = gateway.charges().map(c => ({ ...c, orderId: c.sessionId ? sessionOrder.get(c.sessionId) : undefined }));
+			const invariants = await checkInvariants(pg, charges, accepted);
+			const completed = gateway.sessions().filter(s => s.status === "complete");
+			const paidOnce = completed.filter(s => charges.filter(c => c.sessionId === s.id).length === 1);
+			const [{ n: hostedPayments }] = (await pg.query(`SELECT count(*)::int AS n FROM payment.payments p JOIN payment.payment_sessions s ON s.order_id = p.order_id AND s.status = 'complete'`)).rows;
+			invariants.push({
+				name: "hosted sessions paid once",
+				ok: paidOnce.length === completed.length && hostedPayments === completed.length,
+				detail: `${gateway.sessions().length} sessions, ${completed.length} completed: ${paidOnce.length} with exactly one charge, ${hostedPayments} recorded as their order's payment`,
+			});
 			invariants.unshift({ name: "answers name the problem", ok: !refusals.ROUTE_NOT_FOUND && stats.failed === 0, detail: `refusals ${JSON.stringify(refusals)}, ${stats.failed} without an HTTP answer or with 5xx other than 503` });
 			let violations = 0;
 			for (const inv of invariants) {

@@ -14,7 +14,10 @@ export interface Invariant {
 	detail: string;
 }
 
-export type Charge = { idempotencyKey: string; amount: number; refunded: number };
+/** A gateway charge; a hosted session's names its order by `orderId` (the others by their key). */
+export type Charge = { idempotencyKey: string; amount: number; refunded: number; orderId?: string };
+/** The order a charge was for. */
+const orderOf = (c: Charge) => c.orderId ?? /order-(.+)-charge/.exec(c.idempotencyKey)?.[1];
 
 /** Orders still in the saga, or waiting for a refund. */
 export async function unsettledOrders(pg: Client): Promise<number> {
@@ -44,18 +47,19 @@ export async function checkInvariants(pg: Client, charges: Charge[], accepted: S
 
 	const chargesPerOrder = new Map<string, number>();
 	for (const c of charges) {
-		const id = /order-(.+)-charge/.exec(c.idempotencyKey)?.[1];
+		const id = orderOf(c);
 		if (id) chargesPerOrder.set(id, (chargesPerOrder.get(id) ?? 0) + 1);
 	}
 	const doubleCharged = [...chargesPerOrder].filter(([, n]) => n > 1);
-	check("no double card charge", doubleCharged.length === 0, `${charges.length} charges for ${chargesPerOrder.size} orders, ${doubleCharged.length} charged twice`);
+	const hosted = charges.filter(c => c.orderId).length;
+	check("no double card charge", doubleCharged.length === 0, `${charges.length} charges (${hosted} on hosted pages) for ${chargesPerOrder.size} orders, ${doubleCharged.length} charged twice`);
 	const debits = await q(`SELECT order_id, reason, count(*)::int AS n FROM wallet.wallet_transactions WHERE order_id IS NOT NULL GROUP BY order_id, reason`);
 	const doubleMoves = debits.filter(d => d.n > 1);
 	check("no double wallet debit or refund", doubleMoves.length === 0, `${debits.filter(d => d.reason === "PAYMENT").length} payment debits, ${debits.filter(d => d.reason === "REFUND").length} refunds, ${doubleMoves.length} repeated`);
 
 	// Money taken only for orders that kept it, and given back for the others.
 	const kept = new Set(orders.filter(o => ["CONFIRMED", "DISPATCHED", "COMPLETED"].includes(o.status)).map(o => o.id));
-	const cardNotKept = [...chargesPerOrder.keys()].filter(id => !kept.has(id) && charges.find(c => c.idempotencyKey === `/charges:order-${id}-charge`)!.refunded === 0);
+	const cardNotKept = [...chargesPerOrder.keys()].filter(id => !kept.has(id) && charges.find(c => orderOf(c) === id)!.refunded === 0);
 	const walletPaid = new Set(debits.filter(d => d.reason === "PAYMENT").map(d => d.order_id));
 	const walletRefunded = new Set(debits.filter(d => d.reason === "REFUND").map(d => d.order_id));
 	const walletNotKept = [...walletPaid].filter(id => !kept.has(id) && !walletRefunded.has(id));
@@ -105,7 +109,7 @@ async function describeOrders(pg: Client, ids: string[], charges: Charge[]): Pro
 		[ids],
 	);
 	return rows.map(r => {
-		const charge = charges.find(c => c.idempotencyKey.includes(`order-${r.id}-charge`));
+		const charge = charges.find(c => orderOf(c) === r.id);
 		return `${r.id} ${r.status}/${r.payment_status} ${r.failure_code ?? ""} [${r.history}] payment ${r.method} ${r.payment} (tries ${r.refund_attempts}, next ${r.refund_next_at?.toISOString?.() ?? "-"}, reconcile ${r.reconcile}, error ${r.refund_error ?? "-"}) events [${r.payment_events ?? ""}] ledger [${r.ledger ?? ""}] charge ${charge ? `${charge.amount} refunded ${charge.refunded}` : "none"}`;
 	});
 }
