@@ -1,15 +1,15 @@
 /**
  * Hosted card payments across nodes (issue 13): the gateway's webhook arrives while the node that
  * runs the order service is down (recorded by the payment node, applied when the order node is
- * back), and while the payment node is down (refused 503, so the gateway sends it again until the
- * payment node is back). Either way the order is confirmed, charged once, paid once.
+ * back), and while the payment node is down (not acknowledged, so the gateway sends it again until
+ * the payment node is back). Either way the order is confirmed, charged once, paid once.
  */
 import { randomUUID } from "node:crypto";
 import { startMockGateway, type MockGateway } from "../../lib/mock-gateway";
 import { DEV_WEBHOOK_SECRET } from "../../lib/config";
 import { eventually, freePort } from "../../scripts/harness/node";
 import { http, tokenFor } from "../../scripts/harness/http";
-import { spawnNode, startCluster, type TestCluster } from "../../scripts/harness/cluster";
+import { spawnNode, startCluster, waitForServicesOn, type TestCluster } from "../../scripts/harness/cluster";
 
 const SHOP = "https://shop.example.com";
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
@@ -57,6 +57,7 @@ beforeAll(async () => {
 	NODES[0].env = { ...NODES[0].env, PORT: String(port) } as typeof NODES[0]["env"];
 	cluster = await startCluster(NODES, { PAYMENT_GATEWAY_URL: mock.url, PAYMENT_REDIRECT_ORIGINS: SHOP, SAGA_STEP_TIMEOUT_MS: "20000", RATE_LIMIT: "100000" });
 	base = `http://127.0.0.1:${port}`;
+	await waitForServicesOn(cluster.client, "edge", ["order", "validation", "inventory", "payment", "wallet", "audit"]);
 	mock.configureWebhooks(`${base}/api/webhooks/payment-gateway`, DEV_WEBHOOK_SECRET);
 	const product = await cluster.call("inventory.create", { sku: `HP-${randomUUID().slice(0, 6)}`, name: "Hosted", category: "x", price: 2500, stock: 100 });
 	productId = product.id;
@@ -80,13 +81,14 @@ it("records a webhook that arrives while the order node is down, and confirms th
 	expect(mock.charges().filter(c => c.sessionId === session.id)).toHaveLength(1);
 });
 
-it("is sent again while the payment node is down (503), and applied once when it is back", async () => {
+it("is sent again while the payment node is down (no 2xx answer), and applied once when it is back", async () => {
 	const { orderId, session } = await sessionFor();
 	const restart = await kill("pay");
 	await pay(session.url);
 	const delivery = await eventually("a refused delivery", async () => mock.webhooks().find(w => w.event.data.object.id === session.id && w.attempts >= 2), 30000, 100);
+	// Unanswered (the gateway's call waits for the dead node) or 503 once it is known gone: never 2xx.
 	expect(delivery.status).toBe("pending");
-	expect(delivery.lastStatus).toBe(503);
+	expect(delivery.lastStatus === undefined || delivery.lastStatus >= 500).toBe(true);
 	await restart();
 	await eventually("the webhook delivered", async () => delivery.status === "delivered", 60000, 250);
 	await confirmed(orderId);
