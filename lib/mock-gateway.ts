@@ -75,6 +75,8 @@ interface Stored {
 export interface MockGatewayOptions {
 	port?: number;
 	host?: string;
+	/** Its address as customers' browsers reach it (the hosted pages' URLs), when not where it listens. */
+	publicUrl?: string;
 	/** Where webhooks go (asked at each delivery), and the secret they are signed with (see also `configureWebhooks`). */
 	webhookUrl?: string | (() => string);
 	webhookSecret?: string;
@@ -358,13 +360,14 @@ ${message ? `<p class="error" role="alert">${escapeHtml(message)}</p>` : ""}${fo
 		server.listen(opts.port ?? 0, host, () => resolve());
 	});
 	const address = server.address() as AddressInfo;
-	baseUrl = `http://${host}:${address.port}`;
+	const url = `http://${host}:${address.port}`;
+	baseUrl = opts.publicUrl?.replace(/\/$/, "") ?? url;
 	const releaseWebhooks = () => {
 		holding = false;
 		for (const d of held.splice(0)) deliver(d);
 	};
 	return {
-		url: baseUrl,
+		url,
 		charges: () => [...charges.values()],
 		requests: () => [...requests],
 		sessions: () => [...sessions.values()].map(current),
