@@ -17,6 +17,7 @@ async function main(): Promise<void> {
 	const services = broker.services.filter(s => !s.name.startsWith("$")).map(s => s.name).join(", ") || "none";
 	const lines = [`Checkout node ${broker.nodeID} is up (${config.transporter ? `cluster over ${config.transporter}` : "embedded"}); services: ${services}.`];
 	if (broker.getLocalService("gateway")) {
+		lines.push(`  Shop:   http://localhost:${config.port}/   console: http://localhost:${config.port}/#/admin`);
 		lines.push(`  API:    http://localhost:${config.port}/api   docs: http://localhost:${config.port}/api/docs   health: http://localhost:${config.port}/health/ready`);
 		lines.push(`  Token:  npm run token -- --sub alice --role customer`);
 	}

@@ -1,4 +1,5 @@
 import type { ServiceBroker } from "moleculer";
+import { nodesReadiness, outboxBacklogs, replayDeadLetter, servicesWith } from "./ops";
 
 /** A command of `npm run repl`, on top of Moleculer's own (nodes, services, call, metrics, …). */
 export interface ReplCommand {
@@ -9,12 +10,6 @@ export interface ReplCommand {
 
 const print = (...lines: string[]) => console.log(lines.join("\n"));
 const time = (iso?: string | null) => (iso ? iso.slice(11, 23) : "-");
-
-/** Every service in the cluster that has `<service>.<action>`. */
-function servicesWith(broker: ServiceBroker, action: string): string[] {
-	const list = (broker.registry as any).getActionList({ onlyAvailable: true, skipInternal: true }) as Array<{ name: string }>;
-	return [...new Set(list.filter(a => a.name.endsWith(`.${action}`)).map(a => a.name.slice(0, -action.length - 1)))].sort();
-}
 
 async function report(what: string, fn: () => Promise<void>) {
 	try {
@@ -97,7 +92,7 @@ export const REPL_COMMANDS: ReplCommand[] = [
 		description: "Hands a dead letter to its service's handler again",
 		async action(broker, args) {
 			await report("replay", async () => {
-				const r = await broker.call<{ outcome: string }, Record<string, unknown>>(`${args.service}.replayDeadLetter`, { id: Number(args.id) });
+				const r = await replayDeadLetter(broker, String(args.service), Number(args.id));
 				print(`replayed ${args.service} #${args.id}: ${r.outcome}`);
 			});
 		},
@@ -106,22 +101,21 @@ export const REPL_COMMANDS: ReplCommand[] = [
 		command: "backlog",
 		description: "Events waiting in each service's outbox",
 		async action(broker) {
-			for (const service of servicesWith(broker, "outboxBacklog")) {
-				await report(service, async () => print(`${service}: ${await broker.call<number>(`${service}.outboxBacklog`)} unpublished`));
-			}
+			await report("backlog", async () => {
+				for (const { service, unpublished } of await outboxBacklogs(broker)) print(`${service}: ${unpublished} unpublished`);
+			});
 		},
 	},
 	{
 		command: "health",
 		description: "Readiness of every node: its services and the servers it uses",
 		async action(broker) {
-			const nodes = (broker.registry as any).getNodeList({ onlyAvailable: true }) as Array<{ id: string }>;
-			for (const { id } of nodes.sort((a, b) => a.id.localeCompare(b.id))) {
-				await report(id, async () => {
-					const h = await broker.call<any, Record<string, unknown>>("$ops.readiness", {}, { nodeID: id });
-					const checks = Object.entries(h.checks as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(" ");
-					print(`${id}: ${h.status} [${h.services.join(",") || "no services"}] ${checks || "no dependencies"} up ${h.uptimeSeconds}s rss ${h.memoryMb}MB`);
-				});
+			for (const h of await nodesReadiness(broker)) {
+				if (h.error) print(`${h.nodeID}: ${h.error}`);
+				else {
+					const checks = Object.entries(h.checks).map(([k, v]) => `${k}=${v}`).join(" ");
+					print(`${h.nodeID}: ${h.status} [${h.services.join(",") || "no services"}] ${checks || "no dependencies"} up ${h.uptimeSeconds}s rss ${h.memoryMb}MB`);
+				}
 			}
 		},
 	},

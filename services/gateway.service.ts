@@ -1,14 +1,17 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { runtimeOf } from "../lib/runtime";
+import { projectRoot } from "../lib/paths";
 import { checkReadiness } from "../lib/health";
 import { ApiError, toHttpError } from "../lib/api/errors";
-import { tokenOf, verifyToken, type ApiUser } from "../lib/api/auth";
+import { devSignIn, tokenOf, verifyToken, type ApiUser } from "../lib/api/auth";
+import { signToken } from "../lib/auth";
+import { nodesReadiness, outboxBacklogs, pendingDeadLetters, replayDeadLetter } from "../lib/ops";
 import { API_ROUTES, ROUTES_BY_KEY, routeKey, type ApiRoute } from "../lib/api/routes";
 import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../lib/api/rate-limit";
 import { DOCS_INIT_SCRIPT, buildOpenApi, renderDocsPage } from "../lib/api/openapi";
@@ -63,6 +66,19 @@ function docsAsset(file: string): { type: string; body: Buffer } | undefined {
 	}
 	return { type, body };
 }
+/**
+ * The web front (web/, built into web/dist): a single-page app from this server only. Its CSP
+ * allows its own scripts, styles, images and API calls and nothing else; hashed assets are
+ * cached for a year, the page itself is revalidated on every load.
+ */
+const WEB_DIST = path.join(projectRoot(), "web", "dist");
+const WEB_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+function webHeaders(res: ServerResponse, file: string) {
+	for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+	res.setHeader("Content-Security-Policy", WEB_CSP);
+	res.setHeader("Cache-Control", file.includes(`${path.sep}assets${path.sep}`) ? "public, max-age=31536000, immutable" : "no-cache");
+}
+
 /** The media types parsed as JSON: application/json and every +json type (merge patches, …). */
 const JSON_TYPES = ["application/json", "application/*+json"];
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -206,6 +222,8 @@ const ConfiguredFromRuntime: Partial<ServiceSchema<ApiSettingsSchema, any, any, 
 		// br bodies are decoded, the limit applying to the decoded body.
 		if (api) api.bodyParsers = { json: { strict: true, limit: config.bodyLimitBytes, type: JSON_TYPES } };
 		this.settings.requestTimeout = config.httpRequestTimeoutMs;
+		if (existsSync(path.join(WEB_DIST, "index.html"))) this.settings.assets = { folder: WEB_DIST, options: { index: "index.html", dotfiles: "ignore", setHeaders: webHeaders } };
+		else this.logger.warn(`The web front is not built (${WEB_DIST}): \`npm run build:web\`; the API is served as usual.`);
 	},
 };
 
@@ -341,6 +359,34 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 	},
 
 	actions: {
+		/** The console's operator views (admin routes): what the REPL's health, deadletters, replay and backlog show. */
+		adminNodes(this: GatewayThis) {
+			return nodesReadiness(this.broker);
+		},
+		adminDeadLetters(this: GatewayThis) {
+			return pendingDeadLetters(this.broker);
+		},
+		adminReplay: {
+			params: { service: { type: "string", pattern: /^[a-z]+$/, max: 50 }, id: { type: "number", integer: true, positive: true, convert: true } },
+			handler(this: GatewayThis, ctx: Context<{ service: string; id: number }>) {
+				return replayDeadLetter(this.broker, ctx.params.service, ctx.params.id);
+			},
+		},
+		adminOutbox(this: GatewayThis) {
+			return outboxBacklogs(this.broker);
+		},
+
+		/** POST /api/dev/token: outside production, with the development secret, a token for anyone (12 h). */
+		devToken: {
+			params: { sub: { type: "string", min: 1, max: 100, pattern: /^[A-Za-z0-9._@-]+$/ }, role: { type: "enum", values: ["customer", "admin"], optional: true, default: "customer" } },
+			handler(this: GatewayThis, ctx: Context<{ sub: string; role: "customer" | "admin" }>) {
+				const { config } = runtimeOf(this.broker);
+				if (!devSignIn(config)) throw new ApiError(404, "ROUTE_NOT_FOUND", "No such route");
+				const expiresIn = 12 * 3600;
+				return { token: signToken({ sub: ctx.params.sub, role: ctx.params.role }, config.jwtSecret, expiresIn), sub: ctx.params.sub, role: ctx.params.role, expiresIn };
+			},
+		},
+
 		/** GET /orders/:id/timeline: the order's events, for its owner or an admin. */
 		orderTimeline: {
 			params: { orderId: { type: "uuid" }, userId: { type: "string", optional: true } },

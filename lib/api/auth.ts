@@ -3,6 +3,7 @@ import { createSecretKey, type KeyObject } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Role } from "../auth";
 import { ApiError } from "./errors";
+import { DEV_JWT_SECRET } from "../config";
 
 export interface ApiUser {
 	sub: string;
@@ -47,3 +48,9 @@ export function verifyToken(token: string | undefined, secret: string): ApiUser 
 	if (role !== "customer" && role !== "admin") throw new ApiError(401, "UNAUTHORIZED", "The token has no valid role");
 	return { sub, role, name: typeof name === "string" ? name : undefined, email: typeof email === "string" ? email : undefined };
 }
+
+/**
+ * The development sign-in (POST /api/dev/token) answers only outside production and while the
+ * development JWT secret is in use: a token it mints is worth nothing anywhere else.
+ */
+export const devSignIn = (config: { production: boolean; jwtSecret: string }) => !config.production && config.jwtSecret === DEV_JWT_SECRET;

@@ -1,5 +1,7 @@
 import type { ServiceBroker } from "moleculer";
 import { API_ROUTES, type ApiRoute } from "./routes";
+import { runtimeOf } from "../runtime";
+import { devSignIn } from "./auth";
 
 type Schema = Record<string, unknown>;
 
@@ -155,6 +157,33 @@ function components(actions: Map<string, Record<string, unknown>>): Record<strin
 			["id", "type"],
 		),
 		WebhookAck: obj({ received: S.bool, duplicate: S.bool, ignored: S.bool }, ["received"]),
+		NodeList: {
+			type: "array",
+			items: obj(
+				{
+					nodeID: S.string,
+					status: { type: "string", enum: ["ok", "unavailable"] },
+					services: { type: "array", items: S.string },
+					checks: { type: "object", additionalProperties: S.string },
+					uptimeSeconds: S.int,
+					memoryMb: S.int,
+					shuttingDown: S.bool,
+					error: S.string,
+				},
+				["nodeID", "status", "services", "checks"],
+			),
+		},
+		StuckOrders: {
+			type: "array",
+			items: obj({ id: S.uuid, userId: S.string, status: ORDER_STATUS, paymentStatus: S.string, stepDeadline: nullable(S.time), redrives: S.int, updatedAt: S.time }),
+		},
+		DeadLetters: {
+			type: "array",
+			items: obj({ service: S.string, id: { ...S.int, minimum: 1 }, eventId: nullable(S.uuid), eventName: S.string, error: S.string, attempts: S.int, createdAt: S.time }),
+		},
+		ReplayResult: obj({ outcome: { type: "string", enum: ["processed", "duplicate", "dead-lettered"] } }),
+		OutboxBacklog: { type: "array", items: obj({ service: S.string, unpublished: S.int }) },
+		DevToken: obj({ token: S.string, sub: S.string, role: { type: "string", enum: ["customer", "admin"] }, expiresIn: S.int }),
 		Timeline: { type: "array", items: obj({ eventId: S.uuid, eventName: S.string, occurredAt: S.time, producer: obj({ service: S.string, nodeID: S.string }), data: { type: "object" } }) },
 		EventStream: { type: "string", description: "text/event-stream: `order` (the order), then `status` per transition" },
 		Wallet: obj({ userId: S.string, balance: S.money, currency: S.currency }),
@@ -222,6 +251,9 @@ const ERROR_STATUSES: Record<string, string> = {
 /** What any request can be answered, whatever the operation. */
 const ALWAYS = ["400", "408", "429", "431", "500", "503"];
 
+/** Path parameters that are not uuids. */
+const PATH_PARAMS: Record<string, Schema> = { userId: S.string, sessionId: S.string, service: S.string, letterId: { ...S.int, minimum: 1 } };
+
 /** The path in OpenAPI syntax: /api/orders/{id}. */
 export const openApiPath = (route: Pick<ApiRoute, "path">) => `/api${route.path.replace(/:([A-Za-z]+)/g, "{$1}")}`;
 
@@ -229,7 +261,7 @@ function operation(route: ApiRoute, actions: Map<string, Record<string, unknown>
 	const params = actions.get(route.action) ?? {};
 	const parameters: Schema[] = [];
 	for (const name of route.path.match(/:([A-Za-z]+)/g)?.map(p => p.slice(1)) ?? []) {
-		parameters.push({ name, in: "path", required: true, schema: name === "userId" || name === "sessionId" ? S.string : S.uuid });
+		parameters.push({ name, in: "path", required: true, schema: PATH_PARAMS[name] ?? S.uuid });
 	}
 	for (const name of route.query ?? []) {
 		const rule = name === "access_token" ? { type: "string", optional: true } : (params[name] ?? { type: "string", optional: true });
@@ -321,7 +353,9 @@ export function buildOpenApi(broker: ServiceBroker): Schema {
 		"/api/docs": { get: plain("docs", "This document as an interactive reference (Swagger UI)", "", "text/html") },
 		"/api/webhooks/payment-gateway": { post: webhookOperation() },
 	};
+	const { config } = runtimeOf(broker);
 	for (const route of API_ROUTES) {
+		if (route.action === "gateway.devToken" && !devSignIn(config)) continue; // absent where it does not answer
 		const path = openApiPath(route);
 		paths[path] ??= {};
 		paths[path][route.method.toLowerCase()] = operation(route, actions);

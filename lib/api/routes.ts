@@ -139,6 +139,25 @@ export const API_ROUTES: ApiRoute[] = [
 	{ method: "GET", path: "/analytics/orders", action: "order.analytics", access: "admin", tag: "Analytics", summary: "Order figures", response: "Analytics", params: () => ({}) },
 	{ method: "POST", path: "/promotions", action: "validation.createPromotion", access: "admin", tag: "Promotions", summary: "Create a promotion", status: 201, body: PROMOTION_BODY, response: "Promotion", params: r => pick(r.body, PROMOTION_BODY) },
 	{ method: "GET", path: "/promotions", action: "validation.listPromotions", access: "admin", tag: "Promotions", summary: "Promotions", query: PAGE, response: "PromotionPage", params: r => pick(r.query, PAGE) },
+
+	// The operations console: what the REPL shows (beyond SPEC's list)
+	{ method: "GET", path: "/admin/nodes", action: "gateway.adminNodes", access: "admin", tag: "Operations", summary: "Every node's readiness and services", response: "NodeList", params: () => ({}) },
+	{ method: "GET", path: "/admin/stuck-orders", action: "order.stuck", access: "admin", tag: "Operations", summary: "Orders past their step's deadline (or idle that long before dispatch)", query: ["olderThanSeconds"], response: "StuckOrders", params: r => pick(r.query, ["olderThanSeconds"]) },
+	{ method: "GET", path: "/admin/dead-letters", action: "gateway.adminDeadLetters", access: "admin", tag: "Operations", summary: "Events a service could not handle, not replayed yet", response: "DeadLetters", params: () => ({}) },
+	{
+		method: "POST",
+		path: "/admin/dead-letters/:service/:letterId/replay",
+		action: "gateway.adminReplay",
+		access: "admin",
+		tag: "Operations",
+		summary: "Hand a dead letter to its service's handler again",
+		response: "ReplayResult",
+		params: r => ({ service: r.params.service, id: r.params.letterId }),
+	},
+	{ method: "GET", path: "/admin/outbox", action: "gateway.adminOutbox", access: "admin", tag: "Operations", summary: "Events written but not yet published, per service", response: "OutboxBacklog", params: () => ({}) },
+
+	// Development sign-in: answers only outside production while the development JWT secret is in use
+	{ method: "POST", path: "/dev/token", action: "gateway.devToken", access: "public", tag: "Operations", summary: "Development sign-in: a token for a user name and role", body: ["sub", "role"], response: "DevToken", params: r => pick(r.body, ["sub", "role"]) },
 ];
 
 export const routeKey = (method: string, path: string) => `${method.toUpperCase()} ${path}`;

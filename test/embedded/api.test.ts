@@ -27,6 +27,12 @@ const CONTRACT = [
 	"POST /api/orders/:id/payment-session", // hosted card payments (issue 13), beyond SPEC's list
 	"POST /api/payment-sessions/:sessionId/verify",
 	"POST /api/webhooks/payment-gateway",
+	"GET /api/admin/nodes", // the operations console (issue 14)
+	"GET /api/admin/stuck-orders",
+	"GET /api/admin/dead-letters",
+	"POST /api/admin/dead-letters/:service/:letterId/replay",
+	"GET /api/admin/outbox",
+	"POST /api/dev/token", // development sign-in: outside production only
 	"POST /api/orders/:id/cancel",
 	"POST /api/orders/:id/dispatch",
 	"POST /api/orders/:id/deliver",
@@ -157,6 +163,11 @@ describe("authentication and roles", () => {
 		["GET", "/api/analytics/orders"],
 		["POST", "/api/promotions"],
 		["GET", "/api/promotions"],
+		["GET", "/api/admin/nodes"],
+		["GET", "/api/admin/stuck-orders"],
+		["GET", "/api/admin/dead-letters"],
+		["POST", "/api/admin/dead-letters/notification/1/replay"],
+		["GET", "/api/admin/outbox"],
 	];
 
 	it.each([...userRoutes, ...adminRoutes])("answers %s %s with 401 without a token", async (method, path) => {
@@ -183,6 +194,35 @@ describe("authentication and roles", () => {
 		const res = await api("GET", "/api/wallet", { token });
 		expect(res.status).toBe(401);
 		expect(res.body.error.code).toBe("UNAUTHORIZED");
+	});
+});
+
+describe("the operations console's routes and the development sign-in", () => {
+	it("shows an admin the nodes, stuck orders, dead letters and outbox backlogs", async () => {
+		const nodes = await api("GET", "/api/admin/nodes", { token: admin });
+		expect(nodes.status).toBe(200);
+		expect(nodes.body).toEqual([expect.objectContaining({ nodeID: node.broker.nodeID, status: "ok", services: expect.arrayContaining(["order", "payment", "gateway"]) })]);
+		const outbox = await api("GET", "/api/admin/outbox", { token: admin });
+		expect(outbox.body.map((o: { service: string }) => o.service)).toEqual(expect.arrayContaining(["order", "inventory", "payment"]));
+		expect(outbox.body.every((o: { unpublished: number }) => Number.isInteger(o.unpublished))).toBe(true);
+		expect((await api("GET", "/api/admin/dead-letters", { token: admin })).body).toEqual(expect.any(Array));
+		expect((await api("GET", "/api/admin/stuck-orders?olderThanSeconds=3600", { token: admin })).body).toEqual(expect.any(Array));
+	});
+
+	it("replays only a dead letter of a service that keeps them (404 otherwise)", async () => {
+		expect((await api("POST", "/api/admin/dead-letters/notification/999999/replay", { token: admin })).status).toBe(404);
+		const unknown = await api("POST", "/api/admin/dead-letters/nosuchservice/1/replay", { token: admin });
+		expect(unknown.status).toBe(404);
+		expect((await api("POST", "/api/admin/dead-letters/Not-A-Service/1/replay", { token: admin })).status).toBe(400);
+	});
+
+	it("mints a development token for a name and role, refusing a bad name", async () => {
+		const minted = await api("POST", "/api/dev/token", { body: { sub: "zed", role: "admin" } });
+		expect(minted.status).toBe(200);
+		expect(minted.body).toMatchObject({ sub: "zed", role: "admin", expiresIn: 43200 });
+		expect((await api("GET", "/api/analytics/orders", { token: minted.body.token })).status).toBe(200);
+		expect((await api("POST", "/api/dev/token", { body: { sub: "zed" } })).body.role).toBe("customer");
+		expect((await api("POST", "/api/dev/token", { body: { sub: "a b<script>" } })).status).toBe(400);
 	});
 });
 
