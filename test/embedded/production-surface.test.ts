@@ -1,7 +1,8 @@
 /**
- * The development sign-in (POST /api/dev/token) exists only outside production while the
- * development JWT secret is in use: with NODE_ENV=production, or with a secret of the shop's own,
- * it answers 404 and the served OpenAPI document does not list it.
+ * What production takes away: the development sign-in (POST /api/dev/token) exists only outside
+ * production while the development JWT secret is in use — with NODE_ENV=production, or with a
+ * secret of the shop's own, it answers 404 and the served OpenAPI document does not list it — and
+ * hosted payments stay off (501) until PAYMENT_WEBHOOK_SECRET is set.
  */
 import { randomBytes } from "node:crypto";
 import { startTestNode, type TestNode } from "../../scripts/harness/node";
@@ -26,4 +27,15 @@ describe.each([
 		expect(doc.paths["/api/dev/token"]).toBeUndefined();
 		expect(doc.paths["/api/orders"]).toBeDefined();
 	});
+});
+
+it("keeps hosted payments off in production without PAYMENT_WEBHOOK_SECRET: the webhook answers 501 naming the variable", async () => {
+	const node = await startTestNode({ NODE_ENV: "production", JWT_SECRET: randomBytes(24).toString("hex"), SERVICES: "gateway" });
+	try {
+		const res = await http(node.url, "POST", "/api/webhooks/payment-gateway", { raw: "{}", headers: { "Content-Type": "application/json", "Gateway-Signature": "t=1,v1=00" } });
+		expect(res.status).toBe(501);
+		expect(res.body.error).toEqual({ code: "HOSTED_PAYMENTS_DISABLED", message: expect.stringContaining("PAYMENT_WEBHOOK_SECRET") });
+	} finally {
+		await node.stop();
+	}
 });
