@@ -72,6 +72,8 @@ interface SessionRow {
 	status: GatewaySession["status"];
 	payment_status: GatewaySession["paymentStatus"];
 	charge_id: string | null;
+	refund_status: "PENDING" | "REFUNDED" | "FAILED" | null;
+	refund_attempts: number;
 	success_url: string;
 	cancel_url: string;
 	expires_at: Date;
@@ -132,6 +134,7 @@ type PaymentThis = EventsService & {
 	sessionRow(where: string, params: Record<string, unknown>, tx?: Transaction): Promise<SessionRow | undefined>;
 	applySession(session: GatewaySession, tx?: Transaction, ctx?: Context): Promise<SessionRow | undefined>;
 	refreshSession(row: SessionRow): Promise<SessionRow>;
+	refundSecondCharges(): Promise<void>;
 };
 
 /**
@@ -214,6 +217,15 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 						);
 						CREATE INDEX payment_sessions_by_order ON payment_sessions (order_id, created_at DESC);
 						CREATE UNIQUE INDEX payment_sessions_one_open ON payment_sessions (order_id) WHERE status = 'open';`,
+				},
+				{
+					// A session that paid an order paid already (a gateway that charged twice): its charge is
+					// given back by the refund sweep, with retries, as a row of its own.
+					id: "payment-005-session-refunds",
+					sql: `
+						ALTER TABLE payment_sessions ADD COLUMN refund_status text CHECK (refund_status IN ('PENDING', 'REFUNDED', 'FAILED')),
+						  ADD COLUMN refund_attempts integer NOT NULL DEFAULT 0, ADD COLUMN refund_next_at timestamptz, ADD COLUMN refund_error text;
+						CREATE INDEX payment_sessions_refunds_due ON payment_sessions (refund_next_at) WHERE refund_status = 'PENDING';`,
 				},
 			],
 		}),
@@ -594,16 +606,44 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				if (payment) {
 					this.publishEvent(tx, "payment.authorized", { orderId: row.order_id, userId: row.user_id, paymentId: payment.id, method: "CARD", amount: Number(row.amount), currency: row.currency }, opts);
 					tx.afterCommit(() => countMetric(this.broker, "payments", { method: "CARD", outcome: "AUTHORIZED" }));
-				} else {
-					tx.afterCommit(async () => {
-						const back = await this.gateway.refund({ chargeId: session.chargeId!, amount: Number(row.amount), idempotencyKey: `session-${row.id}-refund` });
-						if (back.ok) this.logger.warn(`Session ${row.id} paid order ${row.order_id} a second time: its charge was refunded.`);
-						else this.logger.error(`Session ${row.id} paid order ${row.order_id} a second time and its refund failed (${back.reason}): refund charge ${session.chargeId} by hand.`);
-					});
+					return moved;
 				}
-				return moved;
+				this.logger.warn(`Session ${row.id} paid order ${row.order_id}, which has its payment already: its charge ${session.chargeId} is refunded.`);
+				const [refunding] = await this.sql<SessionRow>(
+					`UPDATE ${this.table("payment_sessions")} SET refund_status = 'PENDING', refund_next_at = now() WHERE id = :id RETURNING *`,
+					{ id: row.id },
+					tx,
+				);
+				tx.afterCommit(() => void this.refundSecondCharges());
+				return refunding;
 			};
 			return tx ? run(tx) : this.transaction(run, ctx);
+		},
+
+		/**
+		 * The charges of sessions that paid an order paid already, given back (key
+		 * `session-<id>-refund`, so a retry never refunds twice) with the refunds' retries; after the
+		 * last try the session says REFUND_FAILED and the log names the charge for an operator. The
+		 * order is not told: its own payment is another one.
+		 */
+		refundSecondCharges() {
+			const { refundMaxAttempts, refundRetryBaseMs } = runtimeOf(this.broker).config;
+			return runSweep<SessionRow & { refund_next_at: Date }, RefundTry>({
+				claim: () => this.sql(claimSql({ table: this.table("payment_sessions"), due: "refund_status = 'PENDING' AND refund_next_at <= now()", nextColumn: "refund_next_at", attemptsColumn: "refund_attempts", leaseSeconds: 30 })),
+				attempt: s => this.gateway.refund({ chargeId: s.charge_id!, amount: Number(s.amount), idempotencyKey: `session-${s.id}-refund` }),
+				settled: outcome => outcome.ok,
+				attemptsOf: s => s.refund_attempts,
+				maxAttempts: refundMaxAttempts,
+				retry: { baseMs: refundRetryBaseMs, maxMs: 10 * 60 * 1000 },
+				record: async (s, outcome, verdict) => {
+					const error = outcome.ok ? null : outcome.reason;
+					if (verdict.kind === "gaveUp") this.logger.error(`The second charge ${s.charge_id} of order ${s.order_id} (session ${s.id}) could not be refunded after ${s.refund_attempts} tries (${error}): refund it by hand.`);
+					await this.sql(
+						`UPDATE ${this.table("payment_sessions")} SET refund_status = :status, refund_error = :error, refund_next_at = COALESCE(:next, refund_next_at), updated_at = now() WHERE id = :id`,
+						{ id: s.id, status: verdict.kind === "done" ? "REFUNDED" : verdict.kind === "gaveUp" ? "FAILED" : "PENDING", error, next: verdict.kind === "retry" ? verdict.next : null },
+					);
+				},
+			});
 		},
 
 		/** Card work waits while the gateway's circuit is open rather than spend its tries on it. */
@@ -718,6 +758,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				await this.attemptRefunds();
 				await this.abandonStalePayments();
 				await this.reconcilePayments();
+				await this.refundSecondCharges();
 			},
 			this.logger,
 			"Refund sweep",

@@ -189,6 +189,25 @@ describe("a hosted payment session", () => {
 		expect(charge.refunds).toHaveLength(1);
 	});
 
+	it("gives back a second charge: a session paid for an order that was paid meanwhile another way is refunded, the order keeps its one payment", async () => {
+		const orderId = await pendingOrder();
+		mock.holdWebhooks();
+		const session = (await openSession(orderId)).body;
+		expect((await payOnPage(session.url, "tok_visa")).status).toBe(303);
+		// The order is paid by its wallet before the shop hears of the session (as if the gateway had charged a session it should not have).
+		await node.broker.call("wallet.credit", { userId: "carol", amount: 4200, reason: "TOP_UP", idempotencyKey: randomUUID() });
+		expect(await node.broker.call("payment.authorize", { orderId, userId: "carol", amount: 4200, currency: "EUR", method: "WALLET" })).toMatchObject({ ok: true, method: "WALLET" });
+		expect((await verify(session.id)).body).toMatchObject({ status: "complete", paymentStatus: "paid" });
+		await eventually("the second charge refunded", async () => chargesOf(session.id)[0]?.refunded === 4200);
+		expect(chargesOf(session.id)[0].refunds).toHaveLength(1);
+		const confirmed = await untilOrder(orderId, "CONFIRMED", o => o.status === "CONFIRMED");
+		expect(confirmed.paymentStatus).toBe("AUTHORIZED");
+		mock.releaseWebhooks(); // the late webhook changes nothing either
+		await eventually("the webhook delivered", async () => mock.webhooks().some(w => w.event.data.object.id === session.id && w.status === "delivered"));
+		expect(countOf(await eventsOf(orderId), "payment.authorized")).toBe(1);
+		expect(chargesOf(session.id)[0].refunds).toHaveLength(1);
+	});
+
 	it("refuses what it must: a foreign redirect (400), an order not waiting for payment (409), someone else's order or session (404)", async () => {
 		const orderId = await pendingOrder();
 		for (const body of [{ ...redirects, successUrl: "https://evil.example.com/x" }, { ...redirects, cancelUrl: "javascript:alert(1)" }, { successUrl: `${SHOP}/ok` }]) {
