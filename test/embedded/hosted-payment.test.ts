@@ -88,6 +88,9 @@ describe("a hosted payment session", () => {
 		expect(created.status).toBe(201);
 		const session = created.body;
 		expect(session).toMatchObject({ orderId, status: "open", paymentStatus: "unpaid", amount: 4200, currency: "EUR", url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/checkout\/cs_/) });
+		// It never outlives the stock it pays for.
+		const reservation = await node.broker.call<{ expiresAt: string }, Record<string, unknown>>("inventory.reservation", { orderId });
+		expect(new Date(session.expiresAt).getTime()).toBeLessThanOrEqual(new Date(reservation.expiresAt).getTime());
 		// Asked again while it is open: the same session, not a second one.
 		expect((await openSession(orderId)).body.id).toBe(session.id);
 		expect(await order(orderId)).toMatchObject({ status: "PAYMENT_PENDING", paymentStatus: "PENDING", payment: { method: "HOSTED_CARD", sessionId: session.id } });
