@@ -25,6 +25,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { createHash, randomBytes } from "node:crypto";
 import { SIGNATURE_HEADER, signPayload } from "./webhook-signature";
+import { escapeHtml } from "./html";
 
 interface Charge {
 	id: string;
@@ -102,7 +103,8 @@ export interface MockGateway {
 const id = (prefix: string) => `${prefix}_${randomBytes(12).toString("hex")}`;
 const fingerprint = (body: unknown) => createHash("sha256").update(JSON.stringify(body)).digest("hex");
 const nowS = () => Math.floor(Date.now() / 1000);
-const escapeHtml = (s: unknown) => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+/** Where a paid session sends the customer: its success URL with the session id filled in. */
+const successUrlOf = (s: WireSession) => s.success_url.replace("{SESSION_ID}", encodeURIComponent(s.id));
 const isWebUrl = (u: unknown) => {
 	try {
 		return typeof u === "string" && ["http:", "https:"].includes(new URL(u).protocol);
@@ -272,7 +274,7 @@ export async function startMockGateway(opts: MockGatewayOptions = {}): Promise<M
 			? `<form method="post" action="/checkout/${escapeHtml(s.id)}/pay"><fieldset><legend>Test card</legend>
 ${PAGE_CARDS.map(([token, label], i) => `<label><input type="radio" name="card" value="${token}"${i === 0 ? " checked" : ""}> ${escapeHtml(label)}</label>`).join("\n")}
 </fieldset><p><button type="submit">Pay ${amount}</button><a class="button" href="${escapeHtml(s.cancel_url)}">Cancel</a></p></form>`
-			: `<p>This payment session is ${escapeHtml(s.status)}.</p><p><a href="${escapeHtml(s.status === "complete" ? s.success_url.replace("{SESSION_ID}", s.id) : s.cancel_url)}">Back to the shop</a></p>`;
+			: `<p>This payment session is ${escapeHtml(s.status)}.</p><p><a href="${escapeHtml(s.status === "complete" ? successUrlOf(s) : s.cancel_url)}">Back to the shop</a></p>`;
 		return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Pay ${amount} — mock gateway</title><style>${PAGE_CSS}</style></head>
 <body><main><h1>Pay ${amount}</h1><p>Mock card gateway · session <code>${escapeHtml(s.id)}</code> · expires ${new Date(s.expires_at * 1000).toISOString()}</p>
 ${message ? `<p class="error" role="alert">${escapeHtml(message)}</p>` : ""}${form}</main></body></html>`;
@@ -293,7 +295,7 @@ ${message ? `<p class="error" role="alert">${escapeHtml(message)}</p>` : ""}${fo
 		}
 		Object.assign(s, { status: "complete", payment_status: "paid", charge: answer.id, last_error: null });
 		emit("checkout.session.completed", s);
-		res.writeHead(303, { Location: s.success_url.replace("{SESSION_ID}", encodeURIComponent(s.id)), "Cache-Control": "no-store" });
+		res.writeHead(303, { Location: successUrlOf(s), "Cache-Control": "no-store" });
 		res.end();
 	}
 

@@ -180,7 +180,6 @@ function rawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
  * effect; any other answer makes the gateway send it again.
  */
 async function paymentWebhook(this: GatewayThis, req: Req, res: Res) {
-	for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
 	try {
 		const { config } = runtimeOf(this.broker);
 		const raw = await rawBody(req, config.bodyLimitBytes);

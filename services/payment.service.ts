@@ -564,7 +564,11 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			return row;
 		},
 
-		/** An open session past its expiry, asked of the gateway (which may have been paid at the last moment). */
+		/**
+		 * An open session as the gateway knows it now (paid, expired or still open), applied. A gateway
+		 * that cannot be reached leaves a session that has not expired as it is; one past its expiry
+		 * cannot be judged without it (503).
+		 */
 		async refreshSession(row: SessionRow) {
 			if (row.status !== "open") return row;
 			const asked = await this.gateway.getSession(row.id);
@@ -580,7 +584,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		 * alike: only a session still open here moves (the first report wins, the others find it
 		 * moved). Completed and paid: the order's payment, AUTHORIZED, with `payment.authorized`, as
 		 * a card payment; expired: `payment.session_expired` (the order may open another). A second
-		 * payment for one order (the gateway charged twice) is given back at once.
+		 * payment for one order (the gateway charged twice) is marked for refundSecondCharges.
 		 */
 		async applySession(session: GatewaySession, tx?: Transaction, ctx?: Context) {
 			const run = async (tx: Transaction) => {

@@ -2,6 +2,7 @@ import type { ServiceBroker } from "moleculer";
 import { API_ROUTES, type ApiRoute } from "./routes";
 import { runtimeOf } from "../runtime";
 import { devSignIn } from "./auth";
+import { escapeHtml } from "../html";
 
 type Schema = Record<string, unknown>;
 
@@ -375,7 +376,6 @@ export function buildOpenApi(broker: ServiceBroker): Schema {
 	});
 }
 
-const escape = (s: unknown) => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 /**
  * The reference page: Swagger UI (schemas, examples, try-it) from the swagger-ui-dist package,
@@ -387,16 +387,16 @@ export function renderDocsPage(doc: Schema): string {
 	const rows = Object.entries(paths)
 		.flatMap(([path, ops]) =>
 			Object.entries(ops).map(([method, op]) => {
-				const params = (op.parameters ?? []).map((p: any) => `${escape(p.name)} <small>(${escape(p.in)})</small>`).join(", ");
-				const body = op.requestBody ? Object.keys(op.requestBody.content["application/json"].schema.properties ?? {}).map(escape).join(", ") : "";
-				return `<tr><td><code>${method.toUpperCase()}</code></td><td><code>${escape(path)}</code></td><td>${escape(op.summary)}</td><td>${escape(op["x-access"] ?? "public")}</td><td>${params}</td><td>${body}</td><td>${Object.keys(op.responses).join(" ")}</td></tr>`;
+				const params = (op.parameters ?? []).map((p: any) => `${escapeHtml(p.name)} <small>(${escapeHtml(p.in)})</small>`).join(", ");
+				const body = op.requestBody ? Object.keys(op.requestBody.content["application/json"].schema.properties ?? {}).map(escapeHtml).join(", ") : "";
+				return `<tr><td><code>${method.toUpperCase()}</code></td><td><code>${escapeHtml(path)}</code></td><td>${escapeHtml(op.summary)}</td><td>${escapeHtml(op["x-access"] ?? "public")}</td><td>${params}</td><td>${body}</td><td>${Object.keys(op.responses).join(" ")}</td></tr>`;
 			}),
 		)
 		.join("\n");
 	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Checkout API</title>
 <link rel="stylesheet" href="/api/docs/assets/swagger-ui.css"></head>
 <body><main><div id="swagger-ui"></div>
-<noscript><h1>Checkout API</h1><p>${escape((doc.info as any).description)} The machine-readable document: <a href="/api/openapi.json">/api/openapi.json</a>.</p>
+<noscript><h1>Checkout API</h1><p>${escapeHtml((doc.info as any).description)} The machine-readable document: <a href="/api/openapi.json">/api/openapi.json</a>.</p>
 <table><thead><tr><th>Method</th><th>Path</th><th>What</th><th>Access</th><th>Parameters</th><th>Body</th><th>Responses</th></tr></thead><tbody>
 ${rows}
 </tbody></table></noscript></main>
