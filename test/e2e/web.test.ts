@@ -46,6 +46,14 @@ async function signIn(page: Page, name: string, role: "customer" | "admin" = "cu
 	await page.getByRole("button", { name: "Sign out" }).waitFor();
 }
 
+/** Tops up an empty wallet on the wallet page by `euros`, and waits for the new balance. */
+async function topUp(page: Page, euros: number) {
+	await page.goto(`${base}/#/wallet`);
+	await page.getByLabel("Amount").fill(euros.toFixed(2));
+	await page.getByRole("button", { name: "Top up" }).click();
+	await page.getByText(new RegExp(`Balance\\s+€?${euros}[.,]00`)).waitFor();
+}
+
 /** From the catalogue to the payment step: search, add, check the cart, address, review. */
 async function toPayment(page: Page, product: string) {
 	await page.goto(`${base}/#/`);
@@ -118,10 +126,7 @@ describe("the storefront", () => {
 	});
 
 	it("tops up the wallet and pays a checkout from it, the tracking page reaching CONFIRMED without a reload", async () => {
-		await page.goto(`${base}/#/wallet`);
-		await page.getByLabel("Amount").fill("500.00");
-		await page.getByRole("button", { name: "Top up" }).click();
-		await page.getByText(/Balance\s+€?500[.,]00/).waitFor();
+		await topUp(page, 500);
 		await toPayment(page, LAMP);
 		await page.getByLabel("Wallet balance").check();
 		await shot(page, "checkout-payment");
@@ -201,10 +206,7 @@ describe("the operations console", () => {
 	});
 
 	it("dispatches an order over 100.00, and the customer's notifications show the voucher", async () => {
-		await customer.goto(`${base}/#/wallet`);
-		await customer.getByLabel("Amount").fill("200.00");
-		await customer.getByRole("button", { name: "Top up" }).click();
-		await customer.getByText(/Balance\s+€?200[.,]00/).waitFor();
+		await topUp(customer, 200);
 		await toPayment(customer, DESK);
 		await customer.getByLabel("Wallet balance").check();
 		await customer.getByRole("button", { name: "Place order" }).click();

@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { api, must, type ApiProblem } from "../api/client";
-import { ErrorNote, Field, Loading, Pager, described, useLoad } from "../components/ui";
+import { api, must } from "../api/client";
+import { ErrorNote, Field, Loading, Pager, Table, described, useAction, useLoad } from "../components/ui";
 
 const EMPTY = { sku: "", name: "", category: "", price: "", stock: "0", description: "" };
 
@@ -8,20 +8,17 @@ const EMPTY = { sku: "", name: "", category: "", price: "", stock: "0", descript
 export function Inventory() {
 	const [page, setPage] = useState(1);
 	const levels = useLoad(() => must(api.GET("/api/inventory", { params: { query: { page, pageSize: 20 } } })), [page]);
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
+	const { problem, run } = useAction();
 	const [draft, setDraft] = useState(EMPTY);
 	const [editing, setEditing] = useState<string | null>(null);
 	const [notice, setNotice] = useState("");
-	const act = async (fn: () => Promise<string>) => {
-		setProblem(null);
-		setNotice("");
-		try {
+	/** A change, then its notice and the levels read again. */
+	const act = (fn: () => Promise<string>) =>
+		run(async () => {
+			setNotice("");
 			setNotice(await fn());
 			levels.reload();
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		}
-	};
+		});
 	const restock = (productId: string, quantity: number) => act(async () => (await must(api.POST("/api/inventory/{productId}/restock", { params: { path: { productId } }, body: { quantity } })), `Restocked ${quantity}.`));
 	const save = (e: Event) => {
 		e.preventDefault();
@@ -52,36 +49,23 @@ export function Inventory() {
 			)}
 			{levels.loading && !levels.data && <Loading />}
 			{levels.data && (
-				<table>
-					<caption class="sr-only">Stock levels</caption>
-					<thead>
-						<tr>
-							<th scope="col">SKU</th>
-							<th scope="col">Product</th>
-							<th scope="col">On hand</th>
-							<th scope="col">Reserved</th>
-							<th scope="col">Available</th>
-							<th scope="col">Actions</th>
+				<Table caption="Stock levels" columns={["SKU", "Product", "On hand", "Reserved", "Available", "Actions"]}>
+					{levels.data.rows.map(l => (
+						<tr key={l.productId}>
+							<td>{l.sku}</td>
+							<td>{l.name}</td>
+							<td>{l.onHand}</td>
+							<td>{l.reserved}</td>
+							<td>{l.available}</td>
+							<td>
+								<RestockForm label={l.name} onRestock={q => restock(l.productId, q)} />
+								<button type="button" class="link" onClick={() => void edit(l.productId)}>
+									Edit
+								</button>
+							</td>
 						</tr>
-					</thead>
-					<tbody>
-						{levels.data.rows.map(l => (
-							<tr key={l.productId}>
-								<td>{l.sku}</td>
-								<td>{l.name}</td>
-								<td>{l.onHand}</td>
-								<td>{l.reserved}</td>
-								<td>{l.available}</td>
-								<td>
-									<RestockForm label={l.name} onRestock={q => restock(l.productId, q)} />
-									<button type="button" class="link" onClick={() => void edit(l.productId)}>
-										Edit
-									</button>
-								</td>
-							</tr>
-						))}
-					</tbody>
-				</table>
+					))}
+				</Table>
 			)}
 			{levels.data && <Pager page={levels.data.page} totalPages={levels.data.totalPages} onPage={setPage} />}
 			<form class="card" onSubmit={save}>

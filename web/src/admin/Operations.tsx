@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { api, must, type ApiProblem } from "../api/client";
-import { Empty, ErrorNote, Loading, StatusBadge, shortId, useLoad, when } from "../components/ui";
+import { api, must } from "../api/client";
+import { Empty, ErrorNote, Loading, StatusBadge, Table, shortId, useAction, useLoad, when } from "../components/ui";
 
 /** What the REPL shows an operator: nodes and readiness, stuck sagas, dead letters (with replay), outbox backlogs. */
 export function Operations() {
@@ -8,18 +8,14 @@ export function Operations() {
 	const stuck = useLoad(() => must(api.GET("/api/admin/stuck-orders", { params: { query: { olderThanSeconds: 300 } } })), []);
 	const letters = useLoad(() => must(api.GET("/api/admin/dead-letters")), []);
 	const outbox = useLoad(() => must(api.GET("/api/admin/outbox")), []);
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
+	const { problem, run } = useAction();
 	const [notice, setNotice] = useState("");
-	const replay = async (service: string, letterId: number) => {
-		setProblem(null);
-		try {
+	const replay = (service: string, letterId: number) =>
+		run(async () => {
 			const { outcome } = await must(api.POST("/api/admin/dead-letters/{service}/{letterId}/replay", { params: { path: { service, letterId } } }));
 			setNotice(`Replayed ${service} #${letterId}: ${outcome}.`);
 			letters.reload();
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		}
-	};
+		});
 	return (
 		<section>
 			<h1>Operations</h1>
@@ -33,31 +29,19 @@ export function Operations() {
 			<ErrorNote problem={nodes.problem} />
 			{nodes.loading && !nodes.data && <Loading />}
 			{nodes.data && (
-				<table>
-					<caption class="sr-only">Nodes</caption>
-					<thead>
-						<tr>
-							<th scope="col">Node</th>
-							<th scope="col">Ready</th>
-							<th scope="col">Services</th>
-							<th scope="col">Checks</th>
-							<th scope="col">Up</th>
+				<Table caption="Nodes" columns={["Node", "Ready", "Services", "Checks", "Up"]}>
+					{nodes.data.map(n => (
+						<tr key={n.nodeID}>
+							<td>{n.nodeID}</td>
+							<td>
+								<span class={`badge ${n.status === "ok" ? "good" : "bad"}`}>{n.status}</span>
+							</td>
+							<td>{n.services.join(", ") || "—"}</td>
+							<td>{n.error ?? (Object.entries(n.checks).map(([k, v]) => `${k} ${v}`).join(", ") || "—")}</td>
+							<td>{n.uptimeSeconds !== undefined ? `${Math.round(n.uptimeSeconds / 60)} min` : "—"}</td>
 						</tr>
-					</thead>
-					<tbody>
-						{nodes.data.map(n => (
-							<tr key={n.nodeID}>
-								<td>{n.nodeID}</td>
-								<td>
-									<span class={`badge ${n.status === "ok" ? "good" : "bad"}`}>{n.status}</span>
-								</td>
-								<td>{n.services.join(", ") || "—"}</td>
-								<td>{n.error ?? (Object.entries(n.checks).map(([k, v]) => `${k} ${v}`).join(", ") || "—")}</td>
-								<td>{n.uptimeSeconds !== undefined ? `${Math.round(n.uptimeSeconds / 60)} min` : "—"}</td>
-							</tr>
-						))}
-					</tbody>
-				</table>
+					))}
+				</Table>
 			)}
 			<h2>Stuck orders</h2>
 			<p class="muted">Past their step's deadline, or idle five minutes before dispatch.</p>
@@ -76,37 +60,24 @@ export function Operations() {
 			<ErrorNote problem={letters.problem} />
 			{letters.data?.length === 0 && <Empty>No dead letters.</Empty>}
 			{letters.data && letters.data.length > 0 && (
-				<table>
-					<caption class="sr-only">Dead letters</caption>
-					<thead>
-						<tr>
-							<th scope="col">Service</th>
-							<th scope="col">Event</th>
-							<th scope="col">Error</th>
-							<th scope="col">Tries</th>
-							<th scope="col">When</th>
-							<th scope="col">Action</th>
+				<Table caption="Dead letters" columns={["Service", "Event", "Error", "Tries", "When", "Action"]}>
+					{letters.data.map(d => (
+						<tr key={`${d.service}-${d.id}`}>
+							<td>{d.service}</td>
+							<td>
+								<code>{d.eventName}</code>
+							</td>
+							<td class="wrap">{d.error}</td>
+							<td>{d.attempts}</td>
+							<td>{when(d.createdAt)}</td>
+							<td>
+								<button type="button" onClick={() => void replay(d.service, d.id)} aria-label={`Replay ${d.service} dead letter ${d.id}`}>
+									Replay
+								</button>
+							</td>
 						</tr>
-					</thead>
-					<tbody>
-						{letters.data.map(d => (
-							<tr key={`${d.service}-${d.id}`}>
-								<td>{d.service}</td>
-								<td>
-									<code>{d.eventName}</code>
-								</td>
-								<td class="wrap">{d.error}</td>
-								<td>{d.attempts}</td>
-								<td>{when(d.createdAt)}</td>
-								<td>
-									<button type="button" onClick={() => void replay(d.service, d.id)} aria-label={`Replay ${d.service} dead letter ${d.id}`}>
-										Replay
-									</button>
-								</td>
-							</tr>
-						))}
-					</tbody>
-				</table>
+					))}
+				</Table>
 			)}
 			<h2>Outbox backlog</h2>
 			<ErrorNote problem={outbox.problem} />

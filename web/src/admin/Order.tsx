@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
-import { api, must, type ApiProblem } from "../api/client";
+import { api, must } from "../api/client";
 import { OrderView, cancellable } from "../components/OrderView";
-import { ErrorNote, Field, Loading, described, shortId, useLoad, when } from "../components/ui";
+import { ErrorNote, Field, Loading, described, shortId, useAction, useLoad, when } from "../components/ui";
 
 /** One order for an operator: its state, its audit timeline, and dispatch, delivery or cancellation. */
 export function AdminOrder({ id }: { id: string }) {
@@ -9,17 +9,14 @@ export function AdminOrder({ id }: { id: string }) {
 	const timeline = useLoad(() => must(api.GET("/api/orders/{id}/timeline", { params: { path: { id } } })), [id]);
 	const [courier, setCourier] = useState("DHL");
 	const [tracking, setTracking] = useState("");
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
-	const act = async (fn: () => Promise<unknown>) => {
-		setProblem(null);
-		try {
+	const { problem, run } = useAction();
+	/** A step of the order's, then the order and its timeline read again. */
+	const act = (fn: () => Promise<unknown>) =>
+		run(async () => {
 			await fn();
 			order.reload();
 			timeline.reload();
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		}
-	};
+		});
 	const o = order.data;
 	const f = problem?.fields ?? {};
 	return (

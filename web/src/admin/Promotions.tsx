@@ -1,22 +1,19 @@
 import { useState } from "preact/hooks";
-import { api, must, type ApiProblem } from "../api/client";
-import { Empty, ErrorNote, Field, Loading, described, money, useLoad, when } from "../components/ui";
+import { api, must } from "../api/client";
+import { Empty, ErrorNote, Field, Loading, Table, described, money, useAction, useLoad, when } from "../components/ui";
 
 export function Promotions() {
 	const list = useLoad(() => must(api.GET("/api/promotions", { params: { query: { pageSize: 100 } } })), []);
 	const [draft, setDraft] = useState({ code: "", type: "PERCENT" as "PERCENT" | "FIXED", value: "10", minSubtotal: "" });
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
-	const create = async (e: Event) => {
+	const { problem, run } = useAction();
+	const create = (e: Event) => {
 		e.preventDefault();
-		setProblem(null);
-		try {
+		void run(async () => {
 			const value = draft.type === "FIXED" ? Math.round(Number(draft.value) * 100) : Number(draft.value);
 			await must(api.POST("/api/promotions", { body: { code: draft.code, type: draft.type, value, minSubtotal: draft.minSubtotal ? Math.round(Number(draft.minSubtotal) * 100) : undefined } }));
 			setDraft({ ...draft, code: "" });
 			list.reload();
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		}
+		});
 	};
 	const f = problem?.fields ?? {};
 	return (
@@ -26,34 +23,22 @@ export function Promotions() {
 			<ErrorNote problem={list.problem} />
 			{list.data?.rows.length === 0 && <Empty>No promotions.</Empty>}
 			{list.data && list.data.rows.length > 0 && (
-				<table>
-					<caption class="sr-only">Promotions</caption>
-					<thead>
-						<tr>
-							<th scope="col">Code</th>
-							<th scope="col">Discount</th>
-							<th scope="col">Minimum</th>
-							<th scope="col">Valid</th>
-							<th scope="col">Redeemed</th>
+				<Table caption="Promotions" columns={["Code", "Discount", "Minimum", "Valid", "Redeemed"]}>
+					{list.data.rows.map(p => (
+						<tr key={p.code}>
+							<td>
+								<code>{p.code}</code>
+							</td>
+							<td>{p.type === "PERCENT" ? `${p.value} %` : money(p.value)}</td>
+							<td>{p.minSubtotal ? money(p.minSubtotal) : "—"}</td>
+							<td>{p.startsAt || p.endsAt ? `${p.startsAt ? when(p.startsAt) : "…"} – ${p.endsAt ? when(p.endsAt) : "…"}` : "always"}</td>
+							<td>
+								{p.redemptions}
+								{p.maxRedemptions ? ` of ${p.maxRedemptions}` : ""}
+							</td>
 						</tr>
-					</thead>
-					<tbody>
-						{list.data.rows.map(p => (
-							<tr key={p.code}>
-								<td>
-									<code>{p.code}</code>
-								</td>
-								<td>{p.type === "PERCENT" ? `${p.value} %` : money(p.value)}</td>
-								<td>{p.minSubtotal ? money(p.minSubtotal) : "—"}</td>
-								<td>{p.startsAt || p.endsAt ? `${p.startsAt ? when(p.startsAt) : "…"} – ${p.endsAt ? when(p.endsAt) : "…"}` : "always"}</td>
-								<td>
-									{p.redemptions}
-									{p.maxRedemptions ? ` of ${p.maxRedemptions}` : ""}
-								</td>
-							</tr>
-						))}
-					</tbody>
-				</table>
+					))}
+				</Table>
 			)}
 			<form class="card" onSubmit={create}>
 				<h2>New promotion</h2>

@@ -1,5 +1,5 @@
 import type { Order } from "../api/client";
-import { StatusBadge, money, when } from "./ui";
+import { StatusBadge, Table, money, when } from "./ui";
 
 const LIFECYCLE = ["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED", "DISPATCHED", "COMPLETED"];
 const ENDED = new Set(["FAILED", "PAYMENT_FAILED", "CANCELLED"]);
@@ -29,27 +29,16 @@ export function OrderView({ order }: { order: Order }) {
 					{order.payment.failureReason ?? order.failureReason}
 				</p>
 			)}
-			<table>
-				<caption class="sr-only">Order lines</caption>
-				<thead>
-					<tr>
-						<th scope="col">Product</th>
-						<th scope="col">Quantity</th>
-						<th scope="col">Price</th>
-						<th scope="col">Total</th>
+			<Table caption="Order lines" columns={["Product", "Quantity", "Price", "Total"]}>
+				{order.items.map(l => (
+					<tr key={l.productId}>
+						<td>{l.name}</td>
+						<td>{l.quantity}</td>
+						<td>{money(l.unitPrice, order.currency)}</td>
+						<td>{money(l.lineTotal, order.currency)}</td>
 					</tr>
-				</thead>
-				<tbody>
-					{order.items.map(l => (
-						<tr key={l.productId}>
-							<td>{l.name}</td>
-							<td>{l.quantity}</td>
-							<td>{money(l.unitPrice, order.currency)}</td>
-							<td>{money(l.lineTotal, order.currency)}</td>
-						</tr>
-					))}
-				</tbody>
-			</table>
+				))}
+			</Table>
 			<p>
 				Total <strong>{money(order.total, order.currency)}</strong>
 				{order.discount + order.voucherDiscount > 0 && <span class="muted"> (saved {money(order.discount + order.voucherDiscount, order.currency)})</span>}

@@ -27,6 +27,47 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data?: T;
 	return { ...state, reload: useCallback(() => setTick(t => t + 1), []) };
 }
 
+/**
+ * A page's writes: `run(fn)` clears the last problem, marks the page busy while `fn` runs and keeps
+ * its failure as a problem to show; it answers what `fn` answered, or undefined when it failed.
+ */
+export function useAction() {
+	const [problem, setProblem] = useState<ApiProblem | null>(null);
+	const [busy, setBusy] = useState(false);
+	const run = useCallback(async <T,>(fn: () => Promise<T>): Promise<T | undefined> => {
+		setProblem(null);
+		setBusy(true);
+		try {
+			return await fn();
+		} catch (err) {
+			setProblem(isProblem(err) ? err : problemOf(undefined));
+			return undefined;
+		} finally {
+			setBusy(false);
+		}
+	}, []);
+	return { problem, setProblem, busy, run };
+}
+
+/** A data table: its caption for screen readers, its column headers, its rows. */
+export function Table({ caption, columns, children }: { caption: string; columns: string[]; children: ComponentChildren }) {
+	return (
+		<table>
+			<caption class="sr-only">{caption}</caption>
+			<thead>
+				<tr>
+					{columns.map(c => (
+						<th key={c} scope="col">
+							{c}
+						</th>
+					))}
+				</tr>
+			</thead>
+			<tbody>{children}</tbody>
+		</table>
+	);
+}
+
 export function Loading({ what = "Loading" }: { what?: string }) {
 	return (
 		<p class="muted" role="status" aria-live="polite">

@@ -1,8 +1,8 @@
 import { useState } from "preact/hooks";
-import { api, must, type ApiProblem, type CartValidation } from "../api/client";
+import { api, must, type CartValidation } from "../api/client";
 import { cart, cartItems, promoCode, setQuantity, voucherCodes } from "../cart";
 import { navigate } from "../router";
-import { Empty, ErrorNote, money } from "../components/ui";
+import { Empty, ErrorNote, Table, money, useAction } from "../components/ui";
 
 /** The server's check of a cart (prices, stock, promo code, vouchers), for the cart and the checkout. */
 export const validateCart = () =>
@@ -36,24 +36,20 @@ export function Totals({ check }: { check: CartValidation }) {
 
 export function CartPage() {
 	const [check, setCheck] = useState<CartValidation | null>(null);
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
+	const { problem, run } = useAction();
 	const [voucherDraft, setVoucherDraft] = useState(voucherCodes.value.join(", "));
 	const lines = cart.value;
 	const lineErrors = (productId: string) => check?.errors.filter(e => e.productId === productId) ?? [];
-	const run = async () => {
-		setProblem(null);
-		voucherCodes.value = voucherDraft.split(",").map(s => s.trim()).filter(Boolean);
-		try {
+	/** The server's check of the cart as it is now: its answer (undefined if it could not be had). */
+	const recheck = () =>
+		run(async () => {
+			voucherCodes.value = voucherDraft.split(",").map(s => s.trim()).filter(Boolean);
 			const result = await validateCart();
 			setCheck(result);
 			// Adopt the catalogue's current prices (the customer has now seen them).
 			cart.value = cart.value.map(l => ({ ...l, price: result.lines.find(r => r.productId === l.productId)?.unitPrice ?? l.price }));
 			return result;
-		} catch (err) {
-			setProblem(err as ApiProblem);
-			return null;
-		}
-	};
+		});
 	if (lines.length === 0)
 		return (
 			<section>
@@ -67,44 +63,33 @@ export function CartPage() {
 		<section>
 			<h1>Cart</h1>
 			<ErrorNote problem={problem} />
-			<table>
-				<caption class="sr-only">Cart lines</caption>
-				<thead>
-					<tr>
-						<th scope="col">Product</th>
-						<th scope="col">Price</th>
-						<th scope="col">Quantity</th>
-						<th scope="col">Check</th>
+			<Table caption="Cart lines" columns={["Product", "Price", "Quantity", "Check"]}>
+				{lines.map(l => (
+					<tr key={l.productId}>
+						<td>
+							<a href={`#/products/${l.productId}`}>{l.name}</a>
+						</td>
+						<td>{money(l.price)}</td>
+						<td>
+							<label class="sr-only" for={`q-${l.productId}`}>
+								Quantity of {l.name}
+							</label>
+							<input id={`q-${l.productId}`} type="number" min={0} max={99} value={l.quantity} onChange={e => setQuantity(l.productId, Number(e.currentTarget.value))} />
+							<button type="button" class="link" onClick={() => setQuantity(l.productId, 0)}>
+								Remove
+							</button>
+						</td>
+						<td class="line-errors">
+							{lineErrors(l.productId).map(e => (
+								<span key={e.code} class="field-error">
+									{e.message}
+								</span>
+							))}
+							{check && lineErrors(l.productId).length === 0 && <span class="ok">OK</span>}
+						</td>
 					</tr>
-				</thead>
-				<tbody>
-					{lines.map(l => (
-						<tr key={l.productId}>
-							<td>
-								<a href={`#/products/${l.productId}`}>{l.name}</a>
-							</td>
-							<td>{money(l.price)}</td>
-							<td>
-								<label class="sr-only" for={`q-${l.productId}`}>
-									Quantity of {l.name}
-								</label>
-								<input id={`q-${l.productId}`} type="number" min={0} max={99} value={l.quantity} onChange={e => setQuantity(l.productId, Number(e.currentTarget.value))} />
-								<button type="button" class="link" onClick={() => setQuantity(l.productId, 0)}>
-									Remove
-								</button>
-							</td>
-							<td class="line-errors">
-								{lineErrors(l.productId).map(e => (
-									<span key={e.code} class="field-error">
-										{e.message}
-									</span>
-								))}
-								{check && lineErrors(l.productId).length === 0 && <span class="ok">OK</span>}
-							</td>
-						</tr>
-					))}
-				</tbody>
-			</table>
+				))}
+			</Table>
 			<div class="row">
 				<label>
 					Promo code
@@ -114,7 +99,7 @@ export function CartPage() {
 					Voucher codes
 					<input value={voucherDraft} onInput={e => setVoucherDraft(e.currentTarget.value)} placeholder="VCH-…, VCH-…" />
 				</label>
-				<button type="button" onClick={() => void run()}>
+				<button type="button" onClick={() => void recheck()}>
 					Check the cart
 				</button>
 			</div>
@@ -131,7 +116,7 @@ export function CartPage() {
 				</div>
 			)}
 			<p>
-				<button type="button" class="primary" onClick={async () => (await run())?.valid && navigate("/checkout")}>
+				<button type="button" class="primary" onClick={async () => (await recheck())?.valid && navigate("/checkout")}>
 					Checkout
 				</button>
 			</p>

@@ -1,10 +1,10 @@
-import { useState } from "preact/hooks";
-import { api, must, type ApiProblem, type CartValidation } from "../api/client";
+import { useEffect, useState } from "preact/hooks";
+import { api, must, type CartValidation } from "../api/client";
 import { cartItems, clearCart, promoCode, voucherCodes } from "../cart";
 import { navigate } from "../router";
 import { session } from "../session";
 import { payOnHostedPage, untilPayable } from "../payment";
-import { ErrorNote, Field, Loading, described, money } from "../components/ui";
+import { ErrorNote, Field, Loading, described, money, useAction } from "../components/ui";
 import { Totals, validateCart } from "./Cart";
 
 const STEPS = ["Shipping", "Review", "Payment"] as const;
@@ -32,30 +32,25 @@ export function Checkout() {
 	const [check, setCheck] = useState<CartValidation | null>(null);
 	const [method, setMethod] = useState<Method>("WALLET");
 	const [card, setCard] = useState<string>("tok_visa");
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
-	const [busy, setBusy] = useState(false);
+	const { problem, busy, run } = useAction();
 	// One key per checkout: a double submit or a retry after a lost answer places one order.
 	const [idempotencyKey] = useState(() => crypto.randomUUID());
 	const fieldError = (f: string) => problem?.fields[`shippingAddress.${f}`];
+	// The server's field errors belong to the shipping step.
+	useEffect(() => {
+		if (Object.keys(problem?.fields ?? {}).some(f => f.startsWith("shippingAddress") || f.startsWith("customer"))) setStep(0);
+	}, [problem]);
 
-	const review = async (e: Event) => {
+	const review = (e: Event) => {
 		e.preventDefault();
-		setProblem(null);
-		setBusy(true);
-		try {
+		void run(async () => {
 			setCheck(await validateCart());
 			setStep(1);
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		} finally {
-			setBusy(false);
-		}
+		});
 	};
-	const place = async (e: Event) => {
+	const place = (e: Event) => {
 		e.preventDefault();
-		setProblem(null);
-		setBusy(true);
-		try {
+		void run(async () => {
 			const shippingAddress = { ...address, line2: address.line2 || undefined, country: address.country.toUpperCase() };
 			const order = await must(
 				api.POST("/api/orders", {
@@ -71,20 +66,10 @@ export function Checkout() {
 				}),
 			);
 			clearCart();
-			if (method === "HOSTED") {
-				if ((await untilPayable(order.id)) === "PAYMENT_PENDING") return await payOnHostedPage(order.id);
-			}
+			if (method === "HOSTED" && (await untilPayable(order.id)) === "PAYMENT_PENDING") return payOnHostedPage(order.id);
 			navigate(`/orders/${order.id}?placed=1`);
-		} catch (err) {
-			const p = err as ApiProblem;
-			setProblem(p);
-			// The server's field errors belong to the shipping step.
-			if (Object.keys(p.fields).some(f => f.startsWith("shippingAddress") || f.startsWith("customer"))) setStep(0);
-		} finally {
-			setBusy(false);
-		}
+		});
 	};
-
 	return (
 		<section class="narrow">
 			<h1>Checkout</h1>

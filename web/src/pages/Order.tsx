@@ -1,17 +1,16 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, must, type ApiProblem, type Order } from "../api/client";
+import { api, must, type Order } from "../api/client";
 import { session } from "../session";
 import { route } from "../router";
 import { payOnHostedPage } from "../payment";
 import { OrderView, cancellable } from "../components/OrderView";
-import { ErrorNote, Loading, shortId } from "../components/ui";
+import { ErrorNote, Loading, shortId, useAction } from "../components/ui";
 
 /** An order, tracked live: the server's stream (SSE) sends each transition as it happens. */
 export function OrderPage({ id }: { id: string }) {
 	const [order, setOrder] = useState<Order | null>(null);
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
+	const { problem, setProblem, busy, run } = useAction();
 	const [live, setLive] = useState(false);
-	const [busy, setBusy] = useState(false);
 	useEffect(() => {
 		must(api.GET("/api/orders/{id}", { params: { path: { id } } })).then(setOrder, setProblem);
 		// EventSource cannot send headers: the token goes as access_token (the gateway keeps it out of its logs).
@@ -22,19 +21,8 @@ export function OrderPage({ id }: { id: string }) {
 		stream.addEventListener("status", e => setOrder(JSON.parse((e as MessageEvent).data).order));
 		return () => stream.close();
 	}, [id]);
-	const act = async (fn: () => Promise<unknown>) => {
-		setProblem(null);
-		setBusy(true);
-		try {
-			await fn();
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		} finally {
-			setBusy(false);
-		}
-	};
-	const cancel = () => act(async () => setOrder(await must(api.POST("/api/orders/{id}/cancel", { params: { path: { id } }, body: {} }))));
-	const payWallet = () => act(async () => setOrder((await must(api.POST("/api/orders/{id}/process-payment", { params: { path: { id } }, body: { method: "WALLET" } }))).order));
+	const cancel = () => run(async () => setOrder(await must(api.POST("/api/orders/{id}/cancel", { params: { path: { id } }, body: {} }))));
+	const payWallet = () => run(async () => setOrder((await must(api.POST("/api/orders/{id}/process-payment", { params: { path: { id } }, body: { method: "WALLET" } }))).order));
 	return (
 		<section>
 			<p>
@@ -56,13 +44,13 @@ export function OrderPage({ id }: { id: string }) {
 								<button type="button" class="primary" disabled={busy} onClick={payWallet}>
 									Pay from wallet
 								</button>
-								<button type="button" disabled={busy} onClick={() => act(() => payOnHostedPage(id))}>
+								<button type="button" disabled={busy} onClick={() => run(() => payOnHostedPage(id))}>
 									Pay by card on the provider's page
 								</button>
 							</>
 						)}
 						{order.status === "PAYMENT_PENDING" && order.payment.method === "HOSTED_CARD" && order.paymentStatus === "PENDING" && (
-							<button type="button" disabled={busy} onClick={() => act(() => payOnHostedPage(id))}>
+							<button type="button" disabled={busy} onClick={() => run(() => payOnHostedPage(id))}>
 								Back to the payment page
 							</button>
 						)}

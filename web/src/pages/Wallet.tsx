@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { api, must, type ApiProblem } from "../api/client";
-import { Empty, ErrorNote, Field, Loading, Pager, described, money, shortId, useLoad, when } from "../components/ui";
+import { api, must } from "../api/client";
+import { Empty, ErrorNote, Field, Loading, Pager, Table, described, money, shortId, useAction, useLoad, when } from "../components/ui";
 
 export function WalletPage() {
 	const wallet = useLoad(() => must(api.GET("/api/wallet")), []);
@@ -8,21 +8,14 @@ export function WalletPage() {
 	const ledger = useLoad(() => must(api.GET("/api/wallet/transactions", { params: { query: { page, pageSize: 20 } } })), [page]);
 	const [amount, setAmount] = useState("50.00");
 	const [card, setCard] = useState("tok_visa");
-	const [problem, setProblem] = useState<ApiProblem | null>(null);
-	const [busy, setBusy] = useState(false);
-	const topUp = async (e: Event) => {
+	const { problem, busy, run } = useAction();
+	const topUp = (e: Event) => {
 		e.preventDefault();
-		setProblem(null);
-		setBusy(true);
-		try {
+		void run(async () => {
 			await must(api.POST("/api/wallet/top-ups", { params: { header: { "Idempotency-Key": crypto.randomUUID() } }, body: { amount: Math.round(Number(amount) * 100), cardToken: card } }));
 			wallet.reload();
 			ledger.reload();
-		} catch (err) {
-			setProblem(err as ApiProblem);
-		} finally {
-			setBusy(false);
-		}
+		});
 	};
 	return (
 		<section>
@@ -55,38 +48,27 @@ export function WalletPage() {
 			<ErrorNote problem={ledger.problem} />
 			{ledger.data?.rows.length === 0 && <Empty>No movements yet.</Empty>}
 			{ledger.data && ledger.data.rows.length > 0 && (
-				<table>
-					<caption class="sr-only">Wallet ledger</caption>
-					<thead>
-						<tr>
-							<th scope="col">When</th>
-							<th scope="col">What</th>
-							<th scope="col">Amount</th>
-							<th scope="col">Balance after</th>
+				<Table caption="Wallet ledger" columns={["When", "What", "Amount", "Balance after"]}>
+					{ledger.data.rows.map(t => (
+						<tr key={t.id}>
+							<td>{when(t.createdAt)}</td>
+							<td>
+								{t.reason.replace("_", " ").toLowerCase()}
+								{t.orderId && (
+									<>
+										{" · "}
+										<a href={`#/orders/${t.orderId}`}>order {shortId(t.orderId)}</a>
+									</>
+								)}
+							</td>
+							<td class={t.type === "DEBIT" ? "debit" : "credit"}>
+								{t.type === "DEBIT" ? "−" : "+"}
+								{money(t.amount)}
+							</td>
+							<td>{money(t.balanceAfter)}</td>
 						</tr>
-					</thead>
-					<tbody>
-						{ledger.data.rows.map(t => (
-							<tr key={t.id}>
-								<td>{when(t.createdAt)}</td>
-								<td>
-									{t.reason.replace("_", " ").toLowerCase()}
-									{t.orderId && (
-										<>
-											{" · "}
-											<a href={`#/orders/${t.orderId}`}>order {shortId(t.orderId)}</a>
-										</>
-									)}
-								</td>
-								<td class={t.type === "DEBIT" ? "debit" : "credit"}>
-									{t.type === "DEBIT" ? "−" : "+"}
-									{money(t.amount)}
-								</td>
-								<td>{money(t.balanceAfter)}</td>
-							</tr>
-						))}
-					</tbody>
-				</table>
+					))}
+				</Table>
 			)}
 			{ledger.data && <Pager page={ledger.data.page} totalPages={ledger.data.totalPages} onPage={setPage} />}
 		</section>
