@@ -28,3 +28,11 @@ export class ConflictError extends Errors.MoleculerClientError {
 		this.name = "ConflictError";
 	}
 }
+
+/** 501: hosted card payments, switched off in production until PAYMENT_WEBHOOK_SECRET is set. */
+export class HostedPaymentsDisabledError extends Errors.MoleculerClientError {
+	constructor() {
+		super("Hosted payments are off: set PAYMENT_WEBHOOK_SECRET", 501, "HOSTED_PAYMENTS_DISABLED");
+		this.name = "HostedPaymentsDisabledError";
+	}
+}

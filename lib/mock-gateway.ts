@@ -178,14 +178,16 @@ export async function startMockGateway(opts: MockGatewayOptions = {}): Promise<M
 		deliver(d);
 	}
 
-	/** The session as it is now: an open one past its expiry has expired (and says so once). */
-	function current(s: WireSession): WireSession {
-		if (s.status === "open" && nowS() >= s.expires_at) {
+	/** Ends an open session, saying so once; one that is no longer open stays as it is. */
+	function expire(s: WireSession): WireSession {
+		if (s.status === "open") {
 			s.status = "expired";
 			emit("checkout.session.expired", s);
 		}
 		return s;
 	}
+	/** The session as it is now: an open one past its expiry has expired. */
+	const current = (s: WireSession) => (nowS() >= s.expires_at ? expire(s) : s);
 
 	function charge(key: string, body: any): [number, unknown] | "hang" | "flaky" {
 		const { amount, currency, token } = body ?? {};
@@ -259,11 +261,7 @@ export async function startMockGateway(opts: MockGatewayOptions = {}): Promise<M
 	function expireSession(sid: string): [number, unknown] {
 		const s = sessions.get(sid);
 		if (!s) return [404, error("resource_missing", `No such checkout session: ${sid}`)];
-		if (current(s).status === "open") {
-			s.status = "expired";
-			emit("checkout.session.expired", s);
-		}
-		return [200, s];
+		return [200, expire(s)];
 	}
 
 	/** The hosted payment page: the amount, the test cards, Pay and Cancel (or what became of the session). */

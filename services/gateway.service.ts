@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { runtimeOf } from "../lib/runtime";
+import { HostedPaymentsDisabledError } from "../lib/errors";
 import { projectRoot } from "../lib/paths";
 import { checkReadiness } from "../lib/health";
 import { ApiError, toHttpError } from "../lib/api/errors";
@@ -183,7 +184,7 @@ async function paymentWebhook(this: GatewayThis, req: Req, res: Res) {
 	try {
 		const { config } = runtimeOf(this.broker);
 		const raw = await rawBody(req, config.bodyLimitBytes);
-		if (!config.paymentWebhookSecret) throw new ApiError(501, "HOSTED_PAYMENTS_DISABLED", "Hosted payments are off: set PAYMENT_WEBHOOK_SECRET");
+		if (!config.paymentWebhookSecret) throw new HostedPaymentsDisabledError();
 		const header = req.headers[SIGNATURE_HEADER.toLowerCase()];
 		const read = readWebhook(typeof header === "string" ? header : undefined, raw, config.paymentWebhookSecret);
 		if (!read.ok) return this.sendJson(req, res, read.status, read.body);

@@ -3,7 +3,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import type { EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
-import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
+import { BusinessRuleError, ConflictError, HostedPaymentsDisabledError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
@@ -328,7 +328,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					return problem ? [{ field, message: `${field} ${problem}`, type: "redirectNotAllowed" }] : [];
 				});
 				if (fields.length > 0) throw new Errors.ValidationError("The request is not valid", "VALIDATION_ERROR", fields);
-				if (!paymentWebhookSecret) throw new Errors.MoleculerClientError("Hosted payments are off: set PAYMENT_WEBHOOK_SECRET", 501, "HOSTED_PAYMENTS_DISABLED");
+				if (!paymentWebhookSecret) throw new HostedPaymentsDisabledError();
 				const order = await this.findOwned(orderId, ctx.params.userId);
 				const notPayable = (message: string) => new ConflictError("ORDER_NOT_PAYABLE", message, { status: order.status });
 				const refusal = hostedPaymentRefusal(stateOf(order));
