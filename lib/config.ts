@@ -163,6 +163,13 @@ function kafkaBrokers(env: Env): string[] | undefined {
 	return brokers;
 }
 
+/** A signing secret: unset, or at least 16 characters. */
+function secret(env: Env, name: string): string | undefined {
+	const value = read(env, name);
+	if (value !== undefined && value.length < 16) throw new ConfigError(name, "must be at least 16 characters");
+	return value;
+}
+
 /** A comma list of origins (`https://shop.example.com`), and `*` where `star` allows it. */
 function origins(env: Env, name: string, star: boolean): string[] | undefined {
 	const raw = read(env, name);
@@ -177,12 +184,9 @@ function origins(env: Env, name: string, star: boolean): string[] | undefined {
 /** Parses the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
 	const production = read(env, "NODE_ENV") === "production";
-	const jwtSecret = read(env, "JWT_SECRET");
+	const jwtSecret = secret(env, "JWT_SECRET");
 	if (production && jwtSecret === undefined) {
 		throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
-	}
-	if (jwtSecret !== undefined && jwtSecret.length < 16) {
-		throw new ConfigError("JWT_SECRET", "must be at least 16 characters");
 	}
 	const storeCurrency = (read(env, "STORE_CURRENCY") ?? "EUR").toUpperCase();
 	if (!/^[A-Z]{3}$/.test(storeCurrency)) {
@@ -193,10 +197,7 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError("NAMESPACE", `may hold letters, digits, "-" and "_" only, got "${namespace}"`);
 	}
 	const tracingExporter = oneOf(env, "TRACING_EXPORTER", TRACING_EXPORTERS, "none");
-	const webhookSecret = read(env, "PAYMENT_WEBHOOK_SECRET");
-	if (webhookSecret !== undefined && webhookSecret.length < 16) {
-		throw new ConfigError("PAYMENT_WEBHOOK_SECRET", "must be at least 16 characters");
-	}
+	const webhookSecret = secret(env, "PAYMENT_WEBHOOK_SECRET");
 	const port = integer(env, "PORT", 3000, 0, 65535);
 
 	const config: Config = {
