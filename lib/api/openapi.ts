@@ -249,6 +249,8 @@ const ERROR_STATUSES: Record<string, string> = {
 	"500": "A fault on the server's side (never for bad input); the X-Request-ID finds it in the logs",
 	"503": "Not ready or a dependency is down",
 };
+/** An error answer: the one error body, described. */
+const errorResponse = (description: string): Schema => ({ description, content: { "application/json": { schema: ref("Error") } } });
 /** What any request can be answered, whatever the operation. */
 const ALWAYS = ["400", "408", "429", "431", "500", "503"];
 
@@ -279,7 +281,7 @@ function operation(route: ApiRoute, actions: Map<string, Record<string, unknown>
 	};
 	if (route.action === "order.create") responses["200"] = { description: "The same Idempotency-Key and body: the first order", content: { "application/json": { schema: ref("Order") } } };
 	if (route.action === "order.createPaymentSession") statuses.push("501");
-	for (const s of statuses.sort()) responses[s] = { description: ERROR_STATUSES[s], content: { "application/json": { schema: ref("Error") } } };
+	for (const s of statuses.sort()) responses[s] = errorResponse(ERROR_STATUSES[s]);
 	const body = route.body ? objectSchema(params, route.body) : undefined;
 	return {
 		description: `${route.summary}. ${route.access === "admin" ? "Needs the admin role." : route.access === "user" ? "A customer acts on their own resources; an admin on anyone's." : "Public."}`,
@@ -314,13 +316,12 @@ const plain = (operationId: string, summary: string, schema: string, contentType
 	security: [],
 	responses: {
 		"200": { description: "OK", content: { [contentType]: { schema: contentType === "application/json" ? ref(schema) : { type: "string" } } } },
-		...Object.fromEntries(["408", "431", "503"].map(s => [s, { description: ERROR_STATUSES[s], content: { "application/json": { schema: ref("Error") } } }])),
+		...Object.fromEntries(["408", "431", "503"].map(s => [s, errorResponse(ERROR_STATUSES[s])])),
 	},
 });
 
 /** The payment gateway's webhook: authenticated by its signature over the raw body, not by a token. */
 function webhookOperation(): Schema {
-	const error = (description: string) => ({ description, content: { "application/json": { schema: ref("Error") } } });
 	return {
 		operationId: "payment_webhook_post",
 		summary: "The payment gateway's signed events (hosted sessions)",
@@ -333,11 +334,11 @@ function webhookOperation(): Schema {
 		requestBody: { required: true, content: { "application/json": { schema: ref("WebhookEvent") } } },
 		responses: {
 			"200": { description: "Recorded (or a duplicate, or ignored)", content: { "application/json": { schema: ref("WebhookAck") } } },
-			"400": error("Missing or malformed signature header, or a body that is not an event"),
-			"401": error("Wrong signature, or its timestamp is outside the tolerance"),
-			"413": error(ERROR_STATUSES["413"]),
-			"501": error(ERROR_STATUSES["501"]),
-			"503": error(ERROR_STATUSES["503"]),
+			"400": errorResponse("Missing or malformed signature header, or a body that is not an event"),
+			"401": errorResponse("Wrong signature, or its timestamp is outside the tolerance"),
+			"413": errorResponse(ERROR_STATUSES["413"]),
+			"501": errorResponse(ERROR_STATUSES["501"]),
+			"503": errorResponse(ERROR_STATUSES["503"]),
 		},
 	};
 }
