@@ -18,7 +18,7 @@ import { DEV_WEBHOOK_SECRET } from "../lib/config";
 import { eventually, freePort } from "./harness/node";
 import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "./harness/cluster";
 import { http, tokenFor } from "./harness/http";
-import { checkInvariants, unsettledOrders } from "./invariants";
+import { checkInvariants, chargesWithOrders, hostedSessionsPaidOnce, unsettledOrders } from "./invariants";
 import { postBurst } from "./burst";
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
@@ -217,17 +217,9 @@ async function main(): Promise<number> {
 		try {
 			await eventually("every order to settle", async () => (await unsettledOrders(pg)) === 0, 180000, 1000).catch(() => log("not every order settled in time; the invariants will say which"));
 			await sleep(2000);
-			const sessionOrder = new Map(gateway.sessions().map(s => [s.id, s.client_reference_id ?? undefined]));
-			const charges = gateway.charges().map(c => ({ ...c, orderId: c.sessionId ? sessionOrder.get(c.sessionId) : undefined }));
+			const charges = chargesWithOrders(gateway.charges(), gateway.sessions());
 			const invariants = await checkInvariants(pg, charges, accepted);
-			const completed = gateway.sessions().filter(s => s.status === "complete");
-			const paidOnce = completed.filter(s => charges.filter(c => c.sessionId === s.id).length === 1);
-			const [{ n: hostedPayments }] = (await pg.query(`SELECT count(*)::int AS n FROM payment.payments p JOIN payment.payment_sessions s ON s.order_id = p.order_id AND s.status = 'complete'`)).rows;
-			invariants.push({
-				name: "hosted sessions paid once",
-				ok: paidOnce.length === completed.length && hostedPayments === completed.length,
-				detail: `${gateway.sessions().length} sessions, ${completed.length} completed: ${paidOnce.length} with exactly one charge, ${hostedPayments} recorded as their order's payment`,
-			});
+			invariants.push(await hostedSessionsPaidOnce(pg, gateway.sessions(), charges));
 			invariants.unshift({ name: "answers name the problem", ok: !refusals.ROUTE_NOT_FOUND && stats.failed === 0, detail: `refusals ${JSON.stringify(refusals)}, ${stats.failed} without an HTTP answer or with 5xx other than 503` });
 			let violations = 0;
 			for (const inv of invariants) {

@@ -25,6 +25,24 @@ export async function unsettledOrders(pg: Client): Promise<number> {
 	return rows[0].n;
 }
 
+/** The gateway's charges, those made on a hosted page naming their session's order. */
+export function chargesWithOrders(charges: Array<Charge & { sessionId?: string }>, sessions: Array<{ id: string; client_reference_id: string | null }>) {
+	const orderOfSession = new Map(sessions.map(s => [s.id, s.client_reference_id ?? undefined]));
+	return charges.map(c => ({ ...c, orderId: c.sessionId ? orderOfSession.get(c.sessionId) : undefined }));
+}
+
+/** Every completed hosted session charged once and recorded as its order's one payment. */
+export async function hostedSessionsPaidOnce(pg: Client, sessions: Array<{ id: string; status: string }>, charges: Array<{ sessionId?: string }>): Promise<Invariant> {
+	const completed = sessions.filter(s => s.status === "complete");
+	const paidOnce = completed.filter(s => charges.filter(c => c.sessionId === s.id).length === 1);
+	const { rows } = await pg.query(`SELECT count(*)::int AS n FROM payment.payments p JOIN payment.payment_sessions s ON s.order_id = p.order_id AND s.status = 'complete'`);
+	return {
+		name: "hosted sessions paid once",
+		ok: paidOnce.length === completed.length && rows[0].n === completed.length,
+		detail: `${sessions.length} sessions, ${completed.length} completed: ${paidOnce.length} with exactly one charge, ${rows[0].n} recorded as their order's payment`,
+	};
+}
+
 /** SPEC section 9, checked in the tables and the gateway's charges. */
 export async function checkInvariants(pg: Client, charges: Charge[], accepted: Set<string>): Promise<Invariant[]> {
 	const q = async (sql: string) => (await pg.query(sql)).rows;
