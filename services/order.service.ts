@@ -69,12 +69,17 @@ type OrderThis = EventsService &
 		/** New orders, written in groups (writeOrders). */
 		intake: GroupCommit<NewOrder, OrderRow>;
 		writeOrders(orders: NewOrder[]): Promise<OrderRow[]>;
-		view(order: OrderRow): Promise<ReturnType<typeof toOrder>>;
-		findOwned(orderId: string, userId?: string): Promise<OrderRow>;
+		/** The columns of an order (alias `o`) with its status history: one statement, one snapshot, so the two always agree. */
+		historyColumns(): string;
+		findOwned(orderId: string, userId?: string): Promise<OrderWithHistory>;
 	};
 
 
-const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason: string | null }>) => ({
+type HistoryEntry = { status: string; at: Date | string; reason: string | null };
+/** An order row read with its status history in the same statement (historyColumns). */
+type OrderWithHistory = OrderRow & { status_history: HistoryEntry[] };
+
+const toOrder = (o: OrderRow, history: HistoryEntry[]) => ({
 	id: o.id,
 	userId: o.user_id,
 	status: o.status,
@@ -99,6 +104,7 @@ const toOrder = (o: OrderRow, history: Array<{ status: string; at: Date; reason:
 	createdAt: new Date(o.created_at).toISOString(),
 	updatedAt: new Date(o.updated_at).toISOString(),
 });
+const view = (o: OrderWithHistory) => toOrder(o, o.status_history);
 
 
 /**
@@ -187,10 +193,10 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				if (body.payment?.method === "CARD" && !body.payment.cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
 				const requestHash = createHash("sha256").update(JSON.stringify(body)).digest("hex");
 				const replay = async () => {
-					const [existing] = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE user_id = :userId AND idempotency_key = :idempotencyKey`, { userId, idempotencyKey });
+					const [existing] = await this.sql<OrderWithHistory>(`SELECT ${this.historyColumns()} FROM ${this.table("orders")} o WHERE o.user_id = :userId AND o.idempotency_key = :idempotencyKey`, { userId, idempotencyKey });
 					if (!existing) return undefined;
 					if (existing.request_hash !== requestHash) throw new ConflictError("IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used with another request body");
-					return { ...(await this.view(existing)), replayed: true };
+					return { ...view(existing), replayed: true };
 				};
 				if (idempotencyKey) {
 					const previous = await replay();
@@ -263,7 +269,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		get: {
 			params: { orderId: { type: "uuid" }, userId: { type: "string", optional: true } },
 			async handler(ctx: Context<{ orderId: string; userId?: string }>) {
-				return this.view(await this.findOwned(ctx.params.orderId, ctx.params.userId));
+				return view(await this.findOwned(ctx.params.orderId, ctx.params.userId));
 			},
 		},
 
@@ -275,7 +281,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				const where = ["true"];
 				if (userId) where.push("user_id = :userId");
 				if (status) where.push("status = :status");
-				return this.paged({ table: this.table("orders"), where: where.join(" AND "), orderBy: "created_at DESC, id" }, { userId, status }, ctx.params, (r: OrderRow) => this.view(r));
+				return this.paged({ table: `${this.table("orders")} o`, columns: this.historyColumns(), where: where.join(" AND "), orderBy: "created_at DESC, id" }, { userId, status }, ctx.params, view);
 			},
 		},
 
@@ -306,7 +312,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					method,
 					cardToken,
 				});
-				const order = await this.view(await this.takeStep(orderId, paymentDecision(result), ctx));
+				await this.takeStep(orderId, paymentDecision(result), ctx);
+				const order = view(await this.findOwned(orderId));
 				if (!result.ok) throw new BusinessRuleError(result.code, result.reason, { order });
 				return { success: true, order };
 			},
@@ -365,7 +372,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			async handler(ctx: Context<{ orderId: string; userId?: string; reason?: string }>) {
 				await this.findOwned(ctx.params.orderId, ctx.params.userId);
 				const reason = ctx.params.reason ?? (ctx.params.userId ? "CANCELLED_BY_CUSTOMER" : "CANCELLED_BY_ADMIN");
-				const row = await this.takeStep(
+				await this.takeStep(
 					ctx.params.orderId,
 					order => {
 						if (order.status === "DISPATCHED" || order.status === "COMPLETED") throw new ConflictError("ORDER_ALREADY_DISPATCHED", "A dispatched order cannot be cancelled");
@@ -373,7 +380,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					},
 					ctx,
 				);
-				return this.view(row);
+				return view(await this.findOwned(ctx.params.orderId));
 			},
 		},
 
@@ -382,8 +389,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			async handler(ctx: Context<{ orderId: string; courier: string; trackingNumber: string }>) {
 				const { orderId, courier, trackingNumber } = ctx.params;
 				await this.findOwned(orderId);
-				const row = await this.takeStep(orderId, () => ({ to: "DISPATCHED", set: { courier, tracking_number: trackingNumber } }), ctx);
-				return this.view(row);
+				await this.takeStep(orderId, () => ({ to: "DISPATCHED", set: { courier, tracking_number: trackingNumber } }), ctx);
+				return view(await this.findOwned(orderId));
 			},
 		},
 
@@ -391,8 +398,8 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			params: { orderId: { type: "uuid" } },
 			async handler(ctx: Context<{ orderId: string }>) {
 				await this.findOwned(ctx.params.orderId);
-				const row = await this.takeStep(ctx.params.orderId, () => ({ to: "COMPLETED" }), ctx);
-				return this.view(row);
+				await this.takeStep(ctx.params.orderId, () => ({ to: "COMPLETED" }), ctx);
+				return view(await this.findOwned(ctx.params.orderId));
 			},
 		},
 
@@ -500,16 +507,13 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				});
 		},
 
-		async view(order: OrderRow) {
-			const history = await this.sql<{ status: string; at: Date; reason: string | null }>(
-				`SELECT status, at, reason FROM ${this.table("order_status_history")} WHERE order_id = :id ORDER BY id`,
-				{ id: order.id },
-			);
-			return toOrder(order, history);
+		historyColumns() {
+			const entry = "json_build_object('status', h.status, 'at', h.at, 'reason', h.reason)";
+			return `o.*, COALESCE((SELECT json_agg(${entry} ORDER BY h.id) FROM ${this.table("order_status_history")} h WHERE h.order_id = o.id), '[]') AS status_history`;
 		},
 
 		async findOwned(orderId: string, userId?: string) {
-			const [order] = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = :orderId`, { orderId });
+			const [order] = await this.sql<OrderWithHistory>(`SELECT ${this.historyColumns()} FROM ${this.table("orders")} o WHERE o.id = :orderId`, { orderId });
 			// Another customer's order is "not found": its existence is not theirs to learn.
 			if (!order || (userId !== undefined && order.user_id !== userId)) throw new NotFoundError("Order", { orderId });
 			return order;

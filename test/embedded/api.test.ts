@@ -472,6 +472,21 @@ describe("live tracking", () => {
 			["status", "CONFIRMED"],
 		]);
 	});
+
+	it("answers an order and its history as of one moment, so a stream opened while the saga runs misses no transition", async () => {
+		const product = await newProduct(10, 100);
+		const carol = tokenFor("carol");
+		const declined = { payment: { method: "CARD", cardToken: "tok_chargeDeclined" } };
+		const placed = await Promise.all(Array.from({ length: 12 }, () => placeOrder(carol, product.id, 1, declined)));
+		const orderOf = (e: { event: string; data: any }) => (e.event === "order" ? e.data : e.data.order);
+		const streams = await Promise.all(
+			placed.map(p => readEvents(`${node.url}/api/orders/${p.body.id}/stream`, carol, events => events.some(e => orderOf(e).status === "PAYMENT_FAILED"))),
+		);
+		for (const { events } of streams) {
+			for (const order of events.map(orderOf)) expect(order.statusHistory.at(-1).status).toBe(order.status);
+			expect(orderOf(events.at(-1)!).payment.failureReason).toBe("card_declined");
+		}
+	});
 });
 
 describe("fuzz: malformed writes", () => {

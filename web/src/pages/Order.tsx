@@ -6,9 +6,17 @@ import { payOnHostedPage } from "../payment";
 import { OrderView, cancellable } from "../components/OrderView";
 import { ErrorNote, Loading, shortId, useAction } from "../components/ui";
 
+/** Of two reads of an order, the later one: a slow answer must not take the page back. */
+const later = (next: Order) => (prev: Order | null) => {
+	if (!prev) return next;
+	const ahead = prev.statusHistory.length - next.statusHistory.length;
+	return ahead > 0 || (ahead === 0 && prev.updatedAt > next.updatedAt) ? prev : next;
+};
+
 /** An order, tracked live: the server's stream (SSE) sends each transition as it happens. */
 export function OrderPage({ id }: { id: string }) {
-	const [order, setOrder] = useState<Order | null>(null);
+	const [order, setOrderState] = useState<Order | null>(null);
+	const setOrder = (next: Order) => setOrderState(later(next));
 	const { problem, setProblem, busy, run } = useAction();
 	const [live, setLive] = useState(false);
 	useEffect(() => {
