@@ -1,12 +1,13 @@
 import type { Service, ServiceSchema } from "moleculer";
 import MoleculerDbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
-import { QueryTypes, type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
+import { type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
 import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 import { inTransaction } from "../lib/transactions";
 import { offsetOf, pageOf, type Page } from "../lib/paging";
+import { sqlQuery } from "../lib/sql";
 
 export interface DbMixinOptions {
 	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
@@ -93,7 +94,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			},
 			/** Raw SQL with named replacements, rows as objects (RETURNING rows for writes). */
 			sql<T extends object>(this: DbService, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-				return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction: tx });
+				return sqlQuery<T>(this.sequelize, sql, replacements, tx);
 			},
 			/** A managed transaction (commits when `fn` resolves, rolls back when it throws), for `ctx`'s request. */
 			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T> {

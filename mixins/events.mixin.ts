@@ -3,6 +3,7 @@ import type { Transaction } from "sequelize";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
 import { inTransaction } from "../lib/transactions";
+import { sqlQuery } from "../lib/sql";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
@@ -242,7 +243,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 							const { declared, events, contexts } = run;
 							run = undefined;
 							if ("batch" in declared) await declared.batch.call(this, events, { tx, contexts });
-							else await this.sequelize.query(knownNewSet(declared.setStatement.call(this)), { replacements: { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, transaction: tx });
+							else await sqlQuery(this.sequelize, knownNewSet(declared.setStatement.call(this)), { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, tx);
 						};
 						for (const { event, ctx, declared } of batch) {
 							if (!fresh.delete(event.eventId)) continue;

@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DataTypes, QueryTypes } from "sequelize";
+import { DataTypes } from "sequelize";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService, type SetStatementHandler } from "../mixins/events.mixin";
 import { DOMAIN_EVENTS } from "../lib/events/catalogue";
@@ -66,11 +66,8 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		timeline: {
 			params: { orderId: { type: "uuid" } },
 			async handler(ctx: Context<{ orderId: string }>) {
-				const rows = await this.sequelize.query<TimelineRow>(
-					`SELECT event_id, event_name, occurred_at, producer_service, producer_node, data
-					 FROM ${this.table("audit_log")} WHERE correlation_id = :orderId ORDER BY occurred_at, seq`,
-					{ replacements: { orderId: ctx.params.orderId }, type: QueryTypes.SELECT },
-				);
+				const rows = await this.sql<TimelineRow>(`SELECT event_id, event_name, occurred_at, producer_service, producer_node, data
+					 FROM ${this.table("audit_log")} WHERE correlation_id = :orderId ORDER BY occurred_at, seq`, { orderId: ctx.params.orderId });
 				return rows.map(r => ({
 					eventId: r.event_id,
 					eventName: r.event_name,

@@ -5,6 +5,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
+import { isUniqueViolation } from "../lib/sql";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { allocate, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
@@ -248,7 +249,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					}, ctx);
 					return toProduct(row);
 				} catch (err) {
-					if ((err as Error).name === "SequelizeUniqueConstraintError") throw new ConflictError("SKU_EXISTS", `A product with SKU ${p.sku} exists`, { sku: p.sku });
+					if (isUniqueViolation(err)) throw new ConflictError("SKU_EXISTS", `A product with SKU ${p.sku} exists`, { sku: p.sku });
 					throw err;
 				}
 			},

@@ -3,6 +3,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import type { EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
+import { isUniqueViolation } from "../lib/sql";
 import { BusinessRuleError, ConflictError, HostedPaymentsDisabledError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
@@ -256,7 +257,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				} catch (err) {
 					await Promise.allSettled(holds.map(release => release()));
 					// A concurrent request with the same key won the race: answer as a replay would.
-					if ((err as Error).name === "SequelizeUniqueConstraintError" && idempotencyKey) {
+					if (isUniqueViolation(err) && idempotencyKey) {
 						const previous = await replay();
 						if (previous) return previous;
 					}

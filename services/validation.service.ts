@@ -3,6 +3,7 @@ import type { Transaction } from "sequelize";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
+import { isUniqueViolation } from "../lib/sql";
 import { BusinessRuleError, ConflictError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { CART_ITEMS_RULE, checkCart, type CartError, type CartItemInput, type CatalogueEntry } from "../lib/domain/cart";
@@ -200,7 +201,7 @@ const ValidationService: ServiceSchema<ServiceSettingSchema, Record<string, any>
 					);
 					return toPromotionView(row);
 				} catch (err) {
-					if ((err as Error).name === "SequelizeUniqueConstraintError") throw new ConflictError("PROMO_EXISTS", `Promo code ${normalizeCode(p.code)} exists`);
+					if (isUniqueViolation(err)) throw new ConflictError("PROMO_EXISTS", `Promo code ${normalizeCode(p.code)} exists`);
 					throw err;
 				}
 			},

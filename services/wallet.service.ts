@@ -1,9 +1,10 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes, type Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
+import { isUniqueViolation } from "../lib/sql";
 import { BusinessRuleError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { GroupCommit } from "../lib/batch";
@@ -129,7 +130,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 					return await this.payments.submit(debit);
 				} catch (err) {
 					// A concurrent twin (another node) committed first: answer with its result, as a retry would get.
-					const repeated = (err as Error).name === "SequelizeUniqueConstraintError" ? await this.existingMovement(debit) : undefined;
+					const repeated = isUniqueViolation(err) ? await this.existingMovement(debit) : undefined;
 					if (repeated) return { transaction: repeated, balance: repeated.balanceAfter };
 					throw err;
 				}
@@ -183,18 +184,12 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		},
 
 		async ensureWallet(userId: string, tx?: Transaction) {
-			await this.sequelize.query(`INSERT INTO ${this.table("wallets")} (user_id, currency) VALUES (:userId, :currency) ON CONFLICT (user_id) DO NOTHING`, {
-				replacements: { userId, currency: this.currency() },
-				transaction: tx,
-			});
+			await this.sql(`INSERT INTO ${this.table("wallets")} (user_id, currency) VALUES (:userId, :currency) ON CONFLICT (user_id) DO NOTHING`, { userId, currency: this.currency() }, tx);
 		},
 
 		async walletOf(userId: string) {
 			await this.ensureWallet(userId);
-			const [w] = await this.sequelize.query<{ balance: string; currency: string }>(`SELECT balance, currency FROM ${this.table("wallets")} WHERE user_id = :userId`, {
-				replacements: { userId },
-				type: QueryTypes.SELECT,
-			});
+			const [w] = await this.sql<{ balance: string; currency: string }>(`SELECT balance, currency FROM ${this.table("wallets")} WHERE user_id = :userId`, { userId });
 			return { userId, balance: Number(w.balance), currency: w.currency };
 		},
 
@@ -202,12 +197,9 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		async existingMovement(m: Movement, tx?: Transaction) {
 			const byOrder = m.orderId && (m.reason === "PAYMENT" || m.reason === "REFUND");
 			if (!byOrder && !m.idempotencyKey) return undefined;
-			const [row] = await this.sequelize.query<LedgerRow>(
-				byOrder
+			const [row] = await this.sql<LedgerRow>(byOrder
 					? `SELECT * FROM ${this.table("wallet_transactions")} WHERE order_id = :orderId AND reason = :reason`
-					: `SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId AND idempotency_key = :key`,
-				{ replacements: { orderId: m.orderId ?? null, reason: m.reason, userId: m.userId, key: m.idempotencyKey ?? null }, type: QueryTypes.SELECT, transaction: tx },
-			);
+					: `SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId AND idempotency_key = :key`, { orderId: m.orderId ?? null, reason: m.reason, userId: m.userId, key: m.idempotencyKey ?? null }, tx);
 			return row ? toLedgerEntry(row) : undefined;
 		},
 
@@ -220,35 +212,21 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		debitPayments(debits: Movement[]) {
 			const t = (name: string) => this.table(name);
 			return this.transaction(async tx => {
-				const earlier = await this.sequelize.query<LedgerRow>(`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, {
-					replacements: { orderIds: debits.map(d => d.orderId) },
-					type: QueryTypes.SELECT,
-					transaction: tx,
-				});
+				const earlier = await this.sql<LedgerRow>(`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, { orderIds: debits.map(d => d.orderId) }, tx);
 				const repeated = new Map(earlier.map(r => [r.order_id, toLedgerEntry(r)]));
 				const seen = new Set<string>();
 				const fresh = debits.filter(d => !repeated.has(d.orderId!) && !seen.has(d.orderId!) && seen.add(d.orderId!));
 				const wallets =
 					fresh.length === 0
 						? []
-						: await this.sequelize.query<{ user_id: string; balance: string }>(`SELECT user_id, balance FROM ${t("wallets")} WHERE user_id = ANY(ARRAY[:users]::text[]) ORDER BY user_id FOR UPDATE`, {
-								replacements: { users: [...new Set(fresh.map(d => d.userId))] },
-								type: QueryTypes.SELECT,
-								transaction: tx,
-							});
+						: await this.sql<{ user_id: string; balance: string }>(`SELECT user_id, balance FROM ${t("wallets")} WHERE user_id = ANY(ARRAY[:users]::text[]) ORDER BY user_id FOR UPDATE`, { users: [...new Set(fresh.map(d => d.userId))] }, tx);
 				const { after, changed } = applyDebits(new Map(wallets.map(w => [w.user_id, Number(w.balance)])), fresh);
 				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
 				if (taken.length > 0) {
-					await this.sequelize.query(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, {
-						replacements: { users: [...changed.keys()], balances: [...changed.values()] },
-						transaction: tx,
-					});
-					const rows = await this.sequelize.query<LedgerRow>(
-						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
+					await this.sql(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, { users: [...changed.keys()], balances: [...changed.values()] }, tx);
+					const rows = await this.sql<LedgerRow>(`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
 						 SELECT id, user_id, 'DEBIT', 'PAYMENT', amount, balance, order_id FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:users]::text[], ARRAY[:amounts]::bigint[], ARRAY[:balances]::bigint[], ARRAY[:orderIds]::uuid[])
-						   AS m(id, user_id, amount, balance, order_id) RETURNING *`,
-						{ replacements: { ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) }, type: QueryTypes.SELECT, transaction: tx },
-					);
+						   AS m(id, user_id, amount, balance, order_id) RETURNING *`, { ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) }, tx);
 					for (const r of rows) repeated.set(r.order_id, toLedgerEntry(r));
 					for (const m of taken) this.publishEvent(tx, "wallet.debited", { userId: m.userId, amount: m.amount, balanceAfter: m.balance, orderId: m.orderId, reason: "PAYMENT" }, { key: m.userId, correlationId: m.orderId, trace: m.trace });
 				}
@@ -272,21 +250,15 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 						if (m.amount > paid.amount) throw new BusinessRuleError("REFUND_EXCEEDS_PAYMENT", `At most ${paid.amount} can be refunded`, { orderId: m.orderId });
 					}
 					// One conditional statement: concurrent debits serialize on the row and none goes below 0.
-					const updated = await this.sequelize.query<{ balance: string }>(
-						m.type === "DEBIT"
+					const updated = await this.sql<{ balance: string }>(m.type === "DEBIT"
 							? `UPDATE ${t("wallets")} SET balance = balance - :amount, updated_at = now() WHERE user_id = :userId AND balance >= :amount RETURNING balance`
-							: `UPDATE ${t("wallets")} SET balance = balance + :amount, updated_at = now() WHERE user_id = :userId RETURNING balance`,
-						{ replacements: { userId: m.userId, amount: m.amount }, type: QueryTypes.SELECT, transaction: tx },
-					);
+							: `UPDATE ${t("wallets")} SET balance = balance + :amount, updated_at = now() WHERE user_id = :userId RETURNING balance`, { userId: m.userId, amount: m.amount }, tx);
 					if (updated.length === 0) {
 						throw new BusinessRuleError("INSUFFICIENT_FUNDS", "The wallet balance does not cover the amount", { userId: m.userId, amount: m.amount });
 					}
 					const balance = Number(updated[0].balance);
-					const [row] = await this.sequelize.query<LedgerRow>(
-						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, idempotency_key, note)
-						 VALUES (:id, :userId, :type, :reason, :amount, :balance, :orderId, :key, :note) RETURNING *`,
-						{
-							replacements: {
+					const [row] = await this.sql<LedgerRow>(`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, idempotency_key, note)
+						 VALUES (:id, :userId, :type, :reason, :amount, :balance, :orderId, :key, :note) RETURNING *`, {
 								id: randomUUID(),
 								userId: m.userId,
 								type: m.type,
@@ -296,11 +268,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 								orderId: m.orderId ?? null,
 								key: m.idempotencyKey ?? null,
 								note: m.note ?? null,
-							},
-							type: QueryTypes.SELECT,
-							transaction: tx,
-						},
-					);
+							}, tx);
 					this.publishEvent(tx, m.type === "DEBIT" ? "wallet.debited" : "wallet.credited", {
 						userId: m.userId,
 						amount: m.amount,
@@ -312,7 +280,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				}, ctx);
 			} catch (err) {
 				// A concurrent twin committed first: answer with its result, as a retry would get.
-				if ((err as Error).name === "SequelizeUniqueConstraintError") {
+				if (isUniqueViolation(err)) {
 					const repeated = await this.existingMovement(m);
 					if (repeated) return { transaction: repeated, balance: repeated.balanceAfter };
 				}

@@ -1,9 +1,10 @@
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import type { Sequelize, Transaction } from "sequelize";
 import type { Logger } from "moleculer";
 import { quoteIdent } from "../migrations";
 import type { DomainEvent } from "./envelope";
 import { backoffDelay, sleep } from "./backoff";
 import { inTransaction } from "../transactions";
+import { sqlQuery } from "../sql";
 
 export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";
 
@@ -16,10 +17,12 @@ const recordSql = (schema: string) =>
  * consumer come back (an id seen before, or twice in the batch, comes back at most once).
  */
 export async function recordBatch(sequelize: Sequelize, schema: string, events: DomainEvent[], tx: Transaction): Promise<Set<string>> {
-	const rows = await sequelize.query<{ event_id: string }>(
+	const rows = await sqlQuery<{ event_id: string }>(
+		sequelize,
 		`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name)
 		 SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
-		{ replacements: { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) }, type: QueryTypes.SELECT, transaction: tx },
+		{ ids: events.map(e => e.eventId), names: events.map(e => e.eventName) },
+		tx,
 	);
 	return new Set(rows.map(r => r.event_id));
 }
@@ -32,8 +35,10 @@ export const knownNewSet = (statement: string) => `WITH inbox AS (SELECT * FROM 
 
 /** A set-based handler's SQL for one event, its inbox record written in the same statement (it takes effect only if new). */
 export async function consumeSetOnce(sequelize: Sequelize, schema: string, event: DomainEvent, statement: string): Promise<void> {
-	await sequelize.query(`WITH recorded AS (${recordSql(schema)}), inbox AS (SELECT event_id, CAST(:envelope AS jsonb) AS envelope FROM recorded) ${statement}`, {
-		replacements: { eventId: event.eventId, eventName: event.eventName, envelope: JSON.stringify(event) },
+	await sqlQuery(sequelize, `WITH recorded AS (${recordSql(schema)}), inbox AS (SELECT event_id, CAST(:envelope AS jsonb) AS envelope FROM recorded) ${statement}`, {
+		eventId: event.eventId,
+		eventName: event.eventName,
+		envelope: JSON.stringify(event),
 	});
 }
 
@@ -49,7 +54,7 @@ export async function consumeOnce(
 	effect: (tx: Transaction) => Promise<void>,
 ): Promise<"processed" | "duplicate"> {
 	return inTransaction(sequelize, async tx => {
-		const inserted = await sequelize.query(recordSql(schema), { replacements: { eventId: event.eventId, eventName: event.eventName }, type: QueryTypes.SELECT, transaction: tx });
+		const inserted = await sqlQuery(sequelize, recordSql(schema), { eventId: event.eventId, eventName: event.eventName }, tx);
 		if (inserted.length === 0) return "duplicate";
 		await effect(tx);
 		return "processed";

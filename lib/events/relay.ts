@@ -1,9 +1,10 @@
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import type { Sequelize, Transaction } from "sequelize";
 import type { Logger } from "moleculer";
 import { quoteIdent } from "../migrations";
 import { aggregateKey, createEnvelope, type DomainEvent, type PublishOptions } from "./envelope";
 import { backoffDelay } from "./backoff";
 import { beforeCommit } from "../transactions";
+import { sqlQuery } from "../sql";
 
 export interface OutboxMessage {
 	seq: string;
@@ -38,13 +39,12 @@ export function writeToOutbox(
 		pending.set(tx, batch);
 		beforeCommit(tx, async () => {
 			pending.delete(tx); // events written by later finishers form a new batch
-			await sequelize.query(
+			await sqlQuery(
+				sequelize,
 				`INSERT INTO ${quoteIdent(schema)}.outbox (event_id, event_name, aggregate_key, envelope)
 				 SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[], ARRAY[:keys]::text[], ARRAY[:envelopes]::jsonb[])`,
-				{
-					replacements: { ids: batch.map(r => r.event.eventId), names: batch.map(r => r.event.eventName), keys: batch.map(r => r.key), envelopes: batch.map(r => JSON.stringify(r.event)) },
-					transaction: tx,
-				},
+				{ ids: batch.map(r => r.event.eventId), names: batch.map(r => r.event.eventName), keys: batch.map(r => r.key), envelopes: batch.map(r => JSON.stringify(r.event)) },
+				tx,
 			);
 		}, "flush");
 	}
@@ -103,9 +103,7 @@ export class OutboxRelay {
 
 	/** Rows written but not yet published (the outbox backlog). */
 	async backlog(): Promise<number> {
-		const [row] = await this.sequelize.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.table} WHERE published_at IS NULL`, {
-			type: QueryTypes.SELECT,
-		});
+		const [row] = await sqlQuery<{ n: string }>(this.sequelize, `SELECT count(*) AS n FROM ${this.table} WHERE published_at IS NULL`);
 		return Number(row.n);
 	}
 
@@ -148,11 +146,13 @@ export class OutboxRelay {
 				// The relay lock, the batch and its mark in one statement: no rows when another node
 				// holds the lock (a CTE with a volatile function is evaluated once, before the rows are
 				// read); a failed publish rolls the mark back with the transaction.
-				const rows = await this.sequelize.query<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+				const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+					this.sequelize,
 					`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
 					      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH})
 					 UPDATE ${this.table} o SET published_at = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
-					{ replacements: { name: `outbox:${this.schema}` }, type: QueryTypes.SELECT, transaction },
+					{ name: `outbox:${this.schema}` },
+					transaction,
 				);
 				if (rows.length === 0) return 0;
 				rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order

@@ -7,6 +7,7 @@ import { runMigrations } from "../../lib/migrations";
 import { createEnvelope } from "../../lib/events/envelope";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { watchStatements } from "../../scripts/harness/statements";
 
 const data = tempDir();
 let node: TestNode;
@@ -138,21 +139,18 @@ describe("embedded node", () => {
 		const ping = (note: string, extra: Record<string, unknown> = {}) => createEnvelope(PROBE_EVENT, { note, ...extra }, producer);
 		const [a, poison, b, c] = [ping("batch-a"), ping("batch-poison", { poison: true }), ping("batch-b"), ping("batch-c")];
 		const ctx = () => node.broker.ContextFactory.create(node.broker);
-		const { sequelize } = await runtimeOf(node.broker).database();
 		// The consumer's inbox statements (other services' background work shares the pool, not this table).
 		let inboxWrites = 0;
-		const query = sequelize.query.bind(sequelize);
-		(sequelize as any).query = (sql: unknown, opts?: unknown) => {
-			if (typeof sql === "string" && sql.includes(`"probe-consumer".processed_events`) && sql.includes("INSERT")) inboxWrites++;
-			return (query as any)(sql, opts);
-		};
+		const stop = watchStatements(sql => {
+			if (sql.includes(`"probe-consumer".processed_events`) && sql.includes("INSERT")) inboxWrites++;
+		});
 		try {
 			// a arrives twice in the batch; a and b again in a later batch (a redelivery).
 			await consumer.batches.push([a, b, a, c].map(event => ({ event, ctx: ctx() })));
 			expect(inboxWrites).toBe(1); // one statement records the whole batch
 			await consumer.batches.push([a, poison, b, c].map(event => ({ event, ctx: ctx() })));
 		} finally {
-			(sequelize as any).query = query;
+			stop();
 		}
 		const applied = (await effects()).filter(r => r.note.startsWith("batch-")).map(r => r.note);
 		expect(applied).toEqual(["batch-a", "batch-b", "batch-c"]);
@@ -212,15 +210,13 @@ describe("embedded node", () => {
 		const events = ["order.created", "stock.reserved", "order.confirmed"].map(name => createEnvelope(name, { orderId }, producer, { trace: { requestID: "req-batch", parentID: "p" } }));
 		const { sequelize } = await runtimeOf(node.broker).database();
 		let inserts = 0;
-		const query = sequelize.query.bind(sequelize);
-		(sequelize as any).query = (sql: unknown, opts?: unknown) => {
-			if (typeof sql === "string" && sql.includes(`INSERT INTO "audit"."audit_log"`)) inserts++;
-			return (query as any)(sql, opts);
-		};
+		const stop = watchStatements(sql => {
+			if (sql.includes(`INSERT INTO "audit"."audit_log"`)) inserts++;
+		});
 		try {
 			await audit.batches.push([...events, events[1]].map(event => ({ event, ctx: node.broker.ContextFactory.create(node.broker) })));
 		} finally {
-			(sequelize as any).query = query;
+			stop();
 		}
 		expect(inserts).toBe(1);
 		const [rows] = await sequelize.query(`SELECT event_name, correlation_id, producer_node, trace_id, data->>'orderId' AS order_id FROM audit.audit_log WHERE correlation_id = :orderId ORDER BY seq`, { replacements: { orderId } });
