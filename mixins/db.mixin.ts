@@ -1,11 +1,11 @@
 import type { Service, ServiceSchema } from "moleculer";
 import MoleculerDbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
-import { type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
+import { type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize } from "sequelize";
 import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
-import { inTransaction } from "../lib/transactions";
+import { inTransaction, type Transaction } from "../lib/transactions";
 import { offsetOf, pageOf, type Page } from "../lib/paging";
 import { sqlQuery } from "../lib/sql";
 

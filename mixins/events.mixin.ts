@@ -1,8 +1,7 @@
 import type { Context, ServiceSchema } from "moleculer";
-import type { Transaction } from "sequelize";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
-import { inTransaction } from "../lib/transactions";
+import { inTransaction, type Transaction } from "../lib/transactions";
 import { sqlQuery } from "../lib/sql";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";

@@ -1,5 +1,4 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import type { Transaction } from "sequelize";
 import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
@@ -14,7 +13,7 @@ import type { DomainEvent } from "../lib/events/envelope";
 import { DEMO_CATALOGUE } from "../lib/seed/catalogue";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
-import { beforeCommit } from "../lib/transactions";
+import { beforeCommit, type Transaction } from "../lib/transactions";
 import { GroupCommit } from "../lib/batch";
 
 interface ProductRow {

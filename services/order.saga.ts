@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import type { Transaction } from "sequelize";
+import type { Transaction } from "../lib/transactions";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";

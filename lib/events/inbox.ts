@@ -1,9 +1,9 @@
-import type { Sequelize, Transaction } from "sequelize";
+import type { Sequelize } from "sequelize";
 import type { Logger } from "moleculer";
 import { quoteIdent } from "../migrations";
 import type { DomainEvent } from "./envelope";
 import { backoffDelay, sleep } from "./backoff";
-import { inTransaction } from "../transactions";
+import { inTransaction, type Transaction } from "../transactions";
 import { sqlQuery } from "../sql";
 
 export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";

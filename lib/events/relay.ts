@@ -1,9 +1,9 @@
-import type { Sequelize, Transaction } from "sequelize";
+import type { Sequelize } from "sequelize";
 import type { Logger } from "moleculer";
 import { quoteIdent } from "../migrations";
 import { aggregateKey, createEnvelope, type DomainEvent, type PublishOptions } from "./envelope";
 import { backoffDelay } from "./backoff";
-import { beforeCommit } from "../transactions";
+import { beforeCommit, inTransaction, type Transaction } from "../transactions";
 import { sqlQuery } from "../sql";
 
 export interface OutboxMessage {
@@ -142,7 +142,7 @@ export class OutboxRelay {
 	/** Publishes until the outbox is empty or another node holds the relay lock. */
 	async drain(): Promise<void> {
 		for (;;) {
-			const published = await this.sequelize.transaction(async transaction => {
+			const published = await inTransaction(this.sequelize, async transaction => {
 				// The relay lock, the batch and its mark in one statement: no rows when another node
 				// holds the lock (a CTE with a volatile function is evaluated once, before the rows are
 				// read); a failed publish rolls the mark back with the transaction.

@@ -8,6 +8,8 @@ import { createEnvelope } from "../../lib/events/envelope";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 import { watchStatements } from "../../scripts/harness/statements";
+import { sqlQuery } from "../../lib/sql";
+import { beforeCommit, inTransaction, type Transaction } from "../../lib/transactions";
 
 const data = tempDir();
 let node: TestNode;
@@ -72,6 +74,34 @@ describe("embedded node", () => {
 		expect(results.flat()).toEqual(["again-002"]);
 		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "again".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
 		expect(applied.map(r => r.id)).toEqual(["again-001", "again-002"]);
+	});
+
+	it("commits a transaction's body, then its before-commit work, and runs its after-commit work only once committed; a throw rolls all of it back", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await runMigrations(sequelize, "txprobe", [{ id: "txprobe-001", sql: "CREATE TABLE t (note text)" }]);
+		const notes = async () => (await sqlQuery<{ note: string }>(sequelize, 'SELECT note FROM "txprobe".t ORDER BY note')).map(r => r.note);
+		const steps: string[] = [];
+		const write = (tx: Transaction, note: string) => sqlQuery(sequelize, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note }, tx);
+		await inTransaction(sequelize, async tx => {
+			await write(tx, "body");
+			beforeCommit(tx, async () => void (await write(tx, "finisher")), "flush");
+			tx.afterCommit(async () => void steps.push(`after commit: ${(await notes()).join(",")}`));
+		});
+		expect(steps).toEqual(["after commit: body,finisher"]);
+		const failed = inTransaction(sequelize, async tx => {
+			await write(tx, "lost");
+			beforeCommit(tx, async () => {
+				await write(tx, "lost too");
+				throw new Error("finisher failed");
+			});
+			tx.afterCommit(() => steps.push("never"));
+		});
+		await expect(failed).rejects.toThrow("finisher failed");
+		expect(await notes()).toEqual(["body", "finisher"]);
+		expect(steps).toHaveLength(1);
+		// No pooled client is left inside a transaction (there, now() would be the transaction's start).
+		const clients = await Promise.all(Array.from({ length: 12 }, () => sqlQuery<{ alone: boolean }>(sequelize, "SELECT now() = statement_timestamp() AS alone")));
+		expect(clients.flat().every(r => r.alone)).toBe(true);
 	});
 
 	it("refuses a migration list that uses an id twice", async () => {
