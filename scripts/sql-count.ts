@@ -63,7 +63,7 @@ async function main(): Promise<void> {
 		await run();
 		counting = false;
 		const total = [...shapes.values()].reduce((a, b) => a + b, 0);
-		results[label] = { statements: Math.round((total / orders) * 10) / 10, transactions: Math.round(((shapes.get("START TRANSACTION;") ?? 0) / orders) * 10) / 10 };
+		results[label] = { statements: Math.round((total / orders) * 10) / 10, transactions: Math.round(((shapes.get("BEGIN") ?? 0) / orders) * 10) / 10 };
 		console.log(`${label}: ${results[label].statements} statements in ${results[label].transactions} transactions per checkout`);
 		for (const [shape, n] of [...shapes].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${(n / orders).toFixed(1).padStart(5)}  ${shape}`);
 	};
