@@ -1,9 +1,13 @@
 import type { ServiceBroker } from "moleculer";
 import Redis from "ioredis";
-import { Kafka, logLevel as KafkaLogLevel, type Admin, type Producer } from "kafkajs";
+import { Kafka, logLevel as KafkaLogLevel, type Admin, type Message, type Producer } from "kafkajs";
 import type { Config } from "./config";
 import { openDatabase, type Database } from "./database";
 import { LocalLocker, RedisLocker, type Locker } from "./locks";
+import { BatchQueue } from "./batch";
+
+/** At most this many records in one produce request (the relays hand over up to 200 each). */
+const PRODUCE_BATCH_MAX = 500;
 
 /**
  * What one node shares between its services: the configuration, one database pool, one Redis
@@ -16,6 +20,7 @@ export class Runtime {
 	private redisClient?: Redis;
 	private kafkaClient?: Kafka;
 	private producer?: Promise<Producer>;
+	private produceQueue?: BatchQueue<{ topic: string; message: Message }>;
 	private admin?: Promise<Admin>;
 	private readonly topics = new Set<string>();
 	private lockerInstance?: Locker;
@@ -66,6 +71,22 @@ export class Runtime {
 			throw err;
 		});
 		return this.producer;
+	}
+
+	/**
+	 * Sends records through the node's producer, acknowledged by all in-sync replicas. Records the
+	 * node's relays hand over while a produce request is in flight go out together in the next one
+	 * (the idempotent producer sends one request at a time anyway): fewer, larger requests under
+	 * load, no wait when idle. Each topic's records keep their order.
+	 */
+	kafkaSend(records: Array<{ topic: string; message: Message }>): Promise<void> {
+		this.produceQueue ??= new BatchQueue(async batch => {
+			const producer = await this.kafkaProducer();
+			const byTopic = new Map<string, Message[]>();
+			for (const { topic, message } of batch) byTopic.set(topic, [...(byTopic.get(topic) ?? []), message]);
+			await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+		}, PRODUCE_BATCH_MAX);
+		return this.produceQueue.push(records);
 	}
 
 	private kafkaAdmin(): Promise<Admin> {

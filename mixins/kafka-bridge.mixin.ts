@@ -30,24 +30,12 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 
 			async kafkaPublish(this: BridgeService, messages: OutboxMessage[]): Promise<void> {
 				const runtime = runtimeOf(this.broker);
-				const byTopic = new Map<string, OutboxMessage[]>();
-				for (const m of messages) {
-					const topic = this.kafkaTopic(m.event.eventName);
-					byTopic.set(topic, [...(byTopic.get(topic) ?? []), m]);
-				}
-				await runtime.ensureTopics([...byTopic.keys()]);
-				const producer = await runtime.kafkaProducer();
-				await producer.sendBatch({
-					acks: -1,
-					topicMessages: [...byTopic].map(([topic, batch]) => ({
-						topic,
-						messages: batch.map(m => ({
-							key: m.key,
-							value: JSON.stringify(m.event),
-							headers: { eventId: m.event.eventId, eventName: m.event.eventName },
-						})),
-					})),
-				});
+				const records = messages.map(m => ({
+					topic: this.kafkaTopic(m.event.eventName),
+					message: { key: m.key, value: JSON.stringify(m.event), headers: { eventId: m.event.eventId, eventName: m.event.eventName } },
+				}));
+				await runtime.ensureTopics([...new Set(records.map(r => r.topic))]);
+				await runtime.kafkaSend(records);
 			},
 
 			async kafkaSubscribe(this: BridgeService, eventNames: string[], handle: KafkaBatchHandler, chunk: number): Promise<void> {

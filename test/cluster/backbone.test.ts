@@ -9,6 +9,8 @@ import { Kafka, logLevel } from "kafkajs";
 import { Client } from "pg";
 import { Sequelize } from "sequelize";
 import { runMigrations } from "../../lib/migrations";
+import { Runtime } from "../../lib/runtime";
+import { loadConfig } from "../../lib/config";
 import type { ServiceBroker } from "moleculer";
 import { deadLettersOf, PROBE_EVENT } from "../fixtures/probe.services";
 import { eventually, freePort } from "../../scripts/harness/node";
@@ -128,6 +130,29 @@ describe("a cluster of node processes", () => {
 		expect(record.key).toBe(orderId);
 		expect(record.headers.eventName).toBe(PROBE_EVENT);
 		expect(JSON.parse(record.value)).toMatchObject({ eventId: id, eventName: PROBE_EVENT, version: 1, correlationId: orderId, producer: { service: "probe-producer", nodeID: "node-a" } });
+	});
+
+	it("sends what the node's relays hand over while a produce request is in flight in the next request, each key in order", async () => {
+		const runtime = new Runtime(loadConfig(env), "coalescing-test");
+		const topic = `${env.KAFKA_TOPIC_PREFIX}coalescing.${Date.now()}`;
+		try {
+			await runtime.ensureTopics([topic]);
+			const producer = await runtime.kafkaProducer();
+			let requests = 0;
+			producer.on(producer.events.REQUEST, e => void (e.payload.apiName === "Produce" && requests++));
+			// 30 relays' rounds at once, three keys, ten records per key in the order they were handed over.
+			const rounds = Array.from({ length: 30 }, (_, i) => [{ topic, message: { key: `k${i % 3}`, value: String(i) } }]);
+			await Promise.all(rounds.map(r => runtime.kafkaSend(r)));
+			expect(requests).toBeGreaterThan(0);
+			expect(requests).toBeLessThan(30);
+			const records = await readTopic(topic, rs => rs.length === 30);
+			for (const key of ["k0", "k1", "k2"]) {
+				const values = records.filter(r => r.key === key).map(r => Number(r.value));
+				expect(values).toEqual([...values].sort((x, y) => x - y));
+			}
+		} finally {
+			await runtime.close();
+		}
 	});
 
 	it("records events of the domain in the audit service on another node, through Kafka", async () => {
