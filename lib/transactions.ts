@@ -39,25 +39,27 @@ export function beforeCommit(tx: Transaction, fn: () => Promise<void>, phase: Ph
  * when anything before the commit throws. Its own three statements on a pooled client, not
  * Sequelize's transaction (which was half of what Sequelize still cost the hot path).
  */
-export function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>): Promise<T> {
-	return withConnection(sequelize, async connection => {
+export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+	const { tx, result } = await withConnection(sequelize, async connection => {
 		const tx = new PgTransaction(connection);
 		await connection.query("BEGIN");
-		let result: T;
 		try {
-			result = await fn(tx);
+			const result = await fn(tx);
 			for (;;) {
 				const next = tx.finishers.derive.shift() ?? tx.finishers.flush.shift();
 				if (!next) break;
 				await next();
 			}
 			await connection.query("COMMIT");
+			return { tx, result };
 		} catch (err) {
 			// A client that cannot even roll back is broken: the pool must not hand it out again.
 			await connection.query("ROLLBACK").catch(() => (connection._invalid = true));
 			throw err;
 		}
-		for (const after of tx.committed) await after();
-		return result;
 	});
+	// After the client is back in the pool (as Sequelize did): after-commit work that reads or
+	// writes takes a client of its own and never waits on the one it holds.
+	for (const after of tx.committed) await after();
+	return result;
 }
