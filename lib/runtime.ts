@@ -83,7 +83,11 @@ export class Runtime {
 		this.produceQueue ??= new BatchQueue(async batch => {
 			const producer = await this.kafkaProducer();
 			const byTopic = new Map<string, Message[]>();
-			for (const { topic, message } of batch) byTopic.set(topic, [...(byTopic.get(topic) ?? []), message]);
+			for (const { topic, message } of batch) {
+				const messages = byTopic.get(topic);
+				if (messages) messages.push(message);
+				else byTopic.set(topic, [message]);
+			}
 			await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
 		}, PRODUCE_BATCH_MAX);
 		return this.produceQueue.push(records);

@@ -67,8 +67,7 @@ export async function sqlQuery<T extends object>(sequelize: Sequelize, sql: stri
 	return tx ? run(tx.connection) : withConnection(sequelize, run);
 }
 
-/** A unique constraint refused the write (PostgreSQL 23505), whether it came through Sequelize or `pg`. */
+/** A unique constraint refused the write (SQLSTATE 23505, as `pg` reports it). */
 export function isUniqueViolation(err: unknown): boolean {
-	const e = err as { name?: string; code?: string };
-	return e?.name === "SequelizeUniqueConstraintError" || e?.code === "23505";
+	return (err as { code?: string } | undefined)?.code === "23505";
 }
