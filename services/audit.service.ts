@@ -66,8 +66,11 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 		timeline: {
 			params: { orderId: { type: "uuid" } },
 			async handler(ctx: Context<{ orderId: string }>) {
-				const rows = await this.sql<TimelineRow>(`SELECT event_id, event_name, occurred_at, producer_service, producer_node, data
-					 FROM ${this.table("audit_log")} WHERE correlation_id = :orderId ORDER BY occurred_at, seq`, { orderId: ctx.params.orderId });
+				const rows = await this.sql<TimelineRow>(
+					`SELECT event_id, event_name, occurred_at, producer_service, producer_node, data
+					 FROM ${this.table("audit_log")} WHERE correlation_id = :orderId ORDER BY occurred_at, seq`,
+					{ orderId: ctx.params.orderId },
+				);
 				return rows.map(r => ({
 					eventId: r.event_id,
 					eventName: r.event_name,

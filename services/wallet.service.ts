@@ -197,9 +197,13 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		async existingMovement(m: Movement, tx?: Transaction) {
 			const byOrder = m.orderId && (m.reason === "PAYMENT" || m.reason === "REFUND");
 			if (!byOrder && !m.idempotencyKey) return undefined;
-			const [row] = await this.sql<LedgerRow>(byOrder
+			const [row] = await this.sql<LedgerRow>(
+				byOrder
 					? `SELECT * FROM ${this.table("wallet_transactions")} WHERE order_id = :orderId AND reason = :reason`
-					: `SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId AND idempotency_key = :key`, { orderId: m.orderId ?? null, reason: m.reason, userId: m.userId, key: m.idempotencyKey ?? null }, tx);
+					: `SELECT * FROM ${this.table("wallet_transactions")} WHERE user_id = :userId AND idempotency_key = :key`,
+				{ orderId: m.orderId ?? null, reason: m.reason, userId: m.userId, key: m.idempotencyKey ?? null },
+				tx,
+			);
 			return row ? toLedgerEntry(row) : undefined;
 		},
 
@@ -224,9 +228,13 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
 				if (taken.length > 0) {
 					await this.sql(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, { users: [...changed.keys()], balances: [...changed.values()] }, tx);
-					const rows = await this.sql<LedgerRow>(`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
+					const rows = await this.sql<LedgerRow>(
+						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
 						 SELECT id, user_id, 'DEBIT', 'PAYMENT', amount, balance, order_id FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:users]::text[], ARRAY[:amounts]::bigint[], ARRAY[:balances]::bigint[], ARRAY[:orderIds]::uuid[])
-						   AS m(id, user_id, amount, balance, order_id) RETURNING *`, { ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) }, tx);
+						   AS m(id, user_id, amount, balance, order_id) RETURNING *`,
+						{ ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) },
+						tx,
+					);
 					for (const r of rows) repeated.set(r.order_id, toLedgerEntry(r));
 					for (const m of taken) this.publishEvent(tx, "wallet.debited", { userId: m.userId, amount: m.amount, balanceAfter: m.balance, orderId: m.orderId, reason: "PAYMENT" }, { key: m.userId, correlationId: m.orderId, trace: m.trace });
 				}
@@ -250,25 +258,33 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 						if (m.amount > paid.amount) throw new BusinessRuleError("REFUND_EXCEEDS_PAYMENT", `At most ${paid.amount} can be refunded`, { orderId: m.orderId });
 					}
 					// One conditional statement: concurrent debits serialize on the row and none goes below 0.
-					const updated = await this.sql<{ balance: string }>(m.type === "DEBIT"
+					const updated = await this.sql<{ balance: string }>(
+						m.type === "DEBIT"
 							? `UPDATE ${t("wallets")} SET balance = balance - :amount, updated_at = now() WHERE user_id = :userId AND balance >= :amount RETURNING balance`
-							: `UPDATE ${t("wallets")} SET balance = balance + :amount, updated_at = now() WHERE user_id = :userId RETURNING balance`, { userId: m.userId, amount: m.amount }, tx);
+							: `UPDATE ${t("wallets")} SET balance = balance + :amount, updated_at = now() WHERE user_id = :userId RETURNING balance`,
+						{ userId: m.userId, amount: m.amount },
+						tx,
+					);
 					if (updated.length === 0) {
 						throw new BusinessRuleError("INSUFFICIENT_FUNDS", "The wallet balance does not cover the amount", { userId: m.userId, amount: m.amount });
 					}
 					const balance = Number(updated[0].balance);
-					const [row] = await this.sql<LedgerRow>(`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, idempotency_key, note)
-						 VALUES (:id, :userId, :type, :reason, :amount, :balance, :orderId, :key, :note) RETURNING *`, {
-								id: randomUUID(),
-								userId: m.userId,
-								type: m.type,
-								reason: m.reason,
-								amount: m.amount,
-								balance,
-								orderId: m.orderId ?? null,
-								key: m.idempotencyKey ?? null,
-								note: m.note ?? null,
-							}, tx);
+					const [row] = await this.sql<LedgerRow>(
+						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, idempotency_key, note)
+						 VALUES (:id, :userId, :type, :reason, :amount, :balance, :orderId, :key, :note) RETURNING *`,
+						{
+							id: randomUUID(),
+							userId: m.userId,
+							type: m.type,
+							reason: m.reason,
+							amount: m.amount,
+							balance,
+							orderId: m.orderId ?? null,
+							key: m.idempotencyKey ?? null,
+							note: m.note ?? null,
+						},
+						tx,
+					);
 					this.publishEvent(tx, m.type === "DEBIT" ? "wallet.debited" : "wallet.credited", {
 						userId: m.userId,
 						amount: m.amount,
