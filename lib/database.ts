@@ -4,6 +4,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Config } from "./config";
 import { lockDataDir } from "./data-dir-lock";
+import { shareOneSession } from "./sql";
 
 /** The node's one Sequelize instance (one pool) and, in embedded mode, the PGlite behind it. */
 export interface Database {
@@ -44,6 +45,7 @@ async function openEmbedded(config: Config): Promise<Database> {
 	const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: config.dbPoolMax + 2 });
 	await server.start();
 	const sequelize = sequelizeFor(`postgres://postgres@${server.getServerConn()}/postgres`, config.dbPoolMax);
+	shareOneSession(sequelize);
 	return {
 		sequelize,
 		describe: `embedded PGlite (${config.dataDir})`,

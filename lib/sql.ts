@@ -4,13 +4,15 @@ import type { Transaction } from "./transactions";
 
 /** The slice of a `pg` client the hot path uses. */
 export interface PgClient {
-	query(text: string): Promise<{ rows: unknown[] }>;
+	/** A simple-protocol query: one statement's result, or one per statement of a multi-statement text. */
+	query(text: string): Promise<{ rows: unknown[] } | Array<{ rows: unknown[] }>>;
 	/** Set by Sequelize's pool on a client that failed: the pool drops it instead of handing it out again. */
 	_invalid?: boolean;
 }
 
-// String literals, quoted names and comments are skipped and `::` is a cast; every other `:name` is a replacement.
-const TOKENS = /'(?:[^']|'')*'|"(?:[^"]|"")*"|\/\*[\s\S]*?\*\/|--[^\n]*|::|:([A-Za-z_]\w*)/g;
+// String literals, quoted names and comments are skipped and `::` is a cast; `ARRAY[:name]` is a list
+// replacement; every other `:name` is a replacement.
+const TOKENS = /'(?:[^']|'')*'|"(?:[^"]|"")*"|\/\*[\s\S]*?\*\/|--[^\n]*|::|ARRAY\[:([A-Za-z_]\w*)\]|:([A-Za-z_]\w*)/g;
 
 /** A value as an SQL literal, as Sequelize's replacements wrote it: a list as its elements, comma-separated. */
 function literal(value: unknown): string {
@@ -22,25 +24,208 @@ function literal(value: unknown): string {
 		return value < 0 ? `(${value})` : String(value);
 	}
 	if (typeof value === "boolean") return value ? "true" : "false";
-	if (value instanceof Date) return escapeLiteral(value.toISOString());
-	if (typeof value === "object") return escapeLiteral(JSON.stringify(value));
+	return escapeLiteral(text(value));
+}
+
+/** A non-numeric, non-null value as PostgreSQL reads it from text. */
+function text(value: unknown): string {
+	if (value instanceof Date) return value.toISOString();
+	if (typeof value === "object") return JSON.stringify(value);
 	// A NUL would end the statement's text on the wire: written as the two characters \0, as Sequelize did.
-	return escapeLiteral(String(value).replace(/\0/g, "\\0"));
+	return String(value).replace(/\0/g, "\\0");
+}
+
+/** A list as one array literal (`'{"a","b"}'`), the argument of a prepared statement's array parameter. */
+function arrayLiteral(values: unknown[]): string {
+	const element = (v: unknown) => {
+		if (v === null || v === undefined) return "NULL";
+		if (typeof v === "number" && !Number.isFinite(v)) throw new Error(`SQL replacement is not a finite number: ${v}`);
+		return `"${(typeof v === "number" || typeof v === "boolean" || typeof v === "bigint" ? String(v) : text(v)).replace(/[\\"]/g, "\\$&")}"`;
+	};
+	return escapeLiteral(`{${values.map(element).join(",")}}`);
+}
+
+/** A statement's text split at its replacements once (not scanned again per call), and its prepared form. */
+interface Template {
+	/** The text around the replacements: `parts[i]`, replacement `slots[i]`, ..., the last part. */
+	parts: string[];
+	slots: Array<{ name: string; list: boolean }>;
+	/** Its name and text as a prepared statement (`$n` parameters, a list as one array parameter), when it has one. */
+	prepared?: { name: string; text: string; params: Array<{ name: string; list: boolean }> };
+	/** Whether PostgreSQL prepares it: unknown until a first PREPARE has answered. */
+	preparable?: boolean;
+}
+
+const templates = new Map<string, Template>();
+/** Prepared statement name → its text, to tell what an EXECUTE runs (statementsOf). */
+const preparedTexts = new Map<string, string>();
+const TEMPLATES_MAX = 5000; // statements are the code's: a bound only against text built from data
+
+function templateOf(sql: string): Template {
+	const known = templates.get(sql);
+	if (known) return known;
+	const parts: string[] = [];
+	const slots: Template["slots"] = [];
+	let from = 0;
+	for (const m of sql.matchAll(TOKENS)) {
+		const name = m[1] ?? m[2];
+		if (name === undefined) continue;
+		parts.push(sql.slice(from, m.index));
+		slots.push({ name, list: m[1] !== undefined });
+		from = m.index + m[0].length;
+	}
+	parts.push(sql.slice(from));
+	const template: Template = { parts, slots };
+	// One parameter per name; a name used both as a list and as a value has no prepared form.
+	const params: Array<{ name: string; list: boolean }> = [];
+	const index = new Map<string, number>();
+	for (const slot of slots) {
+		if (!index.has(slot.name)) index.set(slot.name, params.push(slot));
+		else if (params[index.get(slot.name)! - 1].list !== slot.list) return remember(sql, template);
+	}
+	const textWithParams = parts.map((part, i) => (i < slots.length ? `${part}$${index.get(slots[i].name)}` : part)).join("");
+	template.prepared = { name: `stmt_${templates.size + 1}`, text: textWithParams, params };
+	return remember(sql, template);
+}
+
+function remember(sql: string, template: Template): Template {
+	if (templates.size >= TEMPLATES_MAX) template.prepared = undefined; // its name would not be unique
+	else templates.set(sql, template);
+	if (template.prepared) preparedTexts.set(template.prepared.name, template.prepared.text);
+	return template;
+}
+
+function valueOf(replacements: Record<string, unknown>, name: string): unknown {
+	if (!(name in replacements)) throw new Error(`SQL replacement :${name} has no value`);
+	return replacements[name];
 }
 
 /**
- * Named replacements (`:name`, the project's SQL style) written into the statement as literals,
- * in one pass. Why not `$1` parameters: embedded, the PGlite socket server runs each protocol
- * message of every connection through one session and keeps a connection's messages together only
- * inside a transaction, so two connections' Parse/Bind/Execute outside one interleave ("unnamed
- * prepared statement does not exist"). A one-message simple query cannot.
+ * Named replacements (`:name`, the project's SQL style) written into the statement as literals.
+ * Every statement, prepared ones included (`EXECUTE name(literals)`), is a one-message simple
+ * query. Why not the extended protocol's `$1` parameters: embedded, the PGlite socket server runs
+ * each protocol message of every connection through one session and keeps a connection's messages
+ * together only inside a transaction, so two connections' Parse/Bind/Execute outside one interleave
+ * ("unnamed prepared statement does not exist"). A one-message simple query cannot.
  */
 export function inlineSql(sql: string, replacements: Record<string, unknown>): string {
-	return sql.replace(TOKENS, (token, name: string | undefined) => {
-		if (name === undefined) return token;
-		if (!(name in replacements)) throw new Error(`SQL replacement :${name} has no value`);
-		return literal(replacements[name]);
+	const { parts, slots } = templateOf(sql);
+	let out = parts[0];
+	for (let i = 0; i < slots.length; i++) {
+		const value = valueOf(replacements, slots[i].name);
+		out += (slots[i].list ? `ARRAY[${literal(value)}]` : literal(value)) + parts[i + 1];
+	}
+	return out;
+}
+
+/**
+ * The statement as a prepared statement: the `PREPARE` that defines it (`$n` parameters, a list as
+ * one array parameter) and the `EXECUTE` that runs it with these values as literals. None when the
+ * text has no prepared form or a value does not fit its parameter (a list where a value goes).
+ */
+export function preparedStatement(sql: string, replacements: Record<string, unknown>): { template: Template; prepare: string; execute: string } | undefined {
+	const template = templateOf(sql);
+	const prepared = template.prepared;
+	if (!prepared || template.preparable === false) return undefined;
+	const args: string[] = [];
+	for (const { name, list } of prepared.params) {
+		const value = valueOf(replacements, name);
+		if (Array.isArray(value) !== list) return undefined;
+		args.push(list ? arrayLiteral(value as unknown[]) : literal(value));
+	}
+	return {
+		template,
+		prepare: `PREPARE ${prepared.name} AS ${prepared.text}`,
+		execute: args.length > 0 ? `EXECUTE ${prepared.name}(${args.join(", ")})` : `EXECUTE ${prepared.name}`,
+	};
+}
+
+/**
+ * The prepared statements of a PostgreSQL session. Embedded, PGlite is one session behind every
+ * pooled client; on a server each client is a session of its own.
+ */
+interface Session {
+	prepared: Set<string>;
+	probing: Set<string>;
+	perClient: boolean;
+}
+const sharedSessions = new WeakMap<Sequelize, Session>();
+const clientSessions = new WeakMap<PgClient, Session>();
+const newSession = (perClient: boolean): Session => ({ prepared: new Set(), probing: new Set(), perClient });
+
+/** Embedded: every pooled client of `sequelize` speaks to one PostgreSQL session. */
+export function shareOneSession(sequelize: Sequelize): void {
+	sharedSessions.set(sequelize, newSession(false));
+}
+
+function sessionOf(sequelize: Sequelize, client: PgClient): Session {
+	const shared = sharedSessions.get(sequelize);
+	if (shared) return shared;
+	let own = clientSessions.get(client);
+	if (!own) clientSessions.set(client, (own = newSession(true)));
+	return own;
+}
+
+/** A refusal of PREPARE that will not change (class 42: the text's parameter types cannot be inferred). */
+const isPermanentRefusal = (err: unknown) => /^42/.test((err as { code?: string } | undefined)?.code ?? "");
+
+/**
+ * A statement's first PREPARE runs on a pooled client outside any transaction, while the calls go
+ * on as literals: a statement PostgreSQL will not prepare (a parameter whose type it cannot infer)
+ * then aborts no transaction, and is never tried again.
+ */
+function probe(sequelize: Sequelize, template: Template, prepare: string, session: Session): void {
+	const name = template.prepared!.name;
+	session.probing.add(name);
+	void withConnection(sequelize, async client => {
+		// On a server, another call's PREPARE may have reached this client first.
+		const own = sessionOf(sequelize, client);
+		if (!own.prepared.has(name)) await client.query(prepare);
+		own.prepared.add(name);
+		template.preparable = true;
+	}).catch(err => {
+		if (isPermanentRefusal(err)) template.preparable = false;
+		else session.probing.delete(name); // the pool closing, a lost connection: try again later
 	});
+}
+
+/**
+ * What to send for a statement on `client`: its prepared statement's EXECUTE (PostgreSQL skips
+ * parsing and, once it has a generic plan, planning: most of what a short statement costs it),
+ * preceded by its PREPARE on a server client that has not seen it yet (one message, so one round
+ * trip), or the statement with literals until it is prepared.
+ */
+export function statementFor(sequelize: Sequelize, client: PgClient, sql: string, replacements: Record<string, unknown>, sentNow = true): string {
+	const statement = preparedStatement(sql, replacements);
+	if (!statement) return inlineSql(sql, replacements);
+	const { template, prepare, execute } = statement;
+	const name = template.prepared!.name;
+	const session = sessionOf(sequelize, client);
+	if (session.prepared.has(name)) return execute;
+	// Marked as prepared before it is sent: only for a message sent now (a queued write may never be).
+	if (session.perClient && template.preparable && sentNow) {
+		session.prepared.add(name);
+		return `${prepare}${SEPARATOR}${execute}`;
+	}
+	if (!session.probing.has(name)) probe(sequelize, template, prepare, session);
+	return inlineSql(sql, replacements);
+}
+
+/** Between the statements of a message (a transaction's BEGIN, queued writes, a PREPARE and the statement). */
+export const SEPARATOR = ";\n";
+
+/**
+ * The statements of a message sent by this module or a transaction, an EXECUTE as the text of the
+ * statement it runs: what the statement counts read. (Split at SEPARATOR: a value holding that
+ * text would count as two, which only a count would notice.)
+ */
+export function statementsOf(message: string): string[] {
+	return message.split(SEPARATOR).map(statement => preparedTexts.get(/^EXECUTE (stmt_\d+)/.exec(statement)?.[1] ?? "") ?? statement);
+}
+
+/** The rows of a message's last statement (a message may carry BEGIN, a PREPARE or queued writes before it). */
+export function lastRows(result: { rows: unknown[] } | Array<{ rows: unknown[] }>): unknown[] {
+	return Array.isArray(result) ? result[result.length - 1].rows : result.rows;
 }
 
 type Pool = { getConnection(o: object): Promise<PgClient>; releaseConnection(c: PgClient): Promise<void> };
@@ -62,9 +247,13 @@ export async function withConnection<T>(sequelize: Sequelize, fn: (client: PgCli
  * Rows as objects: a write's RETURNING rows, or none.
  */
 export async function sqlQuery<T extends object>(sequelize: Sequelize, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
-	const text = inlineSql(sql, replacements);
-	const run = async (client: PgClient) => (await client.query(text)).rows as T[];
-	return tx ? run(tx.connection) : withConnection(sequelize, run);
+	if (tx) return (await tx.query(statementFor(sequelize, tx.connection, sql, replacements))) as T[];
+	return withConnection(sequelize, async client => lastRows(await client.query(statementFor(sequelize, client, sql, replacements))) as T[]);
+}
+
+/** A write nobody reads the result of, sent with the transaction's next statement or its COMMIT (Transaction.queue). */
+export function queueSql(sequelize: Sequelize, tx: Transaction, sql: string, replacements: Record<string, unknown>): void {
+	tx.queue(statementFor(sequelize, tx.connection, sql, replacements, false));
 }
 
 /** A unique constraint refused the write (SQLSTATE 23505, as `pg` reports it). */

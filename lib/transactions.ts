@@ -1,5 +1,5 @@
 import type { Sequelize } from "sequelize";
-import { withConnection, type PgClient } from "./sql";
+import { lastRows, SEPARATOR, withConnection, type PgClient } from "./sql";
 
 /**
  * Work a transaction's writers leave for its end, run after its body and before its commit:
@@ -15,15 +15,44 @@ type Phase = "derive" | "flush";
  */
 export interface Transaction {
 	readonly connection: PgClient;
+	/** A statement in the transaction: its rows. */
+	query(text: string): Promise<unknown[]>;
+	/** A write nobody reads the result of: sent in the same message as the transaction's next statement, or its COMMIT. */
+	queue(text: string): void;
 	afterCommit(fn: () => unknown): void;
 }
 
+/**
+ * Round trips are most of what a short statement costs (embedded, each message is a pass through
+ * the socket server and PGlite), so a transaction sends no message of its own for BEGIN (it goes
+ * with the first statement) nor for queued writes (they go with the next statement or the COMMIT).
+ */
 class PgTransaction implements Transaction {
 	readonly finishers: Record<Phase, Array<() => Promise<void>>> = { derive: [], flush: [] };
 	readonly committed: Array<() => unknown> = [];
+	begun = false;
+	private queued: string[] = [];
 	constructor(readonly connection: PgClient) {}
+
+	async query(text: string): Promise<unknown[]> {
+		return lastRows(await this.connection.query(this.withPending(text)));
+	}
+	queue(text: string): void {
+		this.queued.push(text);
+	}
 	afterCommit(fn: () => unknown): void {
 		this.committed.push(fn);
+	}
+	/** COMMIT with what is still queued; nothing at all when the transaction never sent a statement. */
+	async commit(): Promise<void> {
+		if (this.begun || this.queued.length > 0) await this.connection.query(this.withPending("COMMIT"));
+	}
+
+	private withPending(text: string): string {
+		const message = [...(this.begun ? [] : ["BEGIN"]), ...this.queued, text].join(SEPARATOR);
+		this.begun = true;
+		this.queued = [];
+		return message;
 	}
 }
 
@@ -36,13 +65,12 @@ export function beforeCommit(tx: Transaction, fn: () => Promise<void>, phase: Ph
 
 /**
  * A managed transaction: BEGIN, `fn`, its finishers, COMMIT, then its after-commit work; ROLLBACK
- * when anything before the commit throws. Its own three statements on a pooled client, not
- * Sequelize's transaction (which was half of what Sequelize still cost the hot path).
+ * when anything before the commit throws. Its own statements on a pooled client, not Sequelize's
+ * transaction (which was half of what Sequelize still cost the hot path).
  */
 export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>): Promise<T> {
 	const { tx, result } = await withConnection(sequelize, async connection => {
 		const tx = new PgTransaction(connection);
-		await connection.query("BEGIN");
 		try {
 			const result = await fn(tx);
 			for (;;) {
@@ -50,11 +78,11 @@ export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transactio
 				if (!next) break;
 				await next();
 			}
-			await connection.query("COMMIT");
+			await tx.commit();
 			return { tx, result };
 		} catch (err) {
 			// A client that cannot even roll back is broken: the pool must not hand it out again.
-			await connection.query("ROLLBACK").catch(() => (connection._invalid = true));
+			if (tx.begun) await connection.query("ROLLBACK").catch(() => (connection._invalid = true));
 			throw err;
 		}
 	});

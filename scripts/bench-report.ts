@@ -29,6 +29,8 @@ export function writeReport(ROOT: string): void {
 	const files = readdirSync(dir).filter(f => f.endsWith(".json")).sort();
 	const runs = files.map(f => ({ file: f.replace(/\.json$/, ""), ...read(f) })).filter(r => r.postOrdersMs) as Array<Run & { file: string }>;
 	const sql = files.includes("sql-per-checkout.json") ? read("sql-per-checkout.json") : undefined;
+	// Round trips: statements sent together in one message (BEGIN with the first statement, a write with the COMMIT) count once.
+	const trips = (count: { roundTrips?: number }) => (count.roundTrips ? ` (${count.roundTrips} round trips)` : "");
 	const floor = files.includes("floor.json") ? read("floor.json") : undefined;
 	const profiles = files.filter(f => f.endsWith("cpu-profile.json")).map(read) as Array<{ target: string; profile: string; date: string; nodes: Array<ProfileSummary & { node: string }> }>;
 	const trio = (x: Trio) => `${x.p50} / ${x.p95} / ${x.p99}`;
@@ -60,7 +62,7 @@ ${runs.map(r => `- **${r.file}**: ${Object.entries(r.processes ?? {}).map(([name
 
 ## SQL per checkout
 
-${sql ? `Counted by \`npm run bench:sql\` (${sql.orders} orders of each kind on an embedded node, ${sql.date.slice(0, 10)}): a wallet checkout runs ${sql.WALLET.statements} statements in ${sql.WALLET.transactions} transactions, a card checkout ${sql.CARD.statements} in ${sql.CARD.transactions}, from \`order.create\` to the last event handled after CONFIRMED (audit, notification, voucher), each checkout alone.${sql.WALLET_BURST ? ` In a burst of ${sql.burst} wallet orders placed at once, where consumers take the events waiting for them as batches, a checkout costs ${sql.WALLET_BURST.statements} statements in ${sql.WALLET_BURST.transactions} transactions, amortized.` : ""}${sql.WALLET_32_CUSTOMERS ? ` With ${sql.customers} customers each placing its next order once the last is confirmed (the closed-loop benchmark's saturation), ${sql.WALLET_32_CUSTOMERS.statements} statements in ${sql.WALLET_32_CUSTOMERS.transactions} transactions.` : ""} The floor below does it in 7.` : "Not counted yet: `npm run bench:sql`."}
+${sql ? `Counted by \`npm run bench:sql\` (${sql.orders} orders of each kind on an embedded node, ${sql.date.slice(0, 10)}): a wallet checkout runs ${sql.WALLET.statements} statements in ${sql.WALLET.transactions} transactions${trips(sql.WALLET)}, a card checkout ${sql.CARD.statements} in ${sql.CARD.transactions}${trips(sql.CARD)}, from \`order.create\` to the last event handled after CONFIRMED (audit, notification, voucher), each checkout alone.${sql.WALLET_BURST ? ` In a burst of ${sql.burst} wallet orders placed at once, where consumers take the events waiting for them as batches, a checkout costs ${sql.WALLET_BURST.statements} statements in ${sql.WALLET_BURST.transactions} transactions${trips(sql.WALLET_BURST)}, amortized.` : ""}${sql.WALLET_32_CUSTOMERS ? ` With ${sql.customers} customers each placing its next order once the last is confirmed (the closed-loop benchmark's saturation), ${sql.WALLET_32_CUSTOMERS.statements} statements in ${sql.WALLET_32_CUSTOMERS.transactions} transactions${trips(sql.WALLET_32_CUSTOMERS)}.` : ""} The floor below does it in 7.` : "Not counted yet: `npm run bench:sql`."}
 
 ## The floor
 

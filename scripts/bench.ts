@@ -12,7 +12,8 @@
  * DATA_DIR), `cluster` (starts `npm run cluster`: node processes on NATS, PostgreSQL, Redis, Kafka),
  * or BENCH_URL, a running gateway. BENCH_PROFILES (checkout,shop,hot), BENCH_SECONDS (20),
  * BENCH_CONCURRENCY (32 customers), BENCH_RATE (checkouts started per second, open loop; default:
- * as fast as the customers go), BENCH_BURST_ORDERS and BENCH_BURST_TIMEOUT_S (600) for the burst, BENCH_CPU_PROF=1 (profile the node processes with --cpu-prof).
+ * as fast as the customers go), BENCH_BURST_ORDERS and BENCH_BURST_TIMEOUT_S (600) for the burst, BENCH_CPU_PROF=1 (profile the node processes with --cpu-prof;
+ * BENCH_KEEP_PROF=1 leaves the .cpuprofile files in their temporary folder, for a look at call stacks).
  * CPU and memory are sampled per process from /proc: the nodes, and for a cluster PostgreSQL,
  * Kafka, NATS and Redis; the load generator is shown apart.
  * Writes bench/results/<target>-<profile>.json, bench/<target>-<profile>.svg and bench/REPORT.md.
@@ -505,7 +506,7 @@ async function main() {
 	if (profDir && results.length > 0) {
 		const summaries = profileSummaries(profDir, system.nodes, results[0].window);
 		writeFileSync(path.join(ROOT, `bench/results/${TARGET}-cpu-profile.json`), JSON.stringify({ target: TARGET, profile: results[0].profile, date: new Date().toISOString(), nodes: summaries }, null, 2) + "\n");
-		rmSync(profDir, { recursive: true, force: true });
+		if (!process.env.BENCH_KEEP_PROF) rmSync(profDir, { recursive: true, force: true });
 	}
 	writeReport(ROOT);
 	console.log("bench: wrote bench/results/*.json, bench/*.svg and bench/REPORT.md");

@@ -38,12 +38,14 @@ async function main(): Promise<void> {
 	await call("wallet.credit", { userId: "counter", amount: 10_000_000, reason: "TOP_UP", idempotencyKey: randomUUID() });
 
 	const shapes = new Map<string, number>();
+	let messages = 0;
 	let counting = false;
 	// The counter's own polling (below) is not the checkout's: its statements carry a mark and are left out.
 	const POLL = "/* bench:sql poll */";
-	watchStatements(sql => {
+	watchStatements((sql, opensMessage) => {
 		if (!counting || sql.startsWith(POLL)) return;
-		const shape = shapeOf(sql);
+		if (opensMessage) messages++;
+		const shape = sql.startsWith("PREPARE ") ? "PREPARE" : shapeOf(sql);
 		shapes.set(shape, (shapes.get(shape) ?? 0) + 1);
 	});
 	const status = async (id: string) => (await sqlQuery<{ status: string }>(sequelize, `${POLL} SELECT status FROM "order".orders WHERE id = :id`, { id }))[0].status;
@@ -56,15 +58,17 @@ async function main(): Promise<void> {
 			payment: method === "WALLET" ? { method } : { method, cardToken: "tok_visa" },
 		});
 	const confirmed = (id: string) => eventually("CONFIRMED", async () => (await status(id)) === "CONFIRMED", 120000, 20);
-	const results: Record<string, { statements: number; transactions: number }> = {};
+	const results: Record<string, { statements: number; transactions: number; roundTrips: number }> = {};
 	const count = async (label: string, orders: number, run: () => Promise<void>) => {
 		shapes.clear();
+		messages = 0;
 		counting = true;
 		await run();
 		counting = false;
 		const total = [...shapes.values()].reduce((a, b) => a + b, 0);
-		results[label] = { statements: Math.round((total / orders) * 10) / 10, transactions: Math.round(((shapes.get("BEGIN") ?? 0) / orders) * 10) / 10 };
-		console.log(`${label}: ${results[label].statements} statements in ${results[label].transactions} transactions per checkout`);
+		const perOrder = (n: number) => Math.round((n / orders) * 10) / 10;
+		results[label] = { statements: perOrder(total), transactions: perOrder(shapes.get("BEGIN") ?? 0), roundTrips: perOrder(messages) };
+		console.log(`${label}: ${results[label].statements} statements in ${results[label].transactions} transactions and ${results[label].roundTrips} round trips per checkout`);
 		for (const [shape, n] of [...shapes].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${(n / orders).toFixed(1).padStart(5)}  ${shape}`);
 	};
 	for (const method of ["WALLET", "CARD"]) {

@@ -4,7 +4,7 @@ import { quoteIdent } from "../migrations";
 import { aggregateKey, createEnvelope, type DomainEvent, type PublishOptions } from "./envelope";
 import { backoffDelay } from "./backoff";
 import { beforeCommit, inTransaction, type Transaction } from "../transactions";
-import { sqlQuery } from "../sql";
+import { queueSql, sqlQuery } from "../sql";
 
 export interface OutboxMessage {
 	seq: string;
@@ -21,7 +21,7 @@ const pending = new WeakMap<Transaction, Array<{ event: DomainEvent; key: string
 /**
  * Writes an event into the service's outbox inside the caller's transaction (which must be run by
  * `inTransaction`): the transaction's events are inserted together, in the order they were
- * written, with one statement just before it commits.
+ * written, with one statement sent with its COMMIT.
  */
 export function writeToOutbox(
 	sequelize: Sequelize,
@@ -39,12 +39,12 @@ export function writeToOutbox(
 		pending.set(tx, batch);
 		beforeCommit(tx, async () => {
 			pending.delete(tx); // events written by later finishers form a new batch
-			await sqlQuery(
+			queueSql(
 				sequelize,
+				tx,
 				`INSERT INTO ${quoteIdent(schema)}.outbox (event_id, event_name, aggregate_key, envelope)
 				 SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[], ARRAY[:keys]::text[], ARRAY[:envelopes]::jsonb[])`,
 				{ ids: batch.map(r => r.event.eventId), names: batch.map(r => r.event.eventName), keys: batch.map(r => r.key), envelopes: batch.map(r => JSON.stringify(r.event)) },
-				tx,
 			);
 		}, "flush");
 	}

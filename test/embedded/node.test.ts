@@ -8,7 +8,7 @@ import { createEnvelope } from "../../lib/events/envelope";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 import { watchStatements } from "../../scripts/harness/statements";
-import { sqlQuery } from "../../lib/sql";
+import { queueSql, sqlQuery } from "../../lib/sql";
 import { beforeCommit, inTransaction, type Transaction } from "../../lib/transactions";
 
 const data = tempDir();
@@ -102,6 +102,52 @@ describe("embedded node", () => {
 		// No pooled client is left inside a transaction (there, now() would be the transaction's start).
 		const clients = await Promise.all(Array.from({ length: 12 }, () => sqlQuery<{ alone: boolean }>(sequelize, "SELECT now() = statement_timestamp() AS alone")));
 		expect(clients.flat().every(r => r.alone)).toBe(true);
+	});
+
+	it("sends BEGIN with a transaction's first statement and a queued write with its COMMIT; a failing queued write rolls the transaction back", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const messages: string[][] = [];
+		const stop = watchStatements((sql, opensMessage) => {
+			if (opensMessage) messages.push([]);
+			messages[messages.length - 1].push(sql.replace(/\s+/g, " ").slice(0, 30));
+		});
+		try {
+			await inTransaction(sequelize, async tx => {
+				await sqlQuery(sequelize, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "first" }, tx);
+				queueSql(sequelize, tx, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "queued" });
+			});
+			// A queued write that fails fails the commit, and the transaction rolls back whole.
+			const failed = inTransaction(sequelize, async tx => {
+				await sqlQuery(sequelize, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "rolled back" }, tx);
+				queueSql(sequelize, tx, 'INSERT INTO "txprobe".t (note) VALUES (:note::int::text)', { note: "not a number" });
+			});
+			await expect(failed).rejects.toThrow(/invalid input syntax for type integer/);
+		} finally {
+			stop();
+		}
+		// The relays' messages go on meanwhile: only this test's count.
+		expect(messages.filter(m => m.some(sql => sql.includes("txprobe")))).toEqual([
+			["BEGIN", `INSERT INTO "txprobe".t (note)`],
+			[`INSERT INTO "txprobe".t (note)`, "COMMIT"],
+			["BEGIN", `INSERT INTO "txprobe".t (note)`],
+			[`INSERT INTO "txprobe".t (note)`, "COMMIT"],
+		]);
+		const notes = await sqlQuery<{ note: string }>(sequelize, 'SELECT note FROM "txprobe".t WHERE note IN (:a, :b, :c)', { a: "first", b: "queued", c: "rolled back" });
+		expect(notes.map(r => r.note).sort()).toEqual(["first", "queued"]);
+	});
+
+	it("runs a statement used again as a prepared statement, with the same answers", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const read = (notes: string[]) => sqlQuery<{ note: string }>(sequelize, 'SELECT note FROM "txprobe".t WHERE note = ANY(ARRAY[:notes]::text[]) ORDER BY note', { notes });
+		const first = await read(["body", "finisher", "it's"]);
+		const prepared = await eventually("the statement prepared", async () => {
+			const [row] = await sqlQuery<{ n: number }>(sequelize, `SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE '%note = ANY($1::text[])%'`);
+			return row.n === 1;
+		});
+		expect(prepared).toBe(true);
+		expect(await read(["body", "finisher", "it's"])).toEqual(first);
+		expect(first.map(r => r.note)).toEqual(["body", "finisher"]);
+		expect(await read([])).toEqual([]);
 	});
 
 	it("refuses a migration list that uses an id twice", async () => {

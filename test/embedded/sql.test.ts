@@ -5,7 +5,7 @@
  */
 import fc from "fast-check";
 import { PGlite } from "@electric-sql/pglite";
-import { inlineSql, isUniqueViolation } from "../../lib/sql";
+import { inlineSql, isUniqueViolation, preparedStatement } from "../../lib/sql";
 
 let db: PGlite;
 const one = async <T>(sql: string, replacements: Record<string, unknown>) => (await db.query<{ v: T }>(inlineSql(sql, replacements))).rows[0].v;
@@ -61,5 +61,51 @@ describe("inlineSql", () => {
 		const err = await db.query("INSERT INTO kept (id, note) VALUES (1, 'again')").catch(e => e);
 		expect(isUniqueViolation(err)).toBe(true);
 		expect(isUniqueViolation(new Error("other"))).toBe(false);
+	});
+});
+
+describe("preparedStatement", () => {
+	const prepared = new Set<string>();
+	/** The value as the prepared statement gives it back (PREPARE once per text, then EXECUTE). */
+	const viaPrepared = async <T>(sql: string, replacements: Record<string, unknown>) => {
+		const statement = preparedStatement(sql, replacements)!;
+		if (!prepared.has(statement.prepare)) {
+			await db.exec(statement.prepare);
+			prepared.add(statement.prepare);
+		}
+		return (await db.query<{ v: T }>(statement.execute)).rows[0].v;
+	};
+
+	it("gives back what the literal statement gives, for any text, list, number and JSON", async () => {
+		const sql = "SELECT ARRAY[:list]::text[] || :single::text AS v";
+		await fc.assert(
+			fc.asyncProperty(fc.array(fc.option(fc.string({ unit: "binary" }))), fc.string({ unit: "grapheme" }), async (list, single) => {
+				const replacements = { list, single };
+				expect(await viaPrepared(sql, replacements)).toEqual(await one(sql, replacements));
+			}),
+			{ numRuns: 200 },
+		);
+		await fc.assert(
+			fc.asyncProperty(fc.array(fc.jsonValue()), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), async (docs, int, dbl) => {
+				const sql2 = "SELECT jsonb_build_array(ARRAY[:docs]::jsonb[], :int::int, :dbl::float8, :at::timestamptz, :flag::boolean) AS v";
+				const replacements = { docs: docs.map(d => JSON.stringify(d)), int, dbl, at: new Date(1_700_000_000_000 + int), flag: int % 2 === 0 };
+				expect(await viaPrepared(sql2, replacements)).toEqual(await one(sql2, replacements));
+			}),
+			{ numRuns: 100 },
+		);
+	});
+
+	it("never reads a value as SQL", async () => {
+		const attack = ["x'); DELETE FROM kept; --", '"}\\"', "\\'; DROP TABLE kept; --"];
+		const statement = preparedStatement("INSERT INTO kept (id, note) SELECT 10 + i, n FROM unnest(ARRAY[:notes]::text[]) WITH ORDINALITY AS t (n, i)", { notes: attack })!;
+		await db.exec(`${statement.prepare}; ${statement.execute}`);
+		expect((await db.query<{ note: string }>("SELECT note FROM kept WHERE id > 10 ORDER BY id")).rows.map(r => r.note)).toEqual(attack);
+		expect((await db.query<{ n: number }>("SELECT count(*)::int AS n FROM kept")).rows[0].n).toBe(2 + attack.length);
+	});
+
+	it("has none where a list fills a value's place, and one parameter per name", () => {
+		expect(preparedStatement("SELECT :a::int[]", { a: [1, 2] })).toBeUndefined();
+		expect(preparedStatement("SELECT :a::int + :a + :b::int", { a: 1, b: 2 })).toMatchObject({ execute: expect.stringMatching(/^EXECUTE stmt_\d+\(1, 2\)$/) });
+		expect(preparedStatement("SELECT :a::int + :a + :b::int", { a: 1, b: 2 })!.prepare).toMatch(/ AS SELECT \$1::int \+ \$1 \+ \$2::int$/);
 	});
 });
