@@ -2,7 +2,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
 import { inTransaction, type Transaction } from "../lib/transactions";
-import { sqlQuery } from "../lib/sql";
+import { queueSql } from "../lib/sql";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
@@ -242,7 +242,8 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 							const { declared, events, contexts } = run;
 							run = undefined;
 							if ("batch" in declared) await declared.batch.call(this, events, { tx, contexts });
-							else await sqlQuery(this.sequelize, knownNewSet(declared.setStatement.call(this)), { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) }, tx);
+							// Nothing reads a set statement's result: it goes with the batch's next statement or its COMMIT.
+							else queueSql(this.sequelize, tx, knownNewSet(declared.setStatement.call(this)), { ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) });
 						};
 						for (const { event, ctx, declared } of batch) {
 							if (!fresh.delete(event.eventId)) continue;
