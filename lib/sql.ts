@@ -14,16 +14,19 @@ export interface PgClient {
 // replacement; every other `:name` is a replacement.
 const TOKENS = /'(?:[^']|'')*'|"(?:[^"]|"")*"|\/\*[\s\S]*?\*\/|--[^\n]*|::|ARRAY\[:([A-Za-z_]\w*)\]|:([A-Za-z_]\w*)/g;
 
+/** A number, bigint or boolean as PostgreSQL reads it; undefined for any other value. */
+function plain(value: unknown): string | undefined {
+	if (typeof value === "number" && !Number.isFinite(value)) throw new Error(`SQL replacement is not a finite number: ${value}`);
+	return typeof value === "number" || typeof value === "bigint" || typeof value === "boolean" ? String(value) : undefined;
+}
+
 /** A value as an SQL literal, as Sequelize's replacements wrote it: a list as its elements, comma-separated. */
 function literal(value: unknown): string {
 	if (value === null || value === undefined) return "NULL";
 	if (Array.isArray(value)) return value.map(literal).join(", ");
-	if (typeof value === "number" || typeof value === "bigint") {
-		if (typeof value === "number" && !Number.isFinite(value)) throw new Error(`SQL replacement is not a finite number: ${value}`);
-		// In parentheses when negative: `x -:n` must not become a comment, nor `-n::int` a cast of n.
-		return value < 0 ? `(${value})` : String(value);
-	}
-	if (typeof value === "boolean") return value ? "true" : "false";
+	const written = plain(value);
+	// In parentheses when negative: `x -:n` must not become a comment, nor `-n::int` a cast of n.
+	if (written !== undefined) return (value as number) < 0 ? `(${written})` : written;
 	return escapeLiteral(text(value));
 }
 
@@ -37,11 +40,7 @@ function text(value: unknown): string {
 
 /** A list as one array literal (`'{"a","b"}'`), the argument of a prepared statement's array parameter. */
 function arrayLiteral(values: unknown[]): string {
-	const element = (v: unknown) => {
-		if (v === null || v === undefined) return "NULL";
-		if (typeof v === "number" && !Number.isFinite(v)) throw new Error(`SQL replacement is not a finite number: ${v}`);
-		return `"${(typeof v === "number" || typeof v === "boolean" || typeof v === "bigint" ? String(v) : text(v)).replace(/[\\"]/g, "\\$&")}"`;
-	};
+	const element = (v: unknown) => (v === null || v === undefined ? "NULL" : `"${(plain(v) ?? text(v)).replace(/[\\"]/g, "\\$&")}"`);
 	return escapeLiteral(`{${values.map(element).join(",")}}`);
 }
 
@@ -50,8 +49,8 @@ interface Template {
 	/** The text around the replacements: `parts[i]`, replacement `slots[i]`, ..., the last part. */
 	parts: string[];
 	slots: Array<{ name: string; list: boolean }>;
-	/** Its name and text as a prepared statement (`$n` parameters, a list as one array parameter), when it has one. */
-	prepared?: { name: string; text: string; params: Array<{ name: string; list: boolean }> };
+	/** Its name, its `PREPARE` (`$n` parameters, a list as one array parameter) and their order, when it has one. */
+	prepared?: { name: string; prepare: string; params: Array<{ name: string; list: boolean }> };
 	/** Whether PostgreSQL prepares it: unknown until a first PREPARE has answered. */
 	preparable?: boolean;
 }
@@ -84,14 +83,15 @@ function templateOf(sql: string): Template {
 		else if (params[index.get(slot.name)! - 1].list !== slot.list) return remember(sql, template);
 	}
 	const textWithParams = parts.map((part, i) => (i < slots.length ? `${part}$${index.get(slots[i].name)}` : part)).join("");
-	template.prepared = { name: `stmt_${templates.size + 1}`, text: textWithParams, params };
-	return remember(sql, template);
+	const name = `stmt_${templates.size + 1}`;
+	template.prepared = { name, prepare: `PREPARE ${name} AS ${textWithParams}`, params };
+	return remember(sql, template, textWithParams);
 }
 
-function remember(sql: string, template: Template): Template {
+function remember(sql: string, template: Template, textWithParams?: string): Template {
 	if (templates.size >= TEMPLATES_MAX) template.prepared = undefined; // its name would not be unique
 	else templates.set(sql, template);
-	if (template.prepared) preparedTexts.set(template.prepared.name, template.prepared.text);
+	if (template.prepared && textWithParams) preparedTexts.set(template.prepared.name, textWithParams);
 	return template;
 }
 
@@ -109,7 +109,10 @@ function valueOf(replacements: Record<string, unknown>, name: string): unknown {
  * ("unnamed prepared statement does not exist"). A one-message simple query cannot.
  */
 export function inlineSql(sql: string, replacements: Record<string, unknown>): string {
-	const { parts, slots } = templateOf(sql);
+	return inline(templateOf(sql), replacements);
+}
+
+function inline({ parts, slots }: Template, replacements: Record<string, unknown>): string {
 	let out = parts[0];
 	for (let i = 0; i < slots.length; i++) {
 		const value = valueOf(replacements, slots[i].name);
@@ -123,21 +126,20 @@ export function inlineSql(sql: string, replacements: Record<string, unknown>): s
  * one array parameter) and the `EXECUTE` that runs it with these values as literals. None when the
  * text has no prepared form or a value does not fit its parameter (a list where a value goes).
  */
-export function preparedStatement(sql: string, replacements: Record<string, unknown>): { template: Template; prepare: string; execute: string } | undefined {
-	const template = templateOf(sql);
-	const prepared = template.prepared;
-	if (!prepared || template.preparable === false) return undefined;
+export function preparedStatement(sql: string, replacements: Record<string, unknown>): { prepare: string; execute: string } | undefined {
+	const { prepared } = templateOf(sql);
+	const execute = prepared && executeOf(prepared, replacements);
+	return execute ? { prepare: prepared.prepare, execute } : undefined;
+}
+
+function executeOf({ name, params }: NonNullable<Template["prepared"]>, replacements: Record<string, unknown>): string | undefined {
 	const args: string[] = [];
-	for (const { name, list } of prepared.params) {
-		const value = valueOf(replacements, name);
-		if (Array.isArray(value) !== list) return undefined;
-		args.push(list ? arrayLiteral(value as unknown[]) : literal(value));
+	for (const param of params) {
+		const value = valueOf(replacements, param.name);
+		if (Array.isArray(value) !== param.list) return undefined;
+		args.push(param.list ? arrayLiteral(value as unknown[]) : literal(value));
 	}
-	return {
-		template,
-		prepare: `PREPARE ${prepared.name} AS ${prepared.text}`,
-		execute: args.length > 0 ? `EXECUTE ${prepared.name}(${args.join(", ")})` : `EXECUTE ${prepared.name}`,
-	};
+	return args.length > 0 ? `EXECUTE ${name}(${args.join(", ")})` : `EXECUTE ${name}`;
 }
 
 /**
@@ -174,8 +176,8 @@ const isPermanentRefusal = (err: unknown) => /^42/.test((err as { code?: string 
  * on as literals: a statement PostgreSQL will not prepare (a parameter whose type it cannot infer)
  * then aborts no transaction, and is never tried again.
  */
-function probe(sequelize: Sequelize, template: Template, prepare: string, session: Session): void {
-	const name = template.prepared!.name;
+function probe(sequelize: Sequelize, template: Template, session: Session): void {
+	const { name, prepare } = template.prepared!;
 	session.probing.add(name);
 	void withConnection(sequelize, async client => {
 		// On a server, another call's PREPARE may have reached this client first.
@@ -196,19 +198,21 @@ function probe(sequelize: Sequelize, template: Template, prepare: string, sessio
  * trip), or the statement with literals until it is prepared.
  */
 export function statementFor(sequelize: Sequelize, client: PgClient, sql: string, replacements: Record<string, unknown>, sentNow = true): string {
-	const statement = preparedStatement(sql, replacements);
-	if (!statement) return inlineSql(sql, replacements);
-	const { template, prepare, execute } = statement;
-	const name = template.prepared!.name;
+	const template = templateOf(sql);
+	const { prepared } = template;
+	if (!prepared || template.preparable === false) return inline(template, replacements);
 	const session = sessionOf(sequelize, client);
-	if (session.prepared.has(name)) return execute;
+	if (session.prepared.has(prepared.name)) return executeOf(prepared, replacements) ?? inline(template, replacements);
 	// Marked as prepared before it is sent: only for a message sent now (a queued write may never be).
 	if (session.perClient && template.preparable && sentNow) {
-		session.prepared.add(name);
-		return `${prepare}${SEPARATOR}${execute}`;
+		const execute = executeOf(prepared, replacements);
+		if (execute) {
+			session.prepared.add(prepared.name);
+			return `${prepared.prepare}${SEPARATOR}${execute}`;
+		}
 	}
-	if (!session.probing.has(name)) probe(sequelize, template, prepare, session);
-	return inlineSql(sql, replacements);
+	if (!session.probing.has(prepared.name)) probe(sequelize, template, session);
+	return inline(template, replacements);
 }
 
 /** Between the statements of a message (a transaction's BEGIN, queued writes, a PREPARE and the statement). */
