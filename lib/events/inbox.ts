@@ -70,17 +70,16 @@ export interface DeadLetter {
 }
 
 export async function recordDeadLetter(sequelize: Sequelize, schema: string, letter: DeadLetter): Promise<void> {
-	await sequelize.query(
+	await sqlQuery(
+		sequelize,
 		`INSERT INTO ${quoteIdent(schema)}.dead_letters (event_id, event_name, envelope, raw, error, attempts) VALUES (:id, :name, :envelope, :raw, :error, :attempts)`,
 		{
-			replacements: {
-				id: letter.event?.eventId ?? null,
-				name: letter.eventName,
-				envelope: letter.event ? JSON.stringify(letter.event) : null,
-				raw: letter.raw ?? null,
-				error: letter.error.slice(0, 4000),
-				attempts: letter.attempts,
-			},
+			id: letter.event?.eventId ?? null,
+			name: letter.eventName,
+			envelope: letter.event ? JSON.stringify(letter.event) : null,
+			raw: letter.raw ?? null,
+			error: letter.error.slice(0, 4000),
+			attempts: letter.attempts,
 		},
 	);
 }

@@ -174,7 +174,7 @@ export class OutboxRelay {
 	private async cleanup(): Promise<void> {
 		if (Date.now() - this.lastCleanup < 60_000) return;
 		this.lastCleanup = Date.now();
-		await this.sequelize.query(`DELETE FROM ${this.table} WHERE published_at < now() - interval '1 day'`);
+		await sqlQuery(this.sequelize, `DELETE FROM ${this.table} WHERE published_at < now() - interval '1 day'`);
 	}
 }
 
