@@ -1,9 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { Sequelize } from "sequelize";
-import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Config } from "./config";
 import { lockDataDir } from "./data-dir-lock";
+import { startPgliteThread } from "./pglite-thread";
 import { shareOneSession } from "./sql";
 
 /** The node's one Sequelize instance (one pool) and, in embedded mode, the PGlite behind it. */
@@ -14,13 +13,16 @@ export interface Database {
 	close(): Promise<void>;
 }
 
-function sequelizeFor(url: string, poolMax: number): Sequelize {
-	return new Sequelize(url, {
-		dialect: "postgres",
+/** From a URL, or for embedded mode a Unix socket's directory as `host`. */
+function sequelizeFor(where: string | { host: string; port: number }, poolMax: number): Sequelize {
+	const options = {
+		dialect: "postgres" as const,
 		logging: false,
 		pool: { max: poolMax, min: 0, idle: 10000, acquire: 30000 },
 		define: { underscored: true, timestamps: false },
-	});
+	};
+	if (typeof where === "string") return new Sequelize(where, options);
+	return new Sequelize({ ...options, ...where, username: "postgres", database: "postgres" });
 }
 
 function redact(url: string): string {
@@ -30,29 +32,30 @@ function redact(url: string): string {
 }
 
 /**
- * Embedded mode: real PostgreSQL compiled to WASM (PGlite), served on a loopback port so that
- * `pg` and Sequelize speak to it exactly as to a server: one SQL dialect everywhere.
- * The socket server queues statements and keeps a transaction's statements on its connection.
+ * Embedded mode: real PostgreSQL compiled to WASM (PGlite) on a thread of its own, served on a
+ * private Unix socket so that `pg` and Sequelize speak to it exactly as to a server: one SQL
+ * dialect everywhere. The socket server queues statements and keeps a transaction's statements on
+ * its connection.
  */
 async function openEmbedded(config: Config): Promise<Database> {
 	const inMemory = config.dataDir.startsWith("memory://");
 	if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
 	const unlock = inMemory ? () => undefined : lockDataDir(config.dataDir);
-	const pglite = await PGlite.create(inMemory ? config.dataDir : `${config.dataDir}/pgdata`).catch(err => {
+	const pglite = await startPgliteThread({
+		dataDir: inMemory ? config.dataDir : `${config.dataDir}/pgdata`,
+		maxConnections: config.dbPoolMax + 2,
+	}).catch(err => {
 		unlock();
 		throw err;
 	});
-	const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: config.dbPoolMax + 2 });
-	await server.start();
-	const sequelize = sequelizeFor(`postgres://postgres@${server.getServerConn()}/postgres`, config.dbPoolMax);
+	const sequelize = sequelizeFor({ host: pglite.socketDir, port: pglite.port }, config.dbPoolMax);
 	shareOneSession(sequelize);
 	return {
 		sequelize,
 		describe: `embedded PGlite (${config.dataDir})`,
 		async close() {
 			await sequelize.close();
-			await server.stop();
-			await pglite.close();
+			await pglite.stop();
 			unlock();
 		},
 	};

@@ -227,9 +227,26 @@ export function statementsOf(message: string): string[] {
 	return message.split(SEPARATOR).map(statement => preparedTexts.get(/^EXECUTE (stmt_\d+)/.exec(statement)?.[1] ?? "") ?? statement);
 }
 
+type Results = { rows: unknown[] } | Array<{ rows: unknown[] }>;
+
 /** The rows of a message's last statement (a message may carry BEGIN, a PREPARE or queued writes before it). */
-export function lastRows(result: { rows: unknown[] } | Array<{ rows: unknown[] }>): unknown[] {
+export function lastRows(result: Results): unknown[] {
 	return Array.isArray(result) ? result[result.length - 1].rows : result.rows;
+}
+
+/**
+ * The rows of each of `texts`, sent (from statementFor) at the end of a message: each text's last
+ * statement, counted from the message's end (a text that carries its PREPARE is two statements).
+ */
+export function rowsOfEach(result: Results, texts: string[]): unknown[][] {
+	const results = Array.isArray(result) ? result : [result];
+	const rows: unknown[][] = [];
+	let at = results.length;
+	for (let i = texts.length - 1; i >= 0; i--) {
+		rows[i] = results[--at].rows;
+		if (texts[i].startsWith("PREPARE ")) at--;
+	}
+	return rows;
 }
 
 type Pool = { getConnection(o: object): Promise<PgClient>; releaseConnection(c: PgClient): Promise<void> };
@@ -253,6 +270,11 @@ export async function withConnection<T>(sequelize: Sequelize, fn: (client: PgCli
 export async function sqlQuery<T extends object>(sequelize: Sequelize, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
 	if (tx) return (await tx.query(statementFor(sequelize, tx.connection, sql, replacements))) as T[];
 	return withConnection(sequelize, async client => lastRows(await client.query(statementFor(sequelize, client, sql, replacements))) as T[]);
+}
+
+/** Statements that do not depend on each other's results, in one message of the transaction: the rows of each. */
+export async function sqlQueryEach(sequelize: Sequelize, statements: Array<[sql: string, replacements: Record<string, unknown>]>, tx: Transaction): Promise<unknown[][]> {
+	return tx.queryEach(statements.map(([sql, replacements]) => statementFor(sequelize, tx.connection, sql, replacements)));
 }
 
 /** A write nobody reads the result of, sent with the transaction's next statement or its COMMIT (Transaction.queue). */

@@ -1,5 +1,5 @@
 import type { Sequelize } from "sequelize";
-import { lastRows, SEPARATOR, withConnection, type PgClient } from "./sql";
+import { rowsOfEach, SEPARATOR, withConnection, type PgClient } from "./sql";
 
 /**
  * Work a transaction's writers leave for its end, run after its body and before its commit:
@@ -17,6 +17,8 @@ export interface Transaction {
 	readonly connection: PgClient;
 	/** A statement in the transaction: its rows. */
 	query(text: string): Promise<unknown[]>;
+	/** Statements whose texts do not depend on each other's results, in one message: the rows of each. */
+	queryEach(texts: string[]): Promise<unknown[][]>;
 	/** A write nobody reads the result of: sent in the same message as the transaction's next statement, or its COMMIT. */
 	queue(text: string): void;
 	afterCommit(fn: () => unknown): void;
@@ -35,7 +37,10 @@ class PgTransaction implements Transaction {
 	constructor(readonly connection: PgClient) {}
 
 	async query(text: string): Promise<unknown[]> {
-		return lastRows(await this.connection.query(this.withPending(text)));
+		return (await this.queryEach([text]))[0];
+	}
+	async queryEach(texts: string[]): Promise<unknown[][]> {
+		return rowsOfEach(await this.connection.query(this.withPending(texts.join(SEPARATOR))), texts);
 	}
 	queue(text: string): void {
 		this.queued.push(text);

@@ -7,7 +7,7 @@ import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 import { inTransaction, type Transaction } from "../lib/transactions";
 import { offsetOf, pageOf, type Page } from "../lib/paging";
-import { sqlQuery } from "../lib/sql";
+import { queueSql, sqlQuery, sqlQueryEach } from "../lib/sql";
 
 export interface DbMixinOptions {
 	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
@@ -31,6 +31,8 @@ export interface DbMethods {
 	prepareDatabase(): Promise<Sequelize>;
 	table(name: string): string;
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
+	sqlEach(statements: Array<[sql: string, replacements: Record<string, unknown>]>, tx: Transaction): Promise<unknown[][]>;
+	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction): void;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T>;
 	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
 }
@@ -95,6 +97,17 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			/** Raw SQL with named replacements, rows as objects (RETURNING rows for writes). */
 			sql<T extends object>(this: DbService, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
 				return sqlQuery<T>(this.sequelize, sql, replacements, tx);
+			},
+			/** Statements in `tx` that do not depend on each other's results, in one message: the rows of each. */
+			sqlEach(this: DbService, statements: Array<[sql: string, replacements: Record<string, unknown>]>, tx: Transaction): Promise<unknown[][]> {
+				return sqlQueryEach(this.sequelize, statements, tx);
+			},
+			/**
+			 * A write in `tx` whose result nobody reads: sent with the transaction's next statement or its
+			 * COMMIT, not as a message of its own (embedded, a transaction holds PGlite between its messages).
+			 */
+			queueSql(this: DbService, sql: string, replacements: Record<string, unknown>, tx: Transaction): void {
+				queueSql(this.sequelize, tx, sql, replacements);
 			},
 			/** A managed transaction (commits when `fn` resolves, rolls back when it throws), for `ctx`'s request. */
 			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T> {

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
-import { inTransaction, type Transaction } from "../lib/transactions";
+import type { Transaction } from "../lib/transactions";
 import { queueSql } from "../lib/sql";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
@@ -9,7 +9,7 @@ import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, traceOf, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import type { EventName, EventOf, EventPayloads } from "../lib/events/catalogue";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
-import { consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordBatch, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { consumeBatchOnce, consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, type DbService } from "./db.mixin";
@@ -233,8 +233,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			async applyBatch(this: EventsService, batch: Valid[]): Promise<void> {
 				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared && declared.lock ? declared.lock(event) : []));
 				const apply = () =>
-					inTransaction(this.sequelize, async tx => {
-						const fresh = await recordBatch(this.sequelize, this.name, batch.map(b => b.event), tx);
+					consumeBatchOnce(this.sequelize, this.name, batch.map(b => b.event), async (tx, fresh) => {
 						// A run of events for the same set-based or batch handler is applied at once, at its place in the order.
 						let run: { declared: RunHandler; events: DomainEvent[]; contexts: Context[] } | undefined;
 						const flush = async () => {

@@ -3,7 +3,7 @@
  * pgbench (from the PostgreSQL client packages) runs bench/pgbench/checkout.sql, the minimum SQL of
  * one checkout in one transaction, with as many clients as the benchmark has customers:
  *   - on the PostgreSQL the cluster uses (DATABASE_URL or the local default), in a fresh database;
- *   - on PGlite, the embedded default's database, behind the same socket server the node uses.
+ *   - on PGlite, the embedded default's database, on its own thread behind the same socket server the node uses.
  * BENCH_SECONDS (20), BENCH_CONCURRENCY (32). Writes bench/results/floor.json and bench/REPORT.md.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -11,8 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Client } from "pg";
-import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { startPgliteThread } from "../lib/pglite-thread";
 import { freshDatabase } from "./harness/cluster";
 import { writeReport } from "./bench-report";
 
@@ -35,7 +34,7 @@ interface Floor {
  */
 async function pgbench(url: string, label: string, clients: number): Promise<Floor> {
 	const u = new URL(url);
-	const args = ["-n", "-M", "simple", "-f", SCRIPT, "-c", String(clients), "-j", "2", "-T", String(SECONDS), "-h", u.hostname, "-p", u.port || "5432", "-U", decodeURIComponent(u.username || "postgres"), u.pathname.slice(1)];
+	const args = ["-n", "-M", "simple", "-f", SCRIPT, "-c", String(clients), "-j", "2", "-T", String(SECONDS), "-h", decodeURIComponent(u.hostname), "-p", u.port || "5432", "-U", decodeURIComponent(u.username || "postgres"), u.pathname.slice(1)];
 	console.log(`floor: pgbench ${args.join(" ")}`);
 	const child = spawn("pgbench", args, { env: { ...process.env, PGPASSWORD: decodeURIComponent(u.password) } });
 	let out = "";
@@ -75,16 +74,13 @@ async function onPostgres(): Promise<Floor> {
 /** On disk, as the embedded default keeps its data. */
 async function onPglite(): Promise<Floor> {
 	const dataDir = mkdtempSync(path.join(tmpdir(), "floor-pglite-"));
-	const pglite = await PGlite.create(dataDir);
-	const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: CLIENTS + 2 });
-	await server.start();
-	const url = `postgres://postgres@${server.getServerConn()}/postgres`;
+	const pglite = await startPgliteThread({ dataDir, maxConnections: CLIENTS + 2 });
+	const url = `postgres://postgres@${encodeURIComponent(pglite.socketDir)}:${pglite.port}/postgres`;
 	try {
 		const version = await applySchema(url);
-		return await pgbench(url, `PGlite (PostgreSQL ${version} in WASM, in-process, on disk, via pglite-socket)`, CLIENTS);
+		return await pgbench(url, `PGlite (PostgreSQL ${version} in WASM on a worker thread, on disk, via pglite-socket on a Unix socket)`, CLIENTS);
 	} finally {
-		await server.stop();
-		await pglite.close();
+		await pglite.stop();
 		rmSync(dataDir, { recursive: true, force: true });
 	}
 }

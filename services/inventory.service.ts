@@ -30,6 +30,12 @@ interface ProductRow {
 	reserved: number;
 }
 
+const byId = (rows: ProductRow[]) => new Map(rows.map(r => [r.id, r]));
+const byOrder = (rows: ReservationRow[]) => new Map(rows.map(r => [r.order_id, r]));
+
+/** A statement and its replacements, for `sqlEach`. */
+type Statement = [sql: string, replacements: Record<string, unknown>];
+
 type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "RETURNED" | "FAILED";
 interface ReservationRow {
 	order_id: string;
@@ -80,6 +86,8 @@ type InventoryThis = EventsService &
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
+		productsLock(ids: string[]): Statement;
+		reservationsLock(orderIds: string[]): Statement;
 		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): void;
 		reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>): Promise<Map<string, ReserveResult>>;
 		commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>): Promise<Map<string, CommitResult>>;
@@ -428,8 +436,13 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
 		async lockProducts(ids: string[], tx: Transaction) {
-			const rows = await this.sql<ProductRow>(`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[]) ORDER BY id FOR UPDATE`, { ids }, tx);
-			return new Map(rows.map(r => [r.id, r]));
+			const [sql, replacements] = this.productsLock(ids);
+			return byId(await this.sql<ProductRow>(sql, replacements, tx));
+		},
+
+		/** The products' rows, locked in id order (so concurrent lockers never deadlock). */
+		productsLock(ids: string[]): Statement {
+			return [`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[]) ORDER BY id FOR UPDATE`, { ids }];
 		},
 
 		/**
@@ -455,19 +468,29 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** The orders' reservations, locked (in order id order). */
 		async reservationsFor(orderIds: string[], tx: Transaction) {
-			const rows = await this.sql<ReservationRow>(`SELECT * FROM ${this.table("reservations")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id FOR UPDATE`, { orderIds }, tx);
-			return new Map(rows.map(r => [r.order_id, r]));
+			const [sql, replacements] = this.reservationsLock(orderIds);
+			return byOrder(await this.sql<ReservationRow>(sql, replacements, tx));
+		},
+
+		reservationsLock(orderIds: string[]): Statement {
+			return [`SELECT * FROM ${this.table("reservations")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id FOR UPDATE`, { orderIds }];
 		},
 
 		/**
 		 * Reserves for many orders at once (a batch of order.created, or one re-driven order): the
 		 * union of their products locked once, each order decided all or nothing in arrival order
-		 * (allocate), then one statement each for the stock levels, the reservations and their lines.
+		 * (allocate), then one statement each for the stock levels, the reservations and their lines,
+		 * sent with the commit: the reads and locks are one message, the writes another.
 		 * An order reserved (or failed, or released) before answers as it did, and publishes nothing.
 		 */
 		async reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>) {
 			const results = new Map<string, ReserveResult>();
-			const existing = await this.reservationsFor([...new Set(requests.map(r => r.orderId))], tx);
+			// An order reserved before locks its products needlessly: rare, and harmless.
+			const [reservations, products] = (await this.sqlEach(
+				[this.reservationsLock([...new Set(requests.map(r => r.orderId))]), this.productsLock([...new Set(requests.flatMap(r => r.items.map(i => i.productId)))])],
+				tx,
+			)) as [ReservationRow[], ProductRow[]];
+			const existing = byOrder(reservations);
 			for (const [orderId, r] of existing) {
 				if (r.status === "FAILED") results.set(orderId, { ok: false, reason: "OUT_OF_STOCK", lines: r.shortages ?? [] });
 				else if (r.status === "RESERVED" || r.status === "COMMITTED") results.set(orderId, { ok: true, expiresAt: new Date(r.expires_at).toISOString() });
@@ -476,7 +499,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const seen = new Set(existing.keys());
 			const fresh = requests.filter(r => !seen.has(r.orderId) && seen.add(r.orderId)); // an order named twice is reserved once
 			if (fresh.length === 0) return results;
-			const rows = await this.lockProducts([...new Set(fresh.flatMap(r => r.items.map(i => i.productId)))], tx);
+			const rows = byId(products);
 			const levels = new Map<string, StockLevel>([...rows.values()].map(r => [r.id, { productId: r.id, onHand: r.on_hand, reserved: r.reserved, active: r.active }]));
 			const { allocations, taken } = allocate(fresh.map(r => ({ orderId: r.orderId, lines: r.items })), levels);
 			const expiresAt = new Date(Date.now() + this.ttlMs()).toISOString();
@@ -491,16 +514,16 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				}
 			}
 			if (taken.size > 0) {
-				const updated = await this.sql<ProductRow>(
+				this.queueSql(
 					`UPDATE ${this.table("products")} p SET reserved = p.reserved + l.quantity, updated_at = now()
-					 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity)
-					 WHERE p.id = l.product_id RETURNING p.*`,
+					 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id`,
 					{ ids: [...taken.keys()], quantities: [...taken.values()] },
 					tx,
 				);
-				this.stockChanged(updated, tx, fresh[0].cause);
+				// The rows are locked: their new levels are known without reading them back.
+				this.stockChanged([...taken].map(([id, quantity]) => ({ ...rows.get(id)!, reserved: rows.get(id)!.reserved + quantity })), tx, fresh[0].cause);
 			}
-			await this.sql(
+			this.queueSql(
 				`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at, shortages)
 				 SELECT * FROM unnest(ARRAY[:orderIds]::uuid[], ARRAY[:statuses]::text[], ARRAY[:expiresAt]::timestamptz[], ARRAY[:shortages]::jsonb[])`,
 				{
@@ -513,7 +536,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			);
 			const reserved = allocations.filter(a => a.shortages.length === 0).flatMap(a => a.lines.map(l => ({ orderId: a.orderId, ...l })));
 			if (reserved.length > 0) {
-				await this.sql(
+				this.queueSql(
 					`INSERT INTO ${this.table("reservation_lines")} (order_id, product_id, quantity) SELECT * FROM unnest(ARRAY[:orderIds]::uuid[], ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[])`,
 					{ orderIds: reserved.map(l => l.orderId), ids: reserved.map(l => l.productId), quantities: reserved.map(l => l.quantity) },
 					tx,
@@ -527,12 +550,27 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/**
 		 * Commits the reservations of many paid orders at once: their lines' stock leaves (onHand and
-		 * reserved down) with one statement each for the levels, the ledger and the reservations. A
-		 * reservation that expired meanwhile is released instead (the payment side refunds).
+		 * reserved down) with one statement each for the levels, the ledger and the reservations, sent
+		 * with the commit: the reads and locks are one message, the writes another. A reservation that
+		 * expired meanwhile is released instead (the payment side refunds).
 		 */
 		async commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>) {
 			const results = new Map<string, CommitResult>();
-			const reservations = await this.reservationsFor([...new Set(requests.map(r => r.orderId))], tx);
+			const requested = [...new Set(requests.map(r => r.orderId))];
+			// The lines and products of every requested order: one committed before locks its products needlessly (rare).
+			const [reservationRows, lineRows, productRows] = (await this.sqlEach(
+				[
+					this.reservationsLock(requested),
+					[`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`, { orderIds: requested }],
+					[
+						`SELECT * FROM ${this.table("products")} WHERE id IN (SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])) ORDER BY id FOR UPDATE`,
+						{ orderIds: requested },
+					],
+				],
+				tx,
+			)) as [ReservationRow[], Array<{ order_id: string; product_id: string; quantity: number }>, ProductRow[]];
+			const reservations = byOrder(reservationRows);
+			let released = false;
 			const now = new Date();
 			const committing: Array<{ orderId: string; cause?: DomainEvent }> = [];
 			for (const { orderId, cause } of requests) {
@@ -543,6 +581,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				else if (r.status === "RESERVED" && new Date(r.expires_at) <= now) {
 					// Paid too late: the stock goes back now, and the payment side refunds.
 					await this.releaseIn(tx, orderId, "EXPIRED", cause);
+					released = true;
 					results.set(orderId, { ok: false, reason: "RESERVATION_GONE" });
 				} else if (r.status !== "RESERVED") results.set(orderId, { ok: false, reason: "RESERVATION_GONE" });
 				else {
@@ -552,31 +591,35 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			}
 			if (committing.length === 0) return results;
 			const orderIds = committing.map(c => c.orderId);
-			const lines = await this.sql<{ order_id: string; product_id: string; quantity: number }>(
-				`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`,
-				{ orderIds },
-				tx,
-			);
+			const lines = lineRows.filter(l => orderIds.includes(l.order_id));
 			const leaving = new Map<string, number>();
 			for (const l of lines) leaving.set(l.product_id, (leaving.get(l.product_id) ?? 0) + l.quantity);
-			await this.lockProducts([...leaving.keys()], tx);
-			const updated = await this.sql<ProductRow>(
+			// The rows are locked, so their new levels are known without reading them back (read again after a release above).
+			const products = released ? await this.lockProducts([...leaving.keys()], tx) : byId(productRows);
+			this.queueSql(
 				`UPDATE ${this.table("products")} p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity, updated_at = now()
-				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id RETURNING p.*`,
+				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id`,
 				{ ids: [...leaving.keys()], quantities: [...leaving.values()] },
 				tx,
 			);
-			await this.sql(
+			this.queueSql(
 				`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity, order_id) SELECT product_id, 'COMMIT', -quantity, order_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`,
 				{ orderIds },
 				tx,
 			);
-			await this.sql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])`, { orderIds }, tx);
+			this.queueSql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])`, { orderIds }, tx);
 			for (const { orderId, cause } of committing) {
 				const items = lines.filter(l => l.order_id === orderId).map(l => ({ productId: l.product_id, quantity: l.quantity }));
 				this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
 			}
-			this.stockChanged(updated, tx, committing[0].cause);
+			this.stockChanged(
+				[...leaving].map(([id, quantity]) => {
+					const row = products.get(id)!;
+					return { ...row, on_hand: row.on_hand - quantity, reserved: row.reserved - quantity };
+				}),
+				tx,
+				committing[0].cause,
+			);
 			return results;
 		},
 

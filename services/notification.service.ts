@@ -208,7 +208,7 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 			}
 			if (contacts.size > 0) {
 				const rows = [...contacts].map(([orderId, c]) => ({ order_id: orderId, ...c }));
-				await this.sql(
+				this.queueSql(
 					`INSERT INTO ${this.table("order_contacts")} (order_id, user_id, email, name) SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS c(order_id uuid, user_id text, email text, name text)
 					 ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, email = excluded.email, name = excluded.name`,
 					{ rows: JSON.stringify(rows) },
@@ -238,14 +238,13 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 				if (toUser && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
 				return { id: randomUUID(), event_id: event.eventId, audience: text.audience ?? "USER", user_id: userId, type: text.type, title: text.title, message: text.message, order_id: d.orderId ?? null, toUser, contact };
 			});
-			const inserted = await this.sql<{ id: string }>(
-				`INSERT INTO ${this.table("notifications")} (id, event_id, audience, user_id, type, title, message, order_id)
+			const insert = `INSERT INTO ${this.table("notifications")} (id, event_id, audience, user_id, type, title, message, order_id)
 				 SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS n(id uuid, event_id uuid, audience text, user_id text, type text, title text, message text, order_id uuid)
-				 ON CONFLICT (event_id) DO NOTHING RETURNING id`,
-				{ rows: JSON.stringify(notifications.map(({ toUser, contact, ...row }) => row)) },
-				tx,
-			);
-			if (!this.mailer) return;
+				 ON CONFLICT (event_id) DO NOTHING`;
+			const replacements = { rows: JSON.stringify(notifications.map(({ toUser, contact, ...row }) => row)) };
+			// Without SMTP nothing reads which were new: the insert goes with the commit.
+			if (!this.mailer) return this.queueSql(insert, replacements, tx);
+			const inserted = await this.sql<{ id: string }>(`${insert} RETURNING id`, replacements, tx);
 			const fresh = new Set(inserted.map(r => r.id));
 			const emails = notifications
 				.filter(n => fresh.has(n.id) && n.toUser && (!n.contact || n.contact.email))

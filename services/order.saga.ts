@@ -230,7 +230,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					deadline: typeof deadline === "string" ? deadline : null,
 					deadline_after: typeof deadline === "string" ? null : deadline.after,
 				}));
-				const updated = await this.sql<OrderRow>(
+				this.queueSql(
 					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_method = v.payment_method, payment_session_id = v.payment_session_id,
 					   payment_id = v.payment_id, card_token = v.card_token,
 					   payment_failure_reason = v.payment_failure_reason, failure_code = v.failure_code, failure_reason = v.failure_reason, failure_details = v.failure_details,
@@ -239,14 +239,13 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
 					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_method text, payment_session_id text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
 					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, deadline text, deadline_after timestamptz)
-					 WHERE o.id = v.id RETURNING o.*`,
+					 WHERE o.id = v.id`,
 					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000 },
 					tx,
 				);
-				for (const row of updated) orders.set(row.id, row);
 			}
 			if (history.length > 0) {
-				await this.sql(
+				this.queueSql(
 					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[])`,
 					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason) },
 					tx,

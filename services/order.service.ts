@@ -497,7 +497,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 						{ rows: JSON.stringify(orders.map(o => o.columns)), s: this.stepTimeoutMs() / 1000 },
 						tx,
 					);
-					await this.sql(
+					this.queueSql(
 						`INSERT INTO ${this.table("order_status_history")} (order_id, status, at) SELECT id, 'CREATED', at FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:ats]::timestamptz[]) AS h(id, at)`,
 						{ ids: rows.map(r => r.id), ats: rows.map(r => r.created_at) },
 						tx,

@@ -216,18 +216,21 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		debitPayments(debits: Movement[]) {
 			const t = (name: string) => this.table(name);
 			return this.transaction(async tx => {
-				const earlier = await this.sql<LedgerRow>(`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, { orderIds: debits.map(d => d.orderId) }, tx);
+				// One message: the wallets of every debit are locked, a repeated one's too (rare, and harmless).
+				const [earlier, wallets] = (await this.sqlEach(
+					[
+						[`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, { orderIds: debits.map(d => d.orderId) }],
+						[`SELECT user_id, balance FROM ${t("wallets")} WHERE user_id = ANY(ARRAY[:users]::text[]) ORDER BY user_id FOR UPDATE`, { users: [...new Set(debits.map(d => d.userId))] }],
+					],
+					tx,
+				)) as [LedgerRow[], Array<{ user_id: string; balance: string }>];
 				const repeated = new Map(earlier.map(r => [r.order_id, toLedgerEntry(r)]));
 				const seen = new Set<string>();
 				const fresh = debits.filter(d => !repeated.has(d.orderId!) && !seen.has(d.orderId!) && seen.add(d.orderId!));
-				const wallets =
-					fresh.length === 0
-						? []
-						: await this.sql<{ user_id: string; balance: string }>(`SELECT user_id, balance FROM ${t("wallets")} WHERE user_id = ANY(ARRAY[:users]::text[]) ORDER BY user_id FOR UPDATE`, { users: [...new Set(fresh.map(d => d.userId))] }, tx);
 				const { after, changed } = applyDebits(new Map(wallets.map(w => [w.user_id, Number(w.balance)])), fresh);
 				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
 				if (taken.length > 0) {
-					await this.sql(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, { users: [...changed.keys()], balances: [...changed.values()] }, tx);
+					this.queueSql(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, { users: [...changed.keys()], balances: [...changed.values()] }, tx);
 					const rows = await this.sql<LedgerRow>(
 						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
 						 SELECT id, user_id, 'DEBIT', 'PAYMENT', amount, balance, order_id FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:users]::text[], ARRAY[:amounts]::bigint[], ARRAY[:balances]::bigint[], ARRAY[:orderIds]::uuid[])

@@ -4,7 +4,7 @@ import { quoteIdent } from "../migrations";
 import type { DomainEvent } from "./envelope";
 import { backoffDelay, sleep } from "./backoff";
 import { inTransaction, type Transaction } from "../transactions";
-import { sqlQuery } from "../sql";
+import { queueSql, sqlQuery } from "../sql";
 
 export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";
 
@@ -13,19 +13,42 @@ const recordSql = (schema: string) =>
 	`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) VALUES (:eventId, :eventName) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`;
 
 /**
- * Records a batch's events in one statement, inside the batch's transaction: the ids new to this
- * consumer come back (an id seen before, or twice in the batch, comes back at most once).
+ * Runs `effect` once per eventId for this consumer, for a batch of events in one transaction: their
+ * `(consumer, eventId)` records and the effect commit together, so a redelivered event finds its
+ * record and has no second effect. `effect` gets the ids new to this consumer (an id seen before,
+ * or twice in the batch, at most once). (Each service has its own schema, so the schema is the consumer.)
+ *
+ * A duplicate is rare (a redelivery after a crash or a rebalance), so distinct events are first
+ * taken as all new: their records are inserted without a message of their own, with the
+ * transaction's first statement (embedded, a transaction holds PGlite between its messages). One
+ * seen before fails that insert with a unique violation and rolls the attempt back; the batch is
+ * then run again with the records written first, ON CONFLICT DO NOTHING, and only the new ids given.
  */
-export async function recordBatch(sequelize: Sequelize, schema: string, events: DomainEvent[], tx: Transaction): Promise<Set<string>> {
-	const rows = await sqlQuery<{ event_id: string }>(
-		sequelize,
-		`INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name)
-		 SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
-		{ ids: events.map(e => e.eventId), names: events.map(e => e.eventName) },
-		tx,
-	);
-	return new Set(rows.map(r => r.event_id));
+export async function consumeBatchOnce<T>(sequelize: Sequelize, schema: string, events: Array<Pick<DomainEvent, "eventId" | "eventName">>, effect: (tx: Transaction, fresh: Set<string>) => Promise<T>): Promise<T> {
+	const insert = `INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[])`;
+	const records = { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) };
+	if (new Set(records.ids).size === records.ids.length) {
+		try {
+			return await inTransaction(sequelize, tx => {
+				queueSql(sequelize, tx, insert, records);
+				return effect(tx, new Set(records.ids));
+			});
+		} catch (err) {
+			if (!mayBeSeenBefore(err)) throw err;
+		}
+	}
+	return inTransaction(sequelize, async tx => {
+		const rows = await sqlQuery<{ event_id: string }>(sequelize, `${insert} ON CONFLICT (event_id) DO NOTHING RETURNING event_id`, records, tx);
+		return effect(tx, new Set(rows.map(r => r.event_id)));
+	});
 }
+
+/**
+ * Whether an attempt that took its events as new may have met one seen before: a unique violation,
+ * or a statement refused because the transaction had failed already (a handler that caught the
+ * violation and went on).
+ */
+const mayBeSeenBefore = (err: unknown) => ["23505", "25P02"].includes((err as { code?: string } | undefined)?.code ?? "");
 
 /**
  * A set-based handler's SQL for events whose inbox records are already written: `inbox` holds one
@@ -42,20 +65,15 @@ export async function consumeSetOnce(sequelize: Sequelize, schema: string, event
 	});
 }
 
-/**
- * Runs `effect` once per eventId for this consumer: the `(consumer, eventId)` record and the
- * effect commit in one transaction, so a redelivered event finds the record and does nothing.
- * (Each service has its own schema, so the schema is the consumer.)
- */
+/** Runs `effect` once per eventId for this consumer (consumeBatchOnce for one event). */
 export async function consumeOnce(
 	sequelize: Sequelize,
 	schema: string,
 	event: Pick<DomainEvent, "eventId" | "eventName">,
 	effect: (tx: Transaction) => Promise<void>,
 ): Promise<"processed" | "duplicate"> {
-	return inTransaction(sequelize, async tx => {
-		const inserted = await sqlQuery(sequelize, recordSql(schema), { eventId: event.eventId, eventName: event.eventName }, tx);
-		if (inserted.length === 0) return "duplicate";
+	return consumeBatchOnce(sequelize, schema, [event], async (tx, fresh) => {
+		if (fresh.size === 0) return "duplicate";
 		await effect(tx);
 		return "processed";
 	});

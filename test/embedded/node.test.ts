@@ -8,7 +8,8 @@ import { createEnvelope } from "../../lib/events/envelope";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 import { watchStatements } from "../../scripts/harness/statements";
-import { queueSql, sqlQuery } from "../../lib/sql";
+import { queueSql, rowsOfEach, sqlQuery, sqlQueryEach } from "../../lib/sql";
+import { statSync } from "node:fs";
 import { beforeCommit, inTransaction, type Transaction } from "../../lib/transactions";
 
 const data = tempDir();
@@ -26,6 +27,20 @@ afterAll(async () => {
 	data.remove();
 });
 
+/** The statements of each message this process sends while `fn` runs (whitespace collapsed, cut at `width`), and its result. */
+async function messagesWhile<T>(fn: () => Promise<T>, width = 30): Promise<{ result: T; messages: string[][] }> {
+	const messages: string[][] = [];
+	const stop = watchStatements((sql, opensMessage) => {
+		if (opensMessage) messages.push([]);
+		messages[messages.length - 1].push(sql.replace(/\s+/g, " ").slice(0, width));
+	});
+	try {
+		return { result: await fn(), messages };
+	} finally {
+		stop();
+	}
+}
+
 describe("embedded node", () => {
 	it("answers /health/live and /health/ready with the database checked", async () => {
 		const live = await fetch(`${node.url}/health/live`);
@@ -40,6 +55,23 @@ describe("embedded node", () => {
 		const { config } = runtimeOf(node.broker);
 		expect([config.transporter, config.databaseUrl, config.redisUrl, config.kafkaBrokers]).toEqual([undefined, undefined, undefined, undefined]);
 		expect(node.broker.transit).toBeUndefined();
+	});
+
+	it("serves its database from a thread of its own on a Unix socket only this user can reach, not a TCP port", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const { host } = sequelize.config;
+		expect(host).toMatch(/^\//); // a socket's directory: `pg` finds <host>/.s.PGSQL.5432 there
+		expect(statSync(host!).mode & 0o777).toBe(0o700);
+		expect(statSync(`${host}/.s.PGSQL.5432`).isSocket()).toBe(true);
+		// PostgreSQL busy for 300 ms does not stop this thread's event loop: PGlite runs on another.
+		let ticks = 0;
+		const timer = setInterval(() => ticks++, 10);
+		try {
+			await sqlQuery(sequelize, "SELECT pg_sleep(0.3)");
+		} finally {
+			clearInterval(timer);
+		}
+		expect(ticks).toBeGreaterThanOrEqual(5);
 	});
 
 	it("keeps each service's tables in its own schema", async () => {
@@ -106,12 +138,7 @@ describe("embedded node", () => {
 
 	it("sends BEGIN with a transaction's first statement and a queued write with its COMMIT; a failing queued write rolls the transaction back", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();
-		const messages: string[][] = [];
-		const stop = watchStatements((sql, opensMessage) => {
-			if (opensMessage) messages.push([]);
-			messages[messages.length - 1].push(sql.replace(/\s+/g, " ").slice(0, 30));
-		});
-		try {
+		const { messages } = await messagesWhile(async () => {
 			await inTransaction(sequelize, async tx => {
 				await sqlQuery(sequelize, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "first" }, tx);
 				queueSql(sequelize, tx, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "queued" });
@@ -122,9 +149,7 @@ describe("embedded node", () => {
 				queueSql(sequelize, tx, 'INSERT INTO "txprobe".t (note) VALUES (:note::int::text)', { note: "not a number" });
 			});
 			await expect(failed).rejects.toThrow(/invalid input syntax for type integer/);
-		} finally {
-			stop();
-		}
+		});
 		// The relays' messages go on meanwhile: only this test's count.
 		expect(messages.filter(m => m.some(sql => sql.includes("txprobe")))).toEqual([
 			["BEGIN", `INSERT INTO "txprobe".t (note)`],
@@ -134,6 +159,32 @@ describe("embedded node", () => {
 		]);
 		const notes = await sqlQuery<{ note: string }>(sequelize, 'SELECT note FROM "txprobe".t WHERE note IN (:a, :b, :c)', { a: "first", b: "queued", c: "rolled back" });
 		expect(notes.map(r => r.note).sort()).toEqual(["first", "queued"]);
+	});
+
+	it("sends statements that do not depend on each other in one message and answers the rows of each", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const { result, messages } = await messagesWhile(
+			() =>
+				inTransaction(sequelize, async tx => {
+					queueSql(sequelize, tx, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "txprobe-each" });
+					return sqlQueryEach(
+						sequelize,
+						[
+							['SELECT note FROM "txprobe".t WHERE note = :note', { note: "txprobe-each" }],
+							["SELECT :a::int AS a, :b::int AS b /* txprobe-each */", { a: 1, b: 2 }],
+						],
+						tx,
+					);
+				}),
+			25,
+		);
+		expect(result).toEqual([[{ note: "txprobe-each" }], [{ a: 1, b: 2 }]]);
+		// BEGIN, the queued insert and both reads in one message (the COMMIT follows in its own).
+		expect(messages.filter(m => m.some(sql => sql.includes("txprobe")))).toEqual([["BEGIN", `INSERT INTO "txprobe".t (`, `SELECT note FROM "txprobe`, "SELECT 1::int AS a, 2::in"]]);
+		// Counted from the message's end: a text that carries its PREPARE is two statements.
+		const answer = (n: number) => ({ rows: [n] });
+		expect(rowsOfEach([answer(0), answer(1), answer(2), answer(3)], ["PREPARE s AS SELECT 1;\nEXECUTE s", "SELECT 3"])).toEqual([[2], [3]]);
+		expect(rowsOfEach(answer(7), ["SELECT 7"])).toEqual([[7]]);
 	});
 
 	it("runs a statement used again as a prepared statement, with the same answers", async () => {
@@ -231,6 +282,26 @@ describe("embedded node", () => {
 		const applied = (await effects()).filter(r => r.note.startsWith("batch-")).map(r => r.note);
 		expect(applied).toEqual(["batch-a", "batch-b", "batch-c"]);
 		expect((await deadLettersOf(call)).filter(r => r.eventId === poison.eventId)).toEqual([{ eventId: poison.eventId, eventName: PROBE_EVENT, error: "poisoned event", attempts: 3 }]);
+	});
+
+	it("sends a batch's inbox records with its first statement, and applies a batch holding a redelivered event again without it", async () => {
+		const consumer = node.broker.getLocalService("probe-consumer") as any;
+		const producer = { service: "probe-producer", nodeID: node.broker.nodeID };
+		const [d, e, f] = ["opt-d", "opt-e", "opt-f"].map(note => createEnvelope(PROBE_EVENT, { note }, producer));
+		const ctx = () => node.broker.ContextFactory.create(node.broker);
+		const { messages } = await messagesWhile(async () => {
+			await consumer.batches.push([d, e].map(event => ({ event, ctx: ctx() })));
+			// d again with a new one: the insert as new fails on d, and the batch runs again with d skipped.
+			await consumer.batches.push([d, f].map(event => ({ event, ctx: ctx() })));
+		}, 1000);
+		const inbox = `INSERT INTO "probe-consumer".processed_events`;
+		const consumerMessages = messages.filter(m => m.some(sql => sql.includes(`"probe-consumer"`)));
+		expect(consumerMessages[0].map(sql => sql.slice(0, 30))).toEqual(["BEGIN", inbox.slice(0, 30), `INSERT INTO "probe-consumer"."effects" (event_id`.slice(0, 30)]);
+		// The records written first (ON CONFLICT DO NOTHING) only for the batch that held d again.
+		const careful = consumerMessages.flat().filter(sql => sql.startsWith(inbox) && sql.includes("ON CONFLICT"));
+		expect(careful).toHaveLength(1);
+		const applied = (await effects()).filter(r => r.note.startsWith("opt-")).map(r => r.note);
+		expect(applied).toEqual(["opt-d", "opt-e", "opt-f"]);
 	});
 
 	it("replays a dead letter once its cause is gone: processed once, and not replayable twice", async () => {

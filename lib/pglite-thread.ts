@@ -1,0 +1,87 @@
+/**
+ * The embedded PostgreSQL (PGlite) on a thread of its own, served on a Unix socket.
+ *
+ * Why a thread: PGlite is PostgreSQL compiled to WASM and runs on the thread that hosts it. On the
+ * node's own thread it took a third of that thread's time, beside the nine services and the HTTP
+ * server; on a worker thread it runs on the machine's second core.
+ * Why a Unix socket in a private directory (mode 0700, see `mkdtemp`): the database has no
+ * password, so it must not listen where any local process can reach it (a loopback TCP port).
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+
+export interface PgliteThreadOptions {
+	/** A directory for PGlite's files, or `memory://…`. */
+	dataDir: string;
+	/** The most connections the socket server accepts. */
+	maxConnections: number;
+}
+
+/** What the worker is given. */
+export interface PgliteWorkerData extends PgliteThreadOptions {
+	socketPath: string;
+}
+
+/** Messages from the worker. */
+export type PgliteWorkerMessage = { ready: true } | { closed: true } | { failed: string };
+
+/** Where to connect (`pg`'s `host` is the socket's directory) and how to stop it. */
+export interface PgliteThread {
+	socketDir: string;
+	port: number;
+	/** Stops the server and closes PGlite (its files flushed), then the thread ends. */
+	stop(): Promise<void>;
+}
+
+const PORT = 5432; // only names the socket file: `<dir>/.s.PGSQL.5432`, where `pg` looks for it
+
+/** The worker's file beside this one: `.ts` when run from source (through tsx's loader), `.js` when built. */
+function workerFile(): { file: string; execArgv?: string[] } {
+	const ext = path.extname(__filename);
+	const file = path.join(__dirname, `pglite-worker${ext}`);
+	if (ext !== ".ts") return { file };
+	return { file, execArgv: [...process.execArgv, "--import", pathToFileURL(require.resolve("tsx")).href] };
+}
+
+export async function startPgliteThread(options: PgliteThreadOptions): Promise<PgliteThread> {
+	const socketDir = mkdtempSync(path.join(tmpdir(), "checkout-pglite-"));
+	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`) };
+	const { file, execArgv } = workerFile();
+	const worker = new Worker(file, { workerData: data, execArgv });
+	const removeDir = () => rmSync(socketDir, { recursive: true, force: true });
+	// The next message from the worker, or its failure.
+	const next = () =>
+		new Promise<PgliteWorkerMessage>((resolve, reject) => {
+			const onMessage = (m: PgliteWorkerMessage) => (off(), "failed" in m ? reject(new Error(m.failed)) : resolve(m));
+			const onError = (err: Error) => (off(), reject(err));
+			const onExit = (code: number) => (off(), reject(new Error(`the PGlite thread exited (${code})`)));
+			const off = () => worker.off("message", onMessage).off("error", onError).off("exit", onExit);
+			worker.on("message", onMessage).on("error", onError).on("exit", onExit);
+		});
+	try {
+		await next();
+	} catch (err) {
+		await worker.terminate();
+		removeDir();
+		throw err;
+	}
+	let stopped: Promise<void> | undefined;
+	return {
+		socketDir,
+		port: PORT,
+		stop: () =>
+			(stopped ??= (async () => {
+				const closed = next();
+				worker.postMessage("close");
+				try {
+					await closed;
+				} finally {
+					await worker.terminate();
+					removeDir();
+				}
+			})()),
+	};
+}

@@ -1,0 +1,31 @@
+/** The PGlite thread's body (started by `lib/pglite-thread.ts`): PGlite and its socket server. */
+import { parentPort, workerData } from "node:worker_threads";
+import { PGlite } from "@electric-sql/pglite";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import type { PgliteWorkerData, PgliteWorkerMessage } from "./pglite-thread";
+
+const { dataDir, socketPath, maxConnections } = workerData as PgliteWorkerData;
+const port = parentPort!;
+const send = (m: PgliteWorkerMessage) => port.postMessage(m);
+
+async function main(): Promise<void> {
+	const pglite = await PGlite.create(dataDir);
+	const server = new PGLiteSocketServer({ db: pglite, path: socketPath, maxConnections });
+	try {
+		await server.start();
+	} catch (err) {
+		await pglite.close();
+		throw err;
+	}
+	port.on("message", message => {
+		if (message !== "close") return;
+		void (async () => {
+			await server.stop();
+			await pglite.close();
+			send({ closed: true });
+		})().catch((err: Error) => send({ failed: err.message }));
+	});
+	send({ ready: true });
+}
+
+main().catch((err: Error) => send({ failed: err.message }));
