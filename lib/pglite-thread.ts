@@ -51,7 +51,9 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`) };
 	const { file, execArgv } = workerFile();
 	const worker = new Worker(file, { workerData: data, execArgv });
+	// Also when the process exits without stopping it (only a SIGKILL leaves the empty directory behind).
 	const removeDir = () => rmSync(socketDir, { recursive: true, force: true });
+	process.once("exit", removeDir);
 	// The next message from the worker, or its failure.
 	const next = () =>
 		new Promise<PgliteWorkerMessage>((resolve, reject) => {
@@ -66,6 +68,7 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 	} catch (err) {
 		await worker.terminate();
 		removeDir();
+		process.off("exit", removeDir);
 		throw err;
 	}
 	let stopped: Promise<void> | undefined;
@@ -81,6 +84,7 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 				} finally {
 					await worker.terminate();
 					removeDir();
+					process.off("exit", removeDir);
 				}
 			})()),
 	};

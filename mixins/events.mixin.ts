@@ -8,7 +8,7 @@ import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, traceOf, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import type { EventName, EventOf, EventPayloads } from "../lib/events/catalogue";
-import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../lib/events/relay";
+import { OutboxRelay, writeToOutbox, type OutboxMessage, type Publisher } from "../lib/events/relay";
 import { consumeBatchOnce, consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
@@ -296,11 +296,13 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			await this.prepareDatabase();
 			await runMigrations(this.sequelize, this.name, EVENT_TABLE_MIGRATIONS);
 			const kafka = runtime.kafka() !== undefined;
-			const publish = kafka
+			const publish: Publisher = kafka
 				? (messages: OutboxMessage[]) => this.kafkaPublish(messages)
-				: async (messages: OutboxMessage[]) => {
+				: {
 						// Fire and forget: the consumer side owns retries, dedup and dead letters.
-						for (const m of messages) void this.broker.emit(m.event.eventName, m.event, { parentCtx: traceParent(this.broker, m.event) });
+						handOver: messages => {
+							for (const m of messages) void this.broker.emit(m.event.eventName, m.event, { parentCtx: traceParent(this.broker, m.event) });
+						},
 					};
 			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs, backlog =>
 				setMetric(this.broker, "outboxBacklog", { service: this.name }, backlog),

@@ -15,6 +15,14 @@ export interface OutboxMessage {
 /** Where the relay hands committed events: Kafka, or the Moleculer bus. Throws to keep them. */
 export type PublishBatch = (messages: OutboxMessage[]) => Promise<void>;
 
+/**
+ * Kafka confirms a publish, so a batch is marked in the transaction that publishes it and a failed
+ * publish keeps its rows. The Moleculer bus hands events over in memory and confirms nothing
+ * (fire and forget: the consumers own retries), so holding a transaction open around it would
+ * guard nothing: its batch is marked by one statement of its own and handed over after.
+ */
+export type Publisher = PublishBatch | { handOver: (messages: OutboxMessage[]) => void };
+
 /** Events written in a transaction and not yet inserted: one multi-row insert at its end. */
 const pending = new WeakMap<Transaction, Array<{ event: DomainEvent; key: string }>>();
 
@@ -57,8 +65,9 @@ const BATCH = 200;
 /**
  * Publishes committed outbox rows in commit order. One relay per service is active in the whole
  * cluster at a time (a transaction-scoped advisory lock), so an aggregate's events leave in the
- * order they were written; the rows are marked in the same transaction that published them, so a
- * crash before the mark republishes (at least once) and consumers deduplicate by eventId.
+ * order they were written; a publisher that confirms (Kafka) has its rows marked in the transaction
+ * that published them, so a crash before the mark republishes (at least once) and consumers
+ * deduplicate by eventId (see Publisher for the bus).
  * It is woken after each commit and also sweeps on a timer for what a crash left behind.
  */
 export class OutboxRelay {
@@ -74,7 +83,7 @@ export class OutboxRelay {
 	constructor(
 		private readonly sequelize: Sequelize,
 		private readonly schema: string,
-		private readonly publish: PublishBatch,
+		private readonly publisher: Publisher,
 		private readonly logger: Logger,
 		private readonly pollMs: number,
 		/** Told the backlog after each round (for the outbox backlog gauge). */
@@ -142,25 +151,36 @@ export class OutboxRelay {
 	/** Publishes until the outbox is empty or another node holds the relay lock. */
 	async drain(): Promise<void> {
 		for (;;) {
-			const published = await inTransaction(this.sequelize, async transaction => {
-				// The relay lock, the batch and its mark in one statement: no rows when another node
-				// holds the lock (a CTE with a volatile function is evaluated once, before the rows are
-				// read); a failed publish rolls the mark back with the transaction.
-				const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
-					this.sequelize,
-					`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
-					      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH})
-					 UPDATE ${this.table} o SET published_at = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
-					{ name: `outbox:${this.schema}` },
-					transaction,
-				);
-				if (rows.length === 0) return 0;
-				rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
-				await this.publish(rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope })));
-				return rows.length;
-			});
+			const { publisher } = this;
+			const published =
+				typeof publisher === "function"
+					? await inTransaction(this.sequelize, async tx => {
+							const messages = await this.markBatch(tx);
+							// A failed publish rolls the mark back with the transaction.
+							if (messages.length > 0) await publisher(messages);
+							return messages.length;
+						})
+					: await this.markBatch().then(messages => (publisher.handOver(messages), messages.length));
 			if (published < BATCH) return;
 		}
+	}
+
+	/**
+	 * The relay lock, the next batch and its mark in one statement: no rows when another node holds
+	 * the lock (a CTE with a volatile function is evaluated once, before the rows are read); the
+	 * lock lasts as long as `tx`, or this statement without one.
+	 */
+	private async markBatch(tx?: Transaction): Promise<OutboxMessage[]> {
+		const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+			this.sequelize,
+			`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
+			      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH})
+			 UPDATE ${this.table} o SET published_at = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
+			{ name: `outbox:${this.schema}` },
+			tx,
+		);
+		rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
+		return rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope }));
 	}
 
 	/** The backlog gauge, at most once per poll interval (not after every commit's wake-up). */

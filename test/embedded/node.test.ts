@@ -327,6 +327,17 @@ describe("embedded node", () => {
 		);
 	});
 
+	it("marks a batch for the bus with one statement of its own, outside any transaction, and hands it over after", async () => {
+		const { messages } = await messagesWhile(async () => {
+			const [id] = await call<string[]>("probe-producer.emit", { data: { note: "handed-over" } });
+			await eventually("the event handled", async () => (await effects()).some(r => r.eventId === id));
+		}, 1000);
+		// The bus confirms nothing, so a transaction held open around the hand-over would guard nothing.
+		const marks = messages.filter(m => m.some(sql => sql.includes(`"probe-producer".outbox o SET published_at`)));
+		expect(marks.length).toBeGreaterThan(0);
+		for (const message of marks) expect(message).toEqual([expect.stringMatching(/^WITH relay AS/)]);
+	});
+
 	it("publishes rows a crash left in the outbox on its next sweep", async () => {
 		const svc = node.broker.getLocalService("probe-producer") as any;
 		const event = createEnvelope(PROBE_EVENT, { note: "left-behind" }, { service: "probe-producer", nodeID: "crashed" });
