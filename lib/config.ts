@@ -84,6 +84,8 @@ export interface Config {
 	/** Most events a consumer handles in one transaction (1: one at a time). */
 	eventBatchMax: number;
 	outboxPollMs: number;
+	/** Embedded only: how often PGlite, which has no autovacuum, is vacuumed. */
+	embeddedVacuumMs: number;
 	lockTtlMs: number;
 	lockWaitMs: number;
 	shutdownDrainMs: number;
@@ -252,6 +254,7 @@ export function loadConfig(env: Env = process.env): Config {
 		eventMaxAttempts: integer(env, "EVENT_MAX_ATTEMPTS", 5, 1, 100),
 		eventBatchMax: integer(env, "EVENT_BATCH_MAX", 100, 1, 1000),
 		outboxPollMs: integer(env, "OUTBOX_POLL_MS", 1000, 10, 60000),
+		embeddedVacuumMs: integer(env, "EMBEDDED_VACUUM_MS", 10000, 100, 3600 * 1000),
 		lockTtlMs: integer(env, "LOCK_TTL_MS", 10000, 100, 600000),
 		lockWaitMs: integer(env, "LOCK_WAIT_MS", 5000, 0, 600000),
 		shutdownDrainMs: integer(env, "SHUTDOWN_DRAIN_MS", 0, 0, 60000),

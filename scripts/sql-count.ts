@@ -30,8 +30,8 @@ const shapeOf = (sql: string) =>
 		.slice(0, 60);
 
 async function main(): Promise<void> {
-	// Background work (relay sweeps, the watchdog) is pushed out of the way: only the checkouts count.
-	const node = await startTestNode({ DATA_DIR: "memory://", OUTBOX_POLL_MS: "60000", SAGA_STEP_TIMEOUT_MS: "600000", LOG_LEVEL: "error" });
+	// Background work (relay sweeps, the watchdog, vacuuming) is pushed out of the way: only the checkouts count.
+	const node = await startTestNode({ DATA_DIR: "memory://", OUTBOX_POLL_MS: "60000", SAGA_STEP_TIMEOUT_MS: "600000", EMBEDDED_VACUUM_MS: "3600000", LOG_LEVEL: "error" });
 	const call = <T = any>(action: string, params: Record<string, unknown>) => node.broker.call<T, Record<string, unknown>>(action, params);
 	const { sequelize } = await runtimeOf(node.broker).database();
 	const product = await call<{ id: string }>("inventory.create", { sku: "SQL-1", name: "Counted", category: "c", price: 100, stock: 100000 });

@@ -3,8 +3,35 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import { checkReadiness } from "../lib/health";
 import { runtimeOf } from "../lib/runtime";
 import { watchIncarnations } from "../lib/incarnations";
+import { runEvery, type Periodic } from "../lib/periodic";
+import { sqlQuery } from "../lib/sql";
 
-type OpsThis = Service & { server?: http.Server; onNodeInfo: ReturnType<typeof watchIncarnations> };
+type OpsThis = Service & { server?: http.Server; onNodeInfo: ReturnType<typeof watchIncarnations>; vacuuming?: Periodic };
+
+/** Every how many vacuums the planner's statistics are refreshed too (once a minute by default). */
+const ANALYZE_EVERY = 6;
+
+/**
+ * The embedded database's housekeeping. PGlite runs PostgreSQL in single-user mode: no autovacuum.
+ * Without it every update leaves a dead row that nothing removes, and the outboxes, the orders and
+ * the reservations slow down the longer a node runs (measured: 72, 58, 52 checkouts/s in three
+ * runs back to back, 65/s again after one VACUUM). It takes the database for a moment (tens of ms).
+ */
+function vacuumEmbedded(this: OpsThis): Periodic | undefined {
+	const runtime = runtimeOf(this.broker);
+	if (runtime.config.databaseUrl) return undefined; // a server's autovacuum does it
+	let runs = 0;
+	return runEvery(
+		runtime.config.embeddedVacuumMs,
+		async () => {
+			if (!runtime.usesDatabase) return; // no service of this node opened it
+			const { sequelize } = await runtime.database();
+			await sqlQuery(sequelize, ++runs % ANALYZE_EVERY === 0 ? "VACUUM (ANALYZE)" : "VACUUM");
+		},
+		this.logger,
+		"Vacuuming the embedded database",
+	);
+}
 
 /** A node said who it is (INFO): its instance ID tells whether it restarted. */
 function nodeAnnounced(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["onNodeInfo"]>[0] }>) {
@@ -15,7 +42,8 @@ function nodeAnnounced(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["o
  * On every node, whatever SERVICES says: what an operator or an orchestrator asks of one node.
  * `readiness` for the REPL's `health`; with HEALTH_PORT, /health/live and /health/ready on that
  * port, so nodes without the gateway can be probed too; a node restarted under the same nodeID
- * has the requests of its previous process retried (lib/incarnations.ts). Internal (`$`): not
+ * has the requests of its previous process retried (lib/incarnations.ts); an embedded node's
+ * database is vacuumed (vacuumEmbedded). Internal (`$`): not
  * balanced into the domain, not published over the API.
  */
 const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, OpsThis> = {
@@ -45,6 +73,7 @@ const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Recor
 		this.onNodeInfo = watchIncarnations(this.broker);
 	},
 	async started(this: OpsThis) {
+		this.vacuuming = vacuumEmbedded.call(this);
 		const { healthPort } = runtimeOf(this.broker).config;
 		if (!healthPort) return;
 		this.server = http.createServer(async (req, res) => {
@@ -66,6 +95,7 @@ const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Recor
 		});
 	},
 	async stopped(this: OpsThis) {
+		await this.vacuuming?.stop();
 		await new Promise<void>(resolve => (this.server ? this.server.close(() => resolve()) : resolve()));
 	},
 };

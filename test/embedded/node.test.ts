@@ -19,7 +19,7 @@ const call = <T = any>(action: string, params: Record<string, any> = {}) => node
 const effects = () => call<Array<{ eventId: string; note: string }>>("probe-consumer.effects");
 
 beforeAll(async () => {
-	node = await startTestNode({ DATA_DIR: data.dir }, [ProbeProducer, ProbeConsumer]);
+	node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
 });
 
 afterAll(async () => {
@@ -72,6 +72,22 @@ describe("embedded node", () => {
 			clearInterval(timer);
 		}
 		expect(ticks).toBeGreaterThanOrEqual(5);
+	});
+
+	it("vacuums its database, which runs no autovacuum, so that updated rows leave no dead rows behind", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await sqlQuery(sequelize, "CREATE SCHEMA IF NOT EXISTS vacprobe; CREATE TABLE vacprobe.t (id int PRIMARY KEY, n int)");
+		await sqlQuery(sequelize, "INSERT INTO vacprobe.t SELECT i, 0 FROM generate_series(1, 100) i");
+		for (let i = 0; i < 3; i++) await sqlQuery(sequelize, "UPDATE vacprobe.t SET n = n + 1");
+		// This session's counters are reported at its next transaction's end, not at once.
+		const stats = async () => {
+			await sqlQuery(sequelize, "SELECT pg_stat_force_next_flush()");
+			return sqlQuery<{ dead: number; vacuumed: boolean }>(sequelize, "SELECT n_dead_tup::int AS dead, last_vacuum IS NOT NULL AS vacuumed FROM pg_stat_user_tables WHERE schemaname = 'vacprobe'");
+		};
+		await eventually("the table vacuumed", async () => {
+			const [row] = await stats();
+			return row.vacuumed && row.dead === 0;
+		});
 	});
 
 	it("keeps each service's tables in its own schema", async () => {
@@ -396,7 +412,7 @@ describe("embedded node", () => {
 	it("starts again on the same data directory with its data and nothing to migrate", async () => {
 		const before = (await effects()).length;
 		await node.stop();
-		node = await startTestNode({ DATA_DIR: data.dir }, [ProbeProducer, ProbeConsumer]);
+		node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
 		expect((await effects()).length).toBe(before);
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "probe-consumer".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
