@@ -473,9 +473,11 @@ function profileSummaries(profDir: string, nodes: Map<number, string>, window: {
 	return readdirSync(profDir)
 		.filter(f => f.endsWith(".cpuprofile"))
 		.map(f => {
-			const pid = Number(f.split(".")[3]);
+			// CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the node's own; the embedded node's PGlite runs on a worker.
+			const [pid, thread] = [Number(f.split(".")[3]), Number(f.split(".")[4])];
 			const profile = JSON.parse(readFileSync(path.join(profDir, f), "utf8")) as CpuProfile;
-			return { node: nodes.get(pid) ?? `pid ${pid}`, ...summarizeProfile(profile, window.fromUs - profile.startTime, window.toUs - profile.startTime) };
+			const node = (nodes.get(pid) ?? `pid ${pid}`) + (thread === 0 ? "" : ` (worker thread ${thread})`);
+			return { node, ...summarizeProfile(profile, window.fromUs - profile.startTime, window.toUs - profile.startTime) };
 		})
 		.sort((a, b) => a.node.localeCompare(b.node));
 }
