@@ -188,6 +188,25 @@ describe("reservations", () => {
 		await call("inventory.reserve", { orderId: randomUUID(), items: [{ productId: p.id, quantity: 3 }] });
 		await eventually("fresh availability", async () => (await call("inventory.availability", { productIds: [p.id] }))[0].available === 1, 2000, 20);
 	});
+
+	it("commits one order and releases an expired one in the same batch, and announces the product's level as the batch leaves it", async () => {
+		const inventory = node.broker.getLocalService("inventory") as any;
+		const p = await product(5);
+		const [late, paid] = [randomUUID(), randomUUID()];
+		await call("inventory.reserve", { orderId: late, items: [{ productId: p.id, quantity: 1 }] });
+		await call("inventory.reserve", { orderId: paid, items: [{ productId: p.id, quantity: 2 }] });
+		// Expired in the batch's own transaction: the sweep cannot release it first (it skips locked rows).
+		const results = await inventory.transaction(async (tx: unknown) => {
+			await inventory.sql(`UPDATE ${inventory.table("reservations")} SET expires_at = now() - interval '1 second' WHERE order_id = :late`, { late }, tx);
+			return inventory.commitMany(tx, [{ orderId: late }, { orderId: paid }]);
+		});
+		expect(results.get(late)).toEqual({ ok: false, reason: "RESERVATION_GONE" });
+		expect(results.get(paid)).toEqual({ ok: true });
+		expect(await levels(p.id)).toMatchObject({ onHand: 3, reserved: 0, available: 3 });
+		// The new levels are worked out from the locked rows, not read back: the event must still match the row.
+		const [last] = await inventory.sql(`SELECT envelope FROM ${inventory.table("outbox")} WHERE event_name = 'stock.updated' AND aggregate_key = :id ORDER BY seq DESC LIMIT 1`, { id: p.id });
+		expect(last.envelope.data).toEqual({ productId: p.id, onHand: 3, reserved: 0, available: 3 });
+	});
 });
 
 describe("the saga's stock steps, driven by events", () => {
