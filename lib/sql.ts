@@ -272,8 +272,11 @@ export async function sqlQuery<T extends object>(sequelize: Sequelize, sql: stri
 	return withConnection(sequelize, async client => lastRows(await client.query(statementFor(sequelize, client, sql, replacements))) as T[]);
 }
 
+/** A statement with its named replacements. */
+export type Statement = [sql: string, replacements: Record<string, unknown>];
+
 /** Statements that do not depend on each other's results, in one message of the transaction: the rows of each. */
-export async function sqlQueryEach(sequelize: Sequelize, statements: Array<[sql: string, replacements: Record<string, unknown>]>, tx: Transaction): Promise<unknown[][]> {
+export async function sqlQueryEach(sequelize: Sequelize, statements: Statement[], tx: Transaction): Promise<unknown[][]> {
 	return tx.queryEach(statements.map(([sql, replacements]) => statementFor(sequelize, tx.connection, sql, replacements)));
 }
 

@@ -7,7 +7,7 @@ import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 import { inTransaction, type Transaction } from "../lib/transactions";
 import { offsetOf, pageOf, type Page } from "../lib/paging";
-import { queueSql, sqlQuery, sqlQueryEach } from "../lib/sql";
+import { queueSql, sqlQuery, sqlQueryEach, type Statement } from "../lib/sql";
 
 export interface DbMixinOptions {
 	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
@@ -31,7 +31,7 @@ export interface DbMethods {
 	prepareDatabase(): Promise<Sequelize>;
 	table(name: string): string;
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
-	sqlEach(statements: Array<[sql: string, replacements: Record<string, unknown>]>, tx: Transaction): Promise<unknown[][]>;
+	sqlEach(statements: Statement[], tx: Transaction): Promise<unknown[][]>;
 	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction): void;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T>;
 	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
@@ -99,7 +99,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 				return sqlQuery<T>(this.sequelize, sql, replacements, tx);
 			},
 			/** Statements in `tx` that do not depend on each other's results, in one message: the rows of each. */
-			sqlEach(this: DbService, statements: Array<[sql: string, replacements: Record<string, unknown>]>, tx: Transaction): Promise<unknown[][]> {
+			sqlEach(this: DbService, statements: Statement[], tx: Transaction): Promise<unknown[][]> {
 				return sqlQueryEach(this.sequelize, statements, tx);
 			},
 			/**

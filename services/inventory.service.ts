@@ -4,7 +4,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
-import { isUniqueViolation } from "../lib/sql";
+import { isUniqueViolation, type Statement } from "../lib/sql";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { allocate, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
@@ -32,9 +32,6 @@ interface ProductRow {
 
 const byId = (rows: ProductRow[]) => new Map(rows.map(r => [r.id, r]));
 const byOrder = (rows: ReservationRow[]) => new Map(rows.map(r => [r.order_id, r]));
-
-/** A statement and its replacements, for `sqlEach`. */
-type Statement = [sql: string, replacements: Record<string, unknown>];
 
 type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "RETURNED" | "FAILED";
 interface ReservationRow {

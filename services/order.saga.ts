@@ -172,8 +172,10 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		 * Where every change of an order is written: each step's decision (lib/domain/saga) taken in
 		 * turn on the order as the steps before left it, checked against the state machine (409
 		 * ILLEGAL_TRANSITION otherwise), then, for all the orders at once, one UPDATE with their final
-		 * state, one INSERT of their status history, their events in the outbox, and after the commit
-		 * the follow-ups (payments to start, refunds to ask for). `orders` holds their locked rows.
+		 * state, one INSERT of their status history, their events in the outbox (all three sent with
+		 * the COMMIT: nothing reads them back), and after the commit the follow-ups (payments to
+		 * start, refunds to ask for). `orders` holds their locked rows; it is returned with the
+		 * decided changes applied (`updated_at` and the step deadline as they were read).
 		 */
 		async applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]) {
 			const changed = new Map<string, { row: OrderRow; deadline: Deadline | "keep" }>();
@@ -263,7 +265,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 			return opts.tx ? run(opts.tx) : this.transaction(run, opts.ctx);
 		},
 
-		/** One order's step, in a transaction of its own: the order as it is after it (404 if it does not exist). */
+		/** One order's step, in a transaction of its own: the order as the step left it (404 if it does not exist). */
 		async takeStep(orderId: string, decide: Step["decide"], ctx?: Context) {
 			const order = (await this.takeSteps([{ orderId, decide }], { ctx })).get(orderId);
 			if (!order) throw new NotFoundError("Order", { orderId });
