@@ -51,9 +51,14 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`) };
 	const { file, execArgv } = workerFile();
 	const worker = new Worker(file, { workerData: data, execArgv });
-	// Also when the process exits without stopping it (only a SIGKILL leaves the empty directory behind).
+	// Also when the process exits without stopping it (only a SIGKILL leaves the directory behind).
 	const removeDir = () => rmSync(socketDir, { recursive: true, force: true });
 	process.once("exit", removeDir);
+	const end = async () => {
+		await worker.terminate();
+		removeDir();
+		process.off("exit", removeDir);
+	};
 	// The next message from the worker, or its failure.
 	const next = () =>
 		new Promise<PgliteWorkerMessage>((resolve, reject) => {
@@ -66,9 +71,7 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 	try {
 		await next();
 	} catch (err) {
-		await worker.terminate();
-		removeDir();
-		process.off("exit", removeDir);
+		await end();
 		throw err;
 	}
 	let stopped: Promise<void> | undefined;
@@ -82,9 +85,7 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 				try {
 					await closed;
 				} finally {
-					await worker.terminate();
-					removeDir();
-					process.off("exit", removeDir);
+					await end();
 				}
 			})()),
 	};

@@ -588,7 +588,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			}
 			if (committing.length === 0) return results;
 			const orderIds = committing.map(c => c.orderId);
-			const lines = lineRows.filter(l => orderIds.includes(l.order_id));
+			const committed = new Set(orderIds);
+			const lines = lineRows.filter(l => committed.has(l.order_id));
 			const leaving = new Map<string, number>();
 			for (const l of lines) leaving.set(l.product_id, (leaving.get(l.product_id) ?? 0) + l.quantity);
 			// The rows are locked, so their new levels are known without reading them back (read again after a release above).

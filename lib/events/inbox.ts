@@ -4,7 +4,7 @@ import { quoteIdent } from "../migrations";
 import type { DomainEvent } from "./envelope";
 import { backoffDelay, sleep } from "./backoff";
 import { inTransaction, type Transaction } from "../transactions";
-import { queueSql, sqlQuery } from "../sql";
+import { isUniqueViolation, queueSql, sqlQuery } from "../sql";
 
 export type ConsumeOutcome = "processed" | "duplicate" | "dead-lettered";
 
@@ -48,7 +48,7 @@ export async function consumeBatchOnce<T>(sequelize: Sequelize, schema: string, 
  * or a statement refused because the transaction had failed already (a handler that caught the
  * violation and went on).
  */
-const mayBeSeenBefore = (err: unknown) => ["23505", "25P02"].includes((err as { code?: string } | undefined)?.code ?? "");
+const mayBeSeenBefore = (err: unknown) => isUniqueViolation(err) || (err as { code?: string } | undefined)?.code === "25P02";
 
 /**
  * A set-based handler's SQL for events whose inbox records are already written: `inbox` holds one
