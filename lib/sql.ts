@@ -1,6 +1,7 @@
 import { escapeLiteral } from "pg";
 import type { Sequelize } from "sequelize";
 import type { Transaction } from "./transactions";
+import { quoteIdent, type Migration } from "./migrations";
 
 /** The slice of a `pg` client the hot path uses. */
 export interface PgClient {
@@ -272,17 +273,67 @@ export async function sqlQuery<T extends object>(sequelize: Sequelize, sql: stri
 	return withConnection(sequelize, async client => lastRows(await client.query(statementFor(sequelize, client, sql, replacements))) as T[]);
 }
 
+/** The transaction's last statement, sent with its COMMIT in one message (Transaction.queryAndCommit): its rows. */
+export async function sqlQueryAndCommit<T extends object>(sequelize: Sequelize, sql: string, replacements: Record<string, unknown>, tx: Transaction): Promise<T[]> {
+	return (await tx.queryAndCommit(statementFor(sequelize, tx.connection, sql, replacements))) as T[];
+}
+
 /** A statement with its named replacements. */
 export type Statement = [sql: string, replacements: Record<string, unknown>];
 
-/** Statements that do not depend on each other's results, in one message of the transaction: the rows of each. */
-export async function sqlQueryEach(sequelize: Sequelize, statements: Statement[], tx: Transaction): Promise<unknown[][]> {
-	return tx.queryEach(statements.map(([sql, replacements]) => statementFor(sequelize, tx.connection, sql, replacements)));
+/**
+ * A read a transaction decides its writes from: `SELECT <columns> FROM <table> WHERE <where> ORDER
+ * BY <orderBy>` (`orderBy` unique, so concurrent lockers take the rows in one order and never
+ * deadlock), its rows locked until the commit. `schema` owns `unchanged_since_read`.
+ */
+export interface LockedRead {
+	schema: string;
+	table: string;
+	where: string;
+	orderBy: string;
+	columns: string;
+	replacements: Record<string, unknown>;
+}
+
+/** In every service's schema (DbMixin): the guard of a read ahead, which fails its transaction (40001) when the rows changed. */
+export const UNCHANGED_SINCE_READ: Migration = {
+	id: "db-001-unchanged-since-read",
+	sql: `CREATE OR REPLACE FUNCTION unchanged_since_read(unchanged boolean) RETURNS void LANGUAGE plpgsql AS $$
+	      BEGIN
+	        IF NOT unchanged THEN RAISE EXCEPTION 'rows changed since they were read' USING ERRCODE = 'serialization_failure'; END IF;
+	      END $$`,
+};
+
+// A row version: its tuple (ctid) and the transaction that wrote it (xmin). Any UPDATE or DELETE
+// and re-INSERT of the row gives it another.
+const VERSION = "ctid::text || '/' || xmin::text";
+const VERSION_COLUMN = "row_version_";
+const selectOf = (r: LockedRead, what: string, lock: string) => `SELECT ${what} FROM ${r.table} WHERE ${r.where} ORDER BY ${r.orderBy}${lock}`;
+
+/**
+ * Reads that do not depend on each other's results, in one message: the rows of each. Locked
+ * reads lock their rows in the transaction, or, while it may still read ahead (TransactionOptions),
+ * are sent before it without locks, each with its rows' versions, and queue a guard that locks
+ * the same rows and fails the transaction if their versions are no longer those read.
+ */
+export async function sqlQueryEach(sequelize: Sequelize, reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]> {
+	const render = ([sql, replacements]: Statement) => statementFor(sequelize, tx.connection, sql, replacements);
+	if (!tx.mayReadAhead) return tx.queryEach(reads.map(r => render(Array.isArray(r) ? r : [selectOf(r, r.columns, " FOR UPDATE"), r.replacements])));
+	const results = await tx.readAhead(reads.map(r => render(Array.isArray(r) ? r : [selectOf(r, `${VERSION} AS ${VERSION_COLUMN}, ${r.columns}`, ""), r.replacements])));
+	return results.map((rows, i) => {
+		const read = reads[i];
+		if (Array.isArray(read)) return rows;
+		const versions = (rows as Array<Record<string, unknown>>).map(row => row[VERSION_COLUMN] as string);
+		const plain = (rows as Array<Record<string, unknown>>).map(({ [VERSION_COLUMN]: _version, ...row }) => row);
+		const guard = `SELECT ${quoteIdent(read.schema)}.unchanged_since_read(ARRAY(${selectOf(read, VERSION, " FOR UPDATE")}) = ARRAY[:readVersions]::text[])`;
+		tx.queue(statementFor(sequelize, tx.connection, guard, { ...read.replacements, readVersions: versions }, false), "check");
+		return plain;
+	});
 }
 
 /** A write nobody reads the result of, sent with the transaction's next statement or its COMMIT (Transaction.queue). */
-export function queueSql(sequelize: Sequelize, tx: Transaction, sql: string, replacements: Record<string, unknown>): void {
-	tx.queue(statementFor(sequelize, tx.connection, sql, replacements, false));
+export function queueSql(sequelize: Sequelize, tx: Transaction, sql: string, replacements: Record<string, unknown>, kind?: "write" | "check"): void {
+	tx.queue(statementFor(sequelize, tx.connection, sql, replacements, false), kind);
 }
 
 /** A unique constraint refused the write (SQLSTATE 23505, as `pg` reports it). */

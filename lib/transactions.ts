@@ -19,8 +19,21 @@ export interface Transaction {
 	query(text: string): Promise<unknown[]>;
 	/** Statements whose texts do not depend on each other's results, in one message: the rows of each. */
 	queryEach(texts: string[]): Promise<unknown[][]>;
-	/** A write nobody reads the result of: sent in the same message as the transaction's next statement, or its COMMIT. */
-	queue(text: string): void;
+	/**
+	 * A write nobody reads the result of: sent in the same message as the transaction's next
+	 * statement, or its COMMIT. A `"check"` (a read's guard, an inbox record) is one that no later
+	 * read of the transaction needs to see, so reads may still be read ahead of it.
+	 */
+	queue(text: string, kind?: "write" | "check"): void;
+	/** Whether reads may still be sent ahead of the transaction (readAhead). */
+	readonly mayReadAhead: boolean;
+	/** Reads sent outside the transaction, before it begins: the rows of each (only while mayReadAhead). */
+	readAhead(texts: string[]): Promise<unknown[][]>;
+	/**
+	 * The transaction's last statement, sent with what its finishers queue and the COMMIT in one
+	 * message: its rows (a write's RETURNING rows). Nothing may be sent in it afterwards.
+	 */
+	queryAndCommit(text: string): Promise<unknown[]>;
 	afterCommit(fn: () => unknown): void;
 }
 
@@ -33,8 +46,22 @@ class PgTransaction implements Transaction {
 	readonly finishers: Record<Phase, Array<() => Promise<void>>> = { derive: [], flush: [] };
 	readonly committed: Array<() => unknown> = [];
 	begun = false;
+	/** Committed by queryAndCommit. */
+	private ended = false;
 	private queued: string[] = [];
-	constructor(readonly connection: PgClient) {}
+	private wrote = false;
+	constructor(
+		readonly connection: PgClient,
+		private readonly readsAhead: boolean,
+	) {}
+
+	get mayReadAhead(): boolean {
+		return this.readsAhead && !this.begun && !this.wrote;
+	}
+	async readAhead(texts: string[]): Promise<unknown[][]> {
+		if (!this.mayReadAhead) throw new Error("readAhead after the transaction began or wrote");
+		return rowsOfEach(await this.connection.query(texts.join(SEPARATOR)), texts);
+	}
 
 	async query(text: string): Promise<unknown[]> {
 		return (await this.queryEach([text]))[0];
@@ -42,18 +69,36 @@ class PgTransaction implements Transaction {
 	async queryEach(texts: string[]): Promise<unknown[][]> {
 		return rowsOfEach(await this.connection.query(this.withPending(texts.join(SEPARATOR))), texts);
 	}
-	queue(text: string): void {
+	queue(text: string, kind: "write" | "check" = "write"): void {
 		this.queued.push(text);
+		if (kind === "write") this.wrote = true;
 	}
 	afterCommit(fn: () => unknown): void {
 		this.committed.push(fn);
 	}
-	/** COMMIT with what is still queued; nothing at all when the transaction never sent a statement. */
+	async queryAndCommit(text: string): Promise<unknown[]> {
+		await this.finish();
+		const [rows] = rowsOfEach(await this.connection.query(this.withPending(`${text}${SEPARATOR}COMMIT`)), [text, "COMMIT"]);
+		this.ended = true;
+		return rows;
+	}
+	/** Its finishers, then COMMIT with what is still queued; nothing at all when the transaction never sent a statement. */
 	async commit(): Promise<void> {
+		if (this.ended) return;
+		await this.finish();
 		if (this.begun || this.queued.length > 0) await this.connection.query(this.withPending("COMMIT"));
 	}
 
+	private async finish(): Promise<void> {
+		for (;;) {
+			const next = this.finishers.derive.shift() ?? this.finishers.flush.shift();
+			if (!next) break;
+			await next();
+		}
+	}
+
 	private withPending(text: string): string {
+		if (this.ended) throw new Error("a statement after the transaction's commit");
 		const message = [...(this.begun ? [] : ["BEGIN"]), ...this.queued, text].join(SEPARATOR);
 		this.begun = true;
 		this.queued = [];
@@ -68,21 +113,44 @@ export function beforeCommit(tx: Transaction, fn: () => Promise<void>, phase: Ph
 	tx.finishers[phase].push(fn);
 }
 
+/** Optimistic attempts of a transaction that reads ahead before one that locks as it reads. */
+const READ_AHEAD_ATTEMPTS = 2;
+
+/** A read's guard found its rows changed (SQLSTATE 40001, raised by `unchanged_since_read`). */
+const isSerializationFailure = (err: unknown) => (err as { code?: string } | undefined)?.code === "40001";
+
+export interface TransactionOptions {
+	/**
+	 * Let its locked reads (lib/sql `lockedRead`) be read ahead: sent before BEGIN without locks,
+	 * and checked under lock in the message that commits, so the transaction is one message and
+	 * never holds the database between messages (embedded, PGlite runs one transaction at a time
+	 * and waits through such gaps). When the rows changed in between, `fn` runs again from the
+	 * start: it must have no effect outside `tx`. After READ_AHEAD_ATTEMPTS it locks as it reads.
+	 */
+	readAhead?: boolean;
+}
+
 /**
  * A managed transaction: BEGIN, `fn`, its finishers, COMMIT, then its after-commit work; ROLLBACK
  * when anything before the commit throws. Its own statements on a pooled client, not Sequelize's
  * transaction (which was half of what Sequelize still cost the hot path).
  */
-export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+	for (let attempt = 1; ; attempt++) {
+		const readAhead = opts.readAhead === true && attempt <= READ_AHEAD_ATTEMPTS;
+		try {
+			return await attemptTransaction(sequelize, fn, readAhead);
+		} catch (err) {
+			if (!readAhead || !isSerializationFailure(err)) throw err;
+		}
+	}
+}
+
+async function attemptTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>, readAhead: boolean): Promise<T> {
 	const { tx, result } = await withConnection(sequelize, async connection => {
-		const tx = new PgTransaction(connection);
+		const tx = new PgTransaction(connection, readAhead);
 		try {
 			const result = await fn(tx);
-			for (;;) {
-				const next = tx.finishers.derive.shift() ?? tx.finishers.flush.shift();
-				if (!next) break;
-				await next();
-			}
 			await tx.commit();
 			return { tx, result };
 		} catch (err) {

@@ -5,9 +5,9 @@ import { type ModelAttributes, type ModelOptions, type ModelStatic, type Model, 
 import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
-import { inTransaction, type Transaction } from "../lib/transactions";
+import { inTransaction, type Transaction, type TransactionOptions } from "../lib/transactions";
 import { offsetOf, pageOf, type Page } from "../lib/paging";
-import { queueSql, sqlQuery, sqlQueryEach, type Statement } from "../lib/sql";
+import { queueSql, sqlQuery, sqlQueryAndCommit, sqlQueryEach, UNCHANGED_SINCE_READ, type LockedRead, type Statement } from "../lib/sql";
 
 export interface DbMixinOptions {
 	/** The service's versioned schema changes, applied at start-up in its own PostgreSQL schema. */
@@ -31,9 +31,11 @@ export interface DbMethods {
 	prepareDatabase(): Promise<Sequelize>;
 	table(name: string): string;
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
-	sqlEach(statements: Statement[], tx: Transaction): Promise<unknown[][]>;
+	sqlAndCommit<T extends object>(sql: string, replacements: Record<string, unknown>, tx: Transaction): Promise<T[]>;
+	sqlEach(reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]>;
+	lockedRead(table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns?: string): LockedRead;
 	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction): void;
-	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T>;
+	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context, opts?: TransactionOptions): Promise<T>;
 	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
 }
 
@@ -80,7 +82,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			prepareDatabase(this: DbService & { dbReady?: Promise<Sequelize> }): Promise<Sequelize> {
 				this.dbReady ??= (async () => {
 					const db = await runtimeOf(this.broker).database();
-					const applied = await runMigrations(db.sequelize, this.name, opts.migrations);
+					const applied = await runMigrations(db.sequelize, this.name, [UNCHANGED_SINCE_READ, ...opts.migrations]);
 					if (applied.length > 0) this.logger.info(`Applied migrations: ${applied.join(", ")}`);
 					this.sequelize = db.sequelize;
 					return db.sequelize;
@@ -98,9 +100,17 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			sql<T extends object>(this: DbService, sql: string, replacements: Record<string, unknown> = {}, tx?: Transaction): Promise<T[]> {
 				return sqlQuery<T>(this.sequelize, sql, replacements, tx);
 			},
-			/** Statements in `tx` that do not depend on each other's results, in one message: the rows of each. */
-			sqlEach(this: DbService, statements: Statement[], tx: Transaction): Promise<unknown[][]> {
-				return sqlQueryEach(this.sequelize, statements, tx);
+			/** `tx`'s last statement, sent with its COMMIT (no message of its own): its rows. */
+			sqlAndCommit<T extends object>(this: DbService, sql: string, replacements: Record<string, unknown>, tx: Transaction): Promise<T[]> {
+				return sqlQueryAndCommit<T>(this.sequelize, sql, replacements, tx);
+			},
+			/** Reads in `tx` that do not depend on each other's results, in one message: the rows of each (lib/sql sqlQueryEach). */
+			sqlEach(this: DbService, reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]> {
+				return sqlQueryEach(this.sequelize, reads, tx);
+			},
+			/** Rows of this service's `table` to decide writes from, locked until the commit (`orderBy` unique; lib/sql LockedRead). */
+			lockedRead(this: DbService, table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns = "*"): LockedRead {
+				return { schema: this.name, table: this.table(table), where, orderBy, columns, replacements };
 			},
 			/**
 			 * A write in `tx` whose result nobody reads: sent with the transaction's next statement or its
@@ -110,11 +120,15 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 				queueSql(this.sequelize, tx, sql, replacements);
 			},
 			/** A managed transaction (commits when `fn` resolves, rolls back when it throws), for `ctx`'s request. */
-			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context): Promise<T> {
-				return inTransaction(this.sequelize, tx => {
-					bindContext(tx, ctx);
-					return fn(tx);
-				});
+			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context, opts?: TransactionOptions): Promise<T> {
+				return inTransaction(
+					this.sequelize,
+					tx => {
+						bindContext(tx, ctx);
+						return fn(tx);
+					},
+					opts,
+				);
 			},
 			/** One page of a list (SPEC section 2's paging) and the count of all its rows, each row mapped by `map`. */
 			async paged<T extends object, R>(this: DbService, query: PageQuery, replacements: Record<string, unknown>, { page, pageSize }: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>) {

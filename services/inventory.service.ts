@@ -4,7 +4,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
-import { isUniqueViolation, type Statement } from "../lib/sql";
+import { isUniqueViolation, type LockedRead } from "../lib/sql";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { allocate, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
@@ -83,8 +83,8 @@ type InventoryThis = EventsService &
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
 		lockProducts(ids: string[], tx: Transaction): Promise<Map<string, ProductRow>>;
-		productsLock(ids: string[]): Statement;
-		reservationsLock(orderIds: string[]): Statement;
+		productsLock(ids: string[]): LockedRead;
+		reservationsLock(orderIds: string[]): LockedRead;
 		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): void;
 		reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>): Promise<Map<string, ReserveResult>>;
 		commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>): Promise<Map<string, CommitResult>>;
@@ -433,13 +433,13 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
 		async lockProducts(ids: string[], tx: Transaction) {
-			const [sql, replacements] = this.productsLock(ids);
-			return byId(await this.sql<ProductRow>(sql, replacements, tx));
+			const [rows] = (await this.sqlEach([this.productsLock(ids)], tx)) as [ProductRow[]];
+			return byId(rows);
 		},
 
 		/** The products' rows, locked in id order (so concurrent lockers never deadlock). */
-		productsLock(ids: string[]): Statement {
-			return [`SELECT * FROM ${this.table("products")} WHERE id = ANY(ARRAY[:ids]::uuid[]) ORDER BY id FOR UPDATE`, { ids }];
+		productsLock(ids: string[]): LockedRead {
+			return this.lockedRead("products", "id = ANY(ARRAY[:ids]::uuid[])", "id", { ids });
 		},
 
 		/**
@@ -465,12 +465,12 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** The orders' reservations, locked (in order id order). */
 		async reservationsFor(orderIds: string[], tx: Transaction) {
-			const [sql, replacements] = this.reservationsLock(orderIds);
-			return byOrder(await this.sql<ReservationRow>(sql, replacements, tx));
+			const [rows] = (await this.sqlEach([this.reservationsLock(orderIds)], tx)) as [ReservationRow[]];
+			return byOrder(rows);
 		},
 
-		reservationsLock(orderIds: string[]): Statement {
-			return [`SELECT * FROM ${this.table("reservations")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id FOR UPDATE`, { orderIds }];
+		reservationsLock(orderIds: string[]): LockedRead {
+			return this.lockedRead("reservations", "order_id = ANY(ARRAY[:orderIds]::uuid[])", "order_id", { orderIds });
 		},
 
 		/**
@@ -559,10 +559,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				[
 					this.reservationsLock(requested),
 					[`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`, { orderIds: requested }],
-					[
-						`SELECT * FROM ${this.table("products")} WHERE id IN (SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])) ORDER BY id FOR UPDATE`,
-						{ orderIds: requested },
-					],
+					this.lockedRead("products", `id IN (SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]))`, "id", { orderIds: requested }),
 				],
 				tx,
 			)) as [ReservationRow[], Array<{ order_id: string; product_id: string; quantity: number }>, ProductRow[]];

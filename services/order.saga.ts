@@ -162,9 +162,9 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
 		},
 
-		/** The orders' rows, locked in id order (so concurrent lockers never deadlock). */
+		/** The orders' rows, locked until the commit (read ahead when `tx` may). */
 		async lockOrders(orderIds: string[], tx: Transaction) {
-			const rows = await this.sql<OrderRow>(`SELECT * FROM ${this.table("orders")} WHERE id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY id FOR UPDATE`, { orderIds: [...new Set(orderIds)] }, tx);
+			const [rows] = (await this.sqlEach([this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: [...new Set(orderIds)] })], tx)) as [OrderRow[]];
 			return new Map(rows.map(r => [r.id, r]));
 		},
 
@@ -262,7 +262,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		/** Steps on orders, in one transaction of their own (or `tx`): their rows locked once, then applySteps. */
 		async takeSteps(steps: Step[], opts: { tx?: Transaction; ctx?: Context } = {}) {
 			const run = async (tx: Transaction) => this.applySteps(tx, await this.lockOrders(steps.map(s => s.orderId), tx), steps);
-			return opts.tx ? run(opts.tx) : this.transaction(run, opts.ctx);
+			return opts.tx ? run(opts.tx) : this.transaction(run, opts.ctx, { readAhead: true });
 		},
 
 		/** One order's step, in a transaction of its own: the order as the step left it (404 if it does not exist). */

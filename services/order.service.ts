@@ -480,32 +480,30 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 
 	methods: {
 		/**
-		 * A group of new orders in one transaction (the intake's group commit): one statement each for
-		 * the orders, their history and their `order.created` events.
+		 * A group of new orders in one transaction (the intake's group commit) and one message: their
+		 * `order.created` events, then one statement for the orders and their history, sent with the COMMIT.
 		 */
 		writeOrders(orders: NewOrder[]) {
 			return this.transaction(async tx => {
-					const rows = await this.sql<OrderRow>(
-						`INSERT INTO ${this.table("orders")} (id, user_id, status, payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
-						   shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, step_deadline)
-						 SELECT id, user_id, 'CREATED', payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
-						   shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, now() + make_interval(secs => :s)
-						 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(id uuid, user_id text, payment_status text, items jsonb, subtotal bigint, discount bigint, voucher_discount bigint,
-						   total bigint, currency char(3), promo_codes jsonb, voucher_codes jsonb, shipping_address jsonb, customer jsonb, payment_method text, card_token text,
-						   idempotency_key text, request_hash text)
-						 RETURNING *`,
-						{ rows: JSON.stringify(orders.map(o => o.columns)), s: this.stepTimeoutMs() / 1000 },
-						tx,
-					);
-					this.queueSql(
-						`INSERT INTO ${this.table("order_status_history")} (order_id, status, at) SELECT id, 'CREATED', at FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:ats]::timestamptz[]) AS h(id, at)`,
-						{ ids: rows.map(r => r.id), ats: rows.map(r => r.created_at) },
-						tx,
-					);
-					for (const o of orders) this.publishEvent(tx, "order.created", o.event, { key: o.columns.id, correlationId: o.columns.id, trace: o.trace });
-					const byId = new Map(rows.map(r => [r.id, r]));
-					return orders.map(o => byId.get(o.columns.id)!);
-				});
+				for (const o of orders) this.publishEvent(tx, "order.created", o.event, { key: o.columns.id, correlationId: o.columns.id, trace: o.trace });
+				const rows = await this.sqlAndCommit<OrderRow>(
+					`WITH created AS (
+					   INSERT INTO ${this.table("orders")} (id, user_id, status, payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
+					     shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, step_deadline)
+					   SELECT id, user_id, 'CREATED', payment_status, items, subtotal, discount, voucher_discount, total, currency, promo_codes, voucher_codes,
+					     shipping_address, customer, payment_method, card_token, idempotency_key, request_hash, now() + make_interval(secs => :s)
+					   FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(id uuid, user_id text, payment_status text, items jsonb, subtotal bigint, discount bigint, voucher_discount bigint,
+					     total bigint, currency char(3), promo_codes jsonb, voucher_codes jsonb, shipping_address jsonb, customer jsonb, payment_method text, card_token text,
+					     idempotency_key text, request_hash text)
+					   RETURNING *),
+					 history AS (INSERT INTO ${this.table("order_status_history")} (order_id, status, at) SELECT id, 'CREATED', created_at FROM created)
+					 SELECT * FROM created`,
+					{ rows: JSON.stringify(orders.map(o => o.columns)), s: this.stepTimeoutMs() / 1000 },
+					tx,
+				);
+				const byId = new Map(rows.map(r => [r.id, r]));
+				return orders.map(o => byId.get(o.columns.id)!);
+			});
 		},
 
 		historyColumns() {

@@ -481,47 +481,57 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		},
 
 		/**
-		 * A group of payments settled in one transaction: one UPDATE for all (only a payment still
-		 * PENDING moves; a concurrent twin's result wins ties), one insert of their events.
+		 * A group of payments settled in one transaction of one message: their rows read ahead (only a
+		 * payment still PENDING moves; a concurrent twin's result wins ties), then one UPDATE for all
+		 * and one insert of their events, sent with the commit.
 		 */
 		settleMany(group: Settlement[]) {
-			return this.transaction(async tx => {
+			const run = async (tx: Transaction) => {
 				const first = new Map<string, Settlement>();
 				for (const s of group) if (!first.has(s.p.id)) first.set(s.p.id, s);
-				const rows = [...first.values()].map(({ p, outcome }) =>
-					outcome.ok
-						? { id: p.id, status: "AUTHORIZED", charge_id: outcome.chargeId ?? null, failure_code: null, failure_reason: null, reconcile: false }
-						: { id: p.id, status: "FAILED", charge_id: null, failure_code: outcome.code, failure_reason: outcome.reason, reconcile: outcome.ambiguous === true },
-				);
-				const updated = await this.sql<PaymentRow>(
-					`UPDATE ${this.table("payments")} p SET status = v.status, charge_id = v.charge_id, failure_code = v.failure_code, failure_reason = v.failure_reason, reconcile = v.reconcile,
-					   refund_next_at = CASE WHEN v.reconcile THEN now() ELSE p.refund_next_at END, updated_at = now()
-					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, charge_id text, failure_code text, failure_reason text, reconcile boolean)
-					 WHERE p.id = v.id AND p.status = 'PENDING' RETURNING p.*`,
-					{ rows: JSON.stringify(rows) },
-					tx,
-				);
-				const settled = new Map(updated.map(r => [r.id, r]));
-				for (const p of updated) {
-					const { outcome, trace } = first.get(p.id)!;
+				const [read] = (await this.sqlEach([this.lockedRead("payments", "id = ANY(ARRAY[:ids]::uuid[])", "id", { ids: [...first.keys()] })], tx)) as [PaymentRow[]];
+				const settled = new Map<string, PaymentRow>();
+				const moved: Array<Settlement & { row: PaymentRow }> = [];
+				const takenAfterFailure: string[] = [];
+				for (const current of read) {
+					const { outcome, trace } = first.get(current.id)!;
+					if (current.status === "PENDING") {
+						const row: PaymentRow = outcome.ok
+							? { ...current, status: "AUTHORIZED", charge_id: outcome.chargeId ?? null, failure_code: null, failure_reason: null }
+							: { ...current, status: "FAILED", charge_id: null, failure_code: outcome.code, failure_reason: outcome.reason };
+						moved.push({ p: current, outcome, trace, row });
+						settled.set(row.id, row);
+						continue;
+					}
+					// Money taken for a payment that failed meanwhile (abandoned): reconciliation gives it back.
+					if (outcome.ok && current.status === "FAILED") takenAfterFailure.push(current.id);
+					settled.set(current.id, current);
+				}
+				if (moved.length > 0) {
+					const rows = moved.map(({ row, outcome }) => ({ id: row.id, status: row.status, charge_id: row.charge_id, failure_code: row.failure_code, failure_reason: row.failure_reason, reconcile: !outcome.ok && outcome.ambiguous === true }));
+					this.queueSql(
+						`UPDATE ${this.table("payments")} p SET status = v.status, charge_id = v.charge_id, failure_code = v.failure_code, failure_reason = v.failure_reason, reconcile = v.reconcile,
+						   refund_next_at = CASE WHEN v.reconcile THEN now() ELSE p.refund_next_at END, updated_at = now()
+						 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, charge_id text, failure_code text, failure_reason text, reconcile boolean)
+						 WHERE p.id = v.id`,
+						{ rows: JSON.stringify(rows) },
+						tx,
+					);
+				}
+				if (takenAfterFailure.length > 0) {
+					this.queueSql(`UPDATE ${this.table("payments")} SET reconcile = true, refund_attempts = 0, refund_next_at = now() WHERE id = ANY(ARRAY[:ids]::uuid[])`, { ids: takenAfterFailure }, tx);
+				}
+				for (const { p, outcome, trace } of moved) {
 					const opts = { correlationId: p.order_id, key: p.order_id, trace };
 					if (outcome.ok) this.publishEvent(tx, "payment.authorized", { orderId: p.order_id, userId: p.user_id, paymentId: p.id, method: p.method, amount: Number(p.amount), currency: p.currency }, opts);
 					else this.publishEvent(tx, "payment.failed", { orderId: p.order_id, userId: p.user_id, code: outcome.code, reason: outcome.reason }, opts);
 				}
 				tx.afterCommit(() => {
-					for (const p of updated) countMetric(this.broker, "payments", { method: p.method, outcome: p.status === "AUTHORIZED" ? "AUTHORIZED" : p.failure_code! });
+					for (const { row: p } of moved) countMetric(this.broker, "payments", { method: p.method, outcome: p.status === "AUTHORIZED" ? "AUTHORIZED" : p.failure_code! });
 				});
-				for (const { p, outcome } of first.values()) {
-					if (settled.has(p.id)) continue;
-					const current = (await this.paymentFor(p.order_id, tx))!;
-					// Money taken for a payment that failed meanwhile (abandoned): reconciliation gives it back.
-					if (outcome.ok && current.status === "FAILED") {
-						await this.sql(`UPDATE ${this.table("payments")} SET reconcile = true, refund_attempts = 0, refund_next_at = now() WHERE id = :id`, { id: p.id }, tx);
-					}
-					settled.set(p.id, current);
-				}
 				return group.map(s => settled.get(s.p.id)!);
-			});
+			};
+			return this.transaction(run, undefined, { readAhead: true });
 		},
 
 		/**

@@ -210,17 +210,18 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		/**
 		 * A group of order payments in one transaction: the orders' earlier debits read and the
 		 * wallets locked once each, every debit decided in arrival order (applyDebits: whole or
-		 * refused), then one statement each for the balances, the ledger rows and their events. A
+		 * refused), then one statement each for the balances, the ledger rows and their events, sent
+		 * with the commit (the ledger rows are written as answered: their time is this node's). A
 		 * repeated debit answers the first one's result; a refused one is INSUFFICIENT_FUNDS alone.
 		 */
 		debitPayments(debits: Movement[]) {
 			const t = (name: string) => this.table(name);
-			return this.transaction(async tx => {
-				// One message: the wallets of every debit are locked, a repeated one's too (rare, and harmless).
+			const run = async (tx: Transaction) => {
+				// One message, read ahead: the wallets of every debit, a repeated one's too (rare, and harmless).
 				const [earlier, wallets] = (await this.sqlEach(
 					[
 						[`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, { orderIds: debits.map(d => d.orderId) }],
-						[`SELECT user_id, balance FROM ${t("wallets")} WHERE user_id = ANY(ARRAY[:users]::text[]) ORDER BY user_id FOR UPDATE`, { users: [...new Set(debits.map(d => d.userId))] }],
+						this.lockedRead("wallets", "user_id = ANY(ARRAY[:users]::text[])", "user_id", { users: [...new Set(debits.map(d => d.userId))] }, "user_id, balance"),
 					],
 					tx,
 				)) as [LedgerRow[], Array<{ user_id: string; balance: string }>];
@@ -231,21 +232,26 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
 				if (taken.length > 0) {
 					this.queueSql(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, { users: [...changed.keys()], balances: [...changed.values()] }, tx);
-					const rows = await this.sql<LedgerRow>(
-						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id)
-						 SELECT id, user_id, 'DEBIT', 'PAYMENT', amount, balance, order_id FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:users]::text[], ARRAY[:amounts]::bigint[], ARRAY[:balances]::bigint[], ARRAY[:orderIds]::uuid[])
-						   AS m(id, user_id, amount, balance, order_id) RETURNING *`,
-						{ ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId) },
+					const at = new Date();
+					this.queueSql(
+						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, created_at)
+						 SELECT id, user_id, 'DEBIT', 'PAYMENT', amount, balance, order_id, :at FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:users]::text[], ARRAY[:amounts]::bigint[], ARRAY[:balances]::bigint[], ARRAY[:orderIds]::uuid[])
+						   AS m(id, user_id, amount, balance, order_id)`,
+						{ ids: taken.map(m => m.id), users: taken.map(m => m.userId), amounts: taken.map(m => m.amount), balances: taken.map(m => m.balance), orderIds: taken.map(m => m.orderId), at },
 						tx,
 					);
-					for (const r of rows) repeated.set(r.order_id, toLedgerEntry(r));
+					for (const m of taken) {
+						const row: LedgerRow = { id: m.id, user_id: m.userId, type: "DEBIT", reason: "PAYMENT", amount: String(m.amount), balance_after: String(m.balance), order_id: m.orderId ?? null, note: null, created_at: at };
+						repeated.set(m.orderId!, toLedgerEntry(row));
+					}
 					for (const m of taken) this.publishEvent(tx, "wallet.debited", { userId: m.userId, amount: m.amount, balanceAfter: m.balance, orderId: m.orderId, reason: "PAYMENT" }, { key: m.userId, correlationId: m.orderId, trace: m.trace });
 				}
 				return debits.map(d => {
 					const entry = repeated.get(d.orderId!);
 					return entry ? { transaction: entry, balance: entry.balanceAfter } : new BusinessRuleError("INSUFFICIENT_FUNDS", "The wallet balance does not cover the amount", { userId: d.userId, amount: d.amount });
 				});
-			});
+			};
+			return this.transaction(run, undefined, { readAhead: true });
 		},
 
 		async move(m: Movement, ctx?: Context) {

@@ -23,16 +23,22 @@ const recordSql = (schema: string) =>
  * transaction's first statement (embedded, a transaction holds PGlite between its messages). One
  * seen before fails that insert with a unique violation and rolls the attempt back; the batch is
  * then run again with the records written first, ON CONFLICT DO NOTHING, and only the new ids given.
+ * On that first try the effect's locked reads are read ahead (TransactionOptions.readAhead), so
+ * the effect must have no effect outside its transaction: it may run again.
  */
 export async function consumeBatchOnce<T>(sequelize: Sequelize, schema: string, events: Array<Pick<DomainEvent, "eventId" | "eventName">>, effect: (tx: Transaction, fresh: Set<string>) => Promise<T>): Promise<T> {
 	const insert = `INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[])`;
 	const records = { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) };
 	if (new Set(records.ids).size === records.ids.length) {
 		try {
-			return await inTransaction(sequelize, tx => {
-				queueSql(sequelize, tx, insert, records);
-				return effect(tx, new Set(records.ids));
-			});
+			return await inTransaction(
+				sequelize,
+				tx => {
+					queueSql(sequelize, tx, insert, records, "check");
+					return effect(tx, new Set(records.ids));
+				},
+				{ readAhead: true },
+			);
 		} catch (err) {
 			if (!mayBeSeenBefore(err)) throw err;
 		}

@@ -8,7 +8,7 @@ import { createEnvelope } from "../../lib/events/envelope";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 import { watchStatements } from "../../scripts/harness/statements";
-import { queueSql, rowsOfEach, sqlQuery, sqlQueryEach } from "../../lib/sql";
+import { queueSql, rowsOfEach, sqlQuery, sqlQueryAndCommit, sqlQueryEach, UNCHANGED_SINCE_READ, type LockedRead } from "../../lib/sql";
 import { statSync } from "node:fs";
 import { beforeCommit, inTransaction, type Transaction } from "../../lib/transactions";
 
@@ -201,6 +201,61 @@ describe("embedded node", () => {
 		const answer = (n: number) => ({ rows: [n] });
 		expect(rowsOfEach([answer(0), answer(1), answer(2), answer(3)], ["PREPARE s AS SELECT 1;\nEXECUTE s", "SELECT 3"])).toEqual([[2], [3]]);
 		expect(rowsOfEach(answer(7), ["SELECT 7"])).toEqual([[7]]);
+	});
+
+	it("reads a transaction's locked rows ahead of it and sends their guard, its writes and its COMMIT in one message; rows changed in between run it again, and its last try locks as it reads", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await runMigrations(sequelize, "occprobe", [UNCHANGED_SINCE_READ, { id: "occprobe-001", sql: "CREATE TABLE c (id int PRIMARY KEY, n int NOT NULL); INSERT INTO c VALUES (1, 0), (2, 0)" }]);
+		const read: LockedRead = { schema: "occprobe", table: '"occprobe".c', where: "id = ANY(ARRAY[:ids]::int[])", orderBy: "id", columns: "id, n", replacements: { ids: [1, 2] } };
+		const counter = async () => (await sqlQuery<{ n: number }>(sequelize, 'SELECT n FROM "occprobe".c WHERE id = 1'))[0].n;
+		// An increment decided from what it read: an update lost in between would show as a missing increment.
+		const increment = (meddle: (attempt: number, ahead: boolean) => Promise<unknown>) => {
+			let attempt = 0;
+			return inTransaction(
+				sequelize,
+				async tx => {
+					const ahead = tx.mayReadAhead;
+					const [rows] = (await sqlQueryEach(sequelize, [read], tx)) as [Array<{ id: number; n: number }>];
+					await meddle(++attempt, ahead);
+					queueSql(sequelize, tx, 'UPDATE "occprobe".c SET n = :n WHERE id = 1', { n: rows[0].n + 1 });
+					return { attempt, ahead, rows };
+				},
+				{ readAhead: true },
+			);
+		};
+		const { result, messages } = await messagesWhile(() => increment(async () => {}), 200);
+		// Alone: the read before BEGIN, unlocked; then one message that locks, checks, writes and commits.
+		expect(result).toEqual({ attempt: 1, ahead: true, rows: [{ id: 1, n: 0 }, { id: 2, n: 0 }] });
+		// (A statement's first use also prepares it, in a message of its own: not counted here.)
+		const own = messages.filter(m => m.some(sql => sql.includes("occprobe")) && !m[0].startsWith("PREPARE"));
+		expect(own.map(m => m.map(sql => sql.slice(0, 25)))).toEqual([
+			["SELECT ctid::text || '/' "],
+			["BEGIN", 'SELECT "occprobe".unchang', 'UPDATE "occprobe".c SET n', "COMMIT"],
+		]);
+		// Changed between its read and its commit: the guard fails that try and the next reads again.
+		const meddled = await increment(attempt => (attempt === 1 ? sqlQuery(sequelize, 'UPDATE "occprobe".c SET n = n + 10 WHERE id = 1') : Promise.resolve()));
+		expect(meddled).toMatchObject({ attempt: 2, ahead: true, rows: [{ n: 11 }, { n: 0 }] });
+		expect(await counter()).toBe(12);
+		// Changed every time it reads ahead: it ends locking as it reads, in the transaction.
+		const contended = await increment((_attempt, ahead) => (ahead ? sqlQuery(sequelize, 'UPDATE "occprobe".c SET n = n + 100 WHERE id = 1') : Promise.resolve()));
+		expect(contended).toMatchObject({ attempt: 3, ahead: false, rows: [{ n: 212 }, { n: 0 }] });
+		expect(await counter()).toBe(213);
+	});
+
+	it("sends a transaction's last statement with its finishers' writes and its COMMIT, and answers its rows", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const { result, messages } = await messagesWhile(
+			() =>
+				inTransaction(sequelize, async tx => {
+					beforeCommit(tx, async () => queueSql(sequelize, tx, 'INSERT INTO "txprobe".t (note) VALUES (:note)', { note: "txprobe-finisher" }), "flush");
+					return sqlQueryAndCommit(sequelize, 'INSERT INTO "txprobe".t (note) VALUES (:note) RETURNING note', { note: "txprobe-last" }, tx);
+				}),
+			25,
+		);
+		expect(result).toEqual([{ note: "txprobe-last" }]);
+		expect(messages.filter(m => m.some(sql => sql.includes("txprobe")))).toEqual([["BEGIN", 'INSERT INTO "txprobe".t (', 'INSERT INTO "txprobe".t (', "COMMIT"]]);
+		const notes = await sqlQuery<{ note: string }>(sequelize, 'SELECT note FROM "txprobe".t WHERE note IN (:a, :b) ORDER BY note', { a: "txprobe-finisher", b: "txprobe-last" });
+		expect(notes.map(r => r.note)).toEqual(["txprobe-finisher", "txprobe-last"]);
 	});
 
 	it("runs a statement used again as a prepared statement, with the same answers", async () => {
@@ -416,6 +471,6 @@ describe("embedded node", () => {
 		expect((await effects()).length).toBe(before);
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "probe-consumer".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
-		expect(applied.map(r => r.id)).toEqual(["events-001-outbox-inbox-dead-letters", "probe-001"]);
+		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", "events-001-outbox-inbox-dead-letters", "probe-001"]);
 	});
 });
