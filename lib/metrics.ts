@@ -18,6 +18,12 @@ const DEFINITIONS = {
 	payments: { type: "counter", name: "checkout_payments_total", labelNames: ["method", "outcome"], description: "Payment outcomes: AUTHORIZED or the failure code" },
 	paymentSessions: { type: "counter", name: "checkout_payment_sessions_total", labelNames: ["outcome"], description: "Hosted payment sessions: CREATED, then COMPLETED or EXPIRED" },
 	reservations: { type: "counter", name: "checkout_stock_reservations_total", labelNames: ["outcome"], description: "Reservations: RESERVED or OUT_OF_STOCK" },
+	readAheadRetries: {
+		type: "counter",
+		name: "checkout_read_ahead_retries_total",
+		labelNames: ["service"],
+		description: "Transactions run again because rows they read ahead changed before their commit: contention on the same rows",
+	},
 	lockTimeouts: { type: "counter", name: "checkout_lock_timeouts_total", labelNames: ["service"], description: "Locks not had in time (LOCK_TIMEOUT): contention on the same keys" },
 	outboxBacklog: { type: "gauge", name: "checkout_outbox_backlog", labelNames: ["service"], description: "Events written but not yet published, per service" },
 	eventDelay: {

@@ -128,6 +128,8 @@ export interface TransactionOptions {
 	 * start: it must have no effect outside `tx`. After READ_AHEAD_ATTEMPTS it locks as it reads.
 	 */
 	readAhead?: boolean;
+	/** Told each time rows read ahead had changed and `fn` runs again (a contention metric). */
+	onRetry?: () => void;
 }
 
 /**
@@ -142,6 +144,7 @@ export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transactio
 			return await attemptTransaction(sequelize, fn, readAhead);
 		} catch (err) {
 			if (!readAhead || !isSerializationFailure(err)) throw err;
+			opts.onRetry?.();
 		}
 	}
 }

@@ -4,6 +4,7 @@ import SequelizeAdapter from "moleculer-db-adapter-sequelize";
 import { type ModelAttributes, type ModelOptions, type ModelStatic, type Model, type Sequelize } from "sequelize";
 import type { Context } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
+import { countMetric } from "../lib/metrics";
 import { quoteIdent, runMigrations, type Migration } from "../lib/migrations";
 import { inTransaction, type Transaction, type TransactionOptions } from "../lib/transactions";
 import { offsetOf, pageOf, type Page } from "../lib/paging";
@@ -24,6 +25,9 @@ export function bindContext(tx: Transaction, ctx: Context | undefined): void {
 export function contextOf(tx: Transaction): Context | undefined {
 	return contexts.get(tx);
 }
+
+/** Counts a transaction of `service` run again after its reads ahead changed. */
+export const readAheadRetried = (service: Service) => () => countMetric(service.broker, "readAheadRetries", { service: service.name });
 
 /** What the mixin adds to a service's `this`. */
 export interface DbMethods {
@@ -127,7 +131,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 						bindContext(tx, ctx);
 						return fn(tx);
 					},
-					opts,
+					{ onRetry: readAheadRetried(this), ...opts },
 				);
 			},
 			/** One page of a list (SPEC section 2's paging) and the count of all its rows, each row mapped by `map`. */

@@ -12,7 +12,7 @@ import { OutboxRelay, writeToOutbox, type OutboxMessage, type Publisher } from "
 import { consumeBatchOnce, consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
-import { bindContext, contextOf, type DbService } from "./db.mixin";
+import { bindContext, contextOf, readAheadRetried, type DbService } from "./db.mixin";
 import { NotFoundError, BusinessRuleError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 
@@ -111,15 +111,21 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 		};
 	}
 	if ("batch" in declared) {
-		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx, contexts: [ctx] }));
+		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx, contexts: [ctx] }), readAheadRetried(service));
 		return declared.lock ? () => lockedFor(service.broker, service.name, declared.lock!(event), once) : once;
 	}
 	const handler = handlerOf(declared);
 	const once = () =>
-		consumeOnce(service.sequelize, service.name, event, tx => {
-			bindContext(tx, ctx);
-			return handler.call(service, event, { tx, ctx });
-		});
+		consumeOnce(
+			service.sequelize,
+			service.name,
+			event,
+			tx => {
+				bindContext(tx, ctx);
+				return handler.call(service, event, { tx, ctx });
+			},
+			readAheadRetried(service),
+		);
 	// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
 	return typeof declared === "function" ? once : () => lockedFor(service.broker, service.name, declared.lock(event), once);
 }
@@ -258,7 +264,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 							await handlerOf(declared).call(this, event, { tx, ctx });
 						}
 						await flush();
-					});
+					}, readAheadRetried(this));
 				await (keys.length > 0 ? lockedFor(this.broker, this.name, keys, apply) : apply());
 			},
 

@@ -26,7 +26,13 @@ const recordSql = (schema: string) =>
  * On that first try the effect's locked reads are read ahead (TransactionOptions.readAhead), so
  * the effect must have no effect outside its transaction: it may run again.
  */
-export async function consumeBatchOnce<T>(sequelize: Sequelize, schema: string, events: Array<Pick<DomainEvent, "eventId" | "eventName">>, effect: (tx: Transaction, fresh: Set<string>) => Promise<T>): Promise<T> {
+export async function consumeBatchOnce<T>(
+	sequelize: Sequelize,
+	schema: string,
+	events: Array<Pick<DomainEvent, "eventId" | "eventName">>,
+	effect: (tx: Transaction, fresh: Set<string>) => Promise<T>,
+	onRetry?: () => void,
+): Promise<T> {
 	const insert = `INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[])`;
 	const records = { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) };
 	if (new Set(records.ids).size === records.ids.length) {
@@ -37,7 +43,7 @@ export async function consumeBatchOnce<T>(sequelize: Sequelize, schema: string, 
 					queueSql(sequelize, tx, insert, records, "check");
 					return effect(tx, new Set(records.ids));
 				},
-				{ readAhead: true },
+				{ readAhead: true, onRetry },
 			);
 		} catch (err) {
 			if (!mayBeSeenBefore(err)) throw err;
@@ -77,12 +83,19 @@ export async function consumeOnce(
 	schema: string,
 	event: Pick<DomainEvent, "eventId" | "eventName">,
 	effect: (tx: Transaction) => Promise<void>,
+	onRetry?: () => void,
 ): Promise<"processed" | "duplicate"> {
-	return consumeBatchOnce(sequelize, schema, [event], async (tx, fresh) => {
-		if (fresh.size === 0) return "duplicate";
-		await effect(tx);
-		return "processed";
-	});
+	return consumeBatchOnce(
+		sequelize,
+		schema,
+		[event],
+		async (tx, fresh) => {
+			if (fresh.size === 0) return "duplicate";
+			await effect(tx);
+			return "processed";
+		},
+		onRetry,
+	);
 }
 
 export interface DeadLetter {

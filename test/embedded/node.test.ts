@@ -209,6 +209,7 @@ describe("embedded node", () => {
 		const read: LockedRead = { schema: "occprobe", table: '"occprobe".c', where: "id = ANY(ARRAY[:ids]::int[])", orderBy: "id", columns: "id, n", replacements: { ids: [1, 2] } };
 		const counter = async () => (await sqlQuery<{ n: number }>(sequelize, 'SELECT n FROM "occprobe".c WHERE id = 1'))[0].n;
 		// An increment decided from what it read: an update lost in between would show as a missing increment.
+		let retries = 0;
 		const increment = (meddle: (attempt: number, ahead: boolean) => Promise<unknown>) => {
 			let attempt = 0;
 			return inTransaction(
@@ -220,7 +221,7 @@ describe("embedded node", () => {
 					queueSql(sequelize, tx, 'UPDATE "occprobe".c SET n = :n WHERE id = 1', { n: rows[0].n + 1 });
 					return { attempt, ahead, rows };
 				},
-				{ readAhead: true },
+				{ readAhead: true, onRetry: () => retries++ },
 			);
 		};
 		const { result, messages } = await messagesWhile(() => increment(async () => {}), 200);
@@ -236,10 +237,12 @@ describe("embedded node", () => {
 		const meddled = await increment(attempt => (attempt === 1 ? sqlQuery(sequelize, 'UPDATE "occprobe".c SET n = n + 10 WHERE id = 1') : Promise.resolve()));
 		expect(meddled).toMatchObject({ attempt: 2, ahead: true, rows: [{ n: 11 }, { n: 0 }] });
 		expect(await counter()).toBe(12);
+		expect(retries).toBe(1); // what checkout_read_ahead_retries_total counts
 		// Changed every time it reads ahead: it ends locking as it reads, in the transaction.
 		const contended = await increment((_attempt, ahead) => (ahead ? sqlQuery(sequelize, 'UPDATE "occprobe".c SET n = n + 100 WHERE id = 1') : Promise.resolve()));
 		expect(contended).toMatchObject({ attempt: 3, ahead: false, rows: [{ n: 212 }, { n: 0 }] });
 		expect(await counter()).toBe(213);
+		expect(retries).toBe(3);
 	});
 
 	it("sends a transaction's last statement with its finishers' writes and its COMMIT, and answers its rows", async () => {
