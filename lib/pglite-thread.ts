@@ -7,7 +7,7 @@
  * Why a Unix socket in a private directory (mode 0700, see `mkdtemp`): the database has no
  * password, so it must not listen where any local process can reach it (a loopback TCP port).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -46,12 +46,39 @@ function workerFile(): { file: string; execArgv?: string[] } {
 	return { file, execArgv: [...process.execArgv, "--import", pathToFileURL(require.resolve("tsx")).href] };
 }
 
+const SOCKET_DIR_PREFIX = "checkout-pglite-";
+
+/** Whether a process with this id runs (one we may not signal runs too). */
+function alive(pid: number): boolean {
+	try {
+		process.kill(pid, 0);
+		return true;
+	} catch (err) {
+		return (err as NodeJS.ErrnoException).code === "EPERM";
+	}
+}
+
+/**
+ * Removes the socket directories in `parent` that processes left when they were killed (SIGKILL
+ * runs no exit handler): each is named after the process that made it, and removed once that
+ * process is gone. Returns the names removed.
+ */
+export function sweepStaleSocketDirs(parent = tmpdir()): string[] {
+	const stale = readdirSync(parent).filter(name => {
+		const pid = Number(new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`).exec(name)?.[1]);
+		return Number.isInteger(pid) && pid > 0 && !alive(pid);
+	});
+	for (const name of stale) rmSync(path.join(parent, name), { recursive: true, force: true });
+	return stale;
+}
+
 export async function startPgliteThread(options: PgliteThreadOptions): Promise<PgliteThread> {
-	const socketDir = mkdtempSync(path.join(tmpdir(), "checkout-pglite-"));
+	sweepStaleSocketDirs();
+	const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
 	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`) };
 	const { file, execArgv } = workerFile();
 	const worker = new Worker(file, { workerData: data, execArgv });
-	// Also when the process exits without stopping it (only a SIGKILL leaves the directory behind).
+	// Also when the process exits without stopping it (a SIGKILL leaves it to the next start's sweep).
 	const removeDir = () => rmSync(socketDir, { recursive: true, force: true });
 	process.once("exit", removeDir);
 	const end = async () => {
