@@ -305,15 +305,16 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			const publish: Publisher = kafka
 				? (messages: OutboxMessage[]) => this.kafkaPublish(messages)
 				: {
-						// Fire and forget: the consumer side owns retries, dedup and dead letters.
-						handOver: messages => {
-							for (const m of messages) void this.broker.emit(m.event.eventName, m.event, { parentCtx: traceParent(this.broker, m.event) });
-						},
+						// Resolves once this node's consumers handled them and the other nodes' were sent (fire and forget), rejects if a send failed.
+						handOver: events => Promise.all(events.map(event => this.broker.emit(event.eventName, event, { parentCtx: traceParent(this.broker, event), throwError: true }))),
 					};
 			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs, backlog =>
 				setMetric(this.broker, "outboxBacklog", { service: this.name }, backlog),
 			);
-			this.relay.start();
+			// On the bus, once every service of the node has started: a consumer registers its handlers
+			// only then, and an event handed over to no one would be marked published all the same.
+			if (kafka || this.broker.started) this.relay.start();
+			else this.broker.localBus.once("$broker.started", () => this.relay?.start());
 			if (kafka && eventNames.length > 0) {
 				const onRecords: KafkaBatchHandler = async records => {
 					const deliveries = records.map(({ value }) => {

@@ -17,11 +17,14 @@ export type PublishBatch = (messages: OutboxMessage[]) => Promise<void>;
 
 /**
  * Kafka confirms a publish, so a batch is marked in the transaction that publishes it and a failed
- * publish keeps its rows. The Moleculer bus hands events over in memory and confirms nothing
- * (fire and forget: the consumers own retries), so holding a transaction open around it would
- * guard nothing: its batch is marked by one statement of its own and handed over after.
+ * publish keeps its rows. The Moleculer bus hands events over in memory: `handOver` resolves once
+ * the consumers on this node have handled them (committed, or dead-lettered) and the others' have
+ * been sent. So a batch is marked as handed over by one statement of its own (no transaction held
+ * around the hand-over), and as published by a later round once `handOver` resolved: a node killed
+ * in between leaves them handed over and unpublished, and the next start hands them over again
+ * (consumers deduplicate by eventId) instead of losing them.
  */
-export type Publisher = PublishBatch | { handOver: (messages: OutboxMessage[]) => void };
+export type Publisher = PublishBatch | { handOver: (events: DomainEvent[]) => Promise<unknown> };
 
 /** Events written in a transaction and not yet inserted: one multi-row insert at its end. */
 const pending = new WeakMap<Transaction, Array<{ event: DomainEvent; key: string }>>();
@@ -78,6 +81,10 @@ export class OutboxRelay {
 	private failures = 0;
 	private lastCleanup = 0;
 	private lastBacklogReport = 0;
+	/** On the bus: rows handed over whose hand-over resolved, marked published by the next round. */
+	private handled: string[] = [];
+	/** On the bus: whether this relay has given back what an earlier run handed over and never saw handled. */
+	private recovered = false;
 	private readonly table: string;
 
 	constructor(
@@ -108,6 +115,7 @@ export class OutboxRelay {
 		this.running = false;
 		this.wake?.();
 		await this.loop;
+		if (this.handled.length > 0) await this.markBatch(undefined, false).catch(() => undefined); // else handed over again on the next start: harmless
 	}
 
 	/** Rows written but not yet published (the outbox backlog). */
@@ -160,27 +168,57 @@ export class OutboxRelay {
 							if (messages.length > 0) await publisher(messages);
 							return messages.length;
 						})
-					: await this.markBatch().then(messages => (publisher.handOver(messages), messages.length));
+					: await this.handOverBatch(publisher);
 			if (published < BATCH) return;
 		}
+	}
+
+	/** The bus: the next batch marked as handed over, handed over, and remembered as handled once `handOver` resolves. */
+	private async handOverBatch(publisher: Exclude<Publisher, PublishBatch>): Promise<number> {
+		if (!this.recovered) {
+			// Handed over and never seen handled: by a node that was killed, again. (In a cluster, rows
+			// in flight on another node's relay are handed over a second time: consumers deduplicate.)
+			await sqlQuery(this.sequelize, `UPDATE ${this.table} SET handed_at = NULL WHERE published_at IS NULL AND handed_at IS NOT NULL`);
+			this.recovered = true;
+		}
+		const messages = await this.markBatch(undefined, true);
+		if (messages.length > 0) {
+			const seqs = messages.map(m => m.seq);
+			// A hand-over that failed leaves its rows handed over, unpublished: the next start hands them over again.
+			void publisher.handOver(messages.map(m => m.event)).then(
+				() => this.handled.push(...seqs),
+				() => undefined,
+			);
+		}
+		return messages.length;
 	}
 
 	/**
 	 * The relay lock, the next batch and its mark in one statement: no rows when another node holds
 	 * the lock (a CTE with a volatile function is evaluated once, before the rows are read); the
-	 * lock lasts as long as `tx`, or this statement without one.
+	 * lock lasts as long as `tx`, or this statement without one. On the bus (`handOver`), the batch
+	 * is marked as handed over, and the rows whose hand-over resolved since the last round as
+	 * published (false: only those).
 	 */
-	private async markBatch(tx?: Transaction): Promise<OutboxMessage[]> {
-		const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
-			this.sequelize,
-			`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
-			      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ORDER BY seq LIMIT ${BATCH})
-			 UPDATE ${this.table} o SET published_at = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
-			{ name: `outbox:${this.schema}` },
-			tx,
-		);
-		rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
-		return rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope }));
+	private async markBatch(tx?: Transaction, handOver?: boolean): Promise<OutboxMessage[]> {
+		const handled = handOver === undefined ? [] : this.handled.splice(0);
+		const mark = handOver === undefined ? "published_at" : "handed_at";
+		try {
+			const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+				this.sequelize,
+				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
+				      handled AS (UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:handled]::bigint[]) AND published_at IS NULL),
+				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND :more AND published_at IS NULL AND handed_at IS NULL ORDER BY seq LIMIT ${BATCH})
+				 UPDATE ${this.table} o SET ${mark} = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
+				{ name: `outbox:${this.schema}`, handled, more: handOver !== false },
+				tx,
+			);
+			rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
+			return rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope }));
+		} catch (err) {
+			this.handled.unshift(...handled);
+			throw err;
+		}
 	}
 
 	/** The backlog gauge, at most once per poll interval (not after every commit's wake-up). */

@@ -32,4 +32,10 @@ export const EVENT_TABLE_MIGRATIONS: Migration[] = [
 				replayed_at timestamptz
 			);`,
 	},
+	{
+		// On the Moleculer bus an event is handed over (handed_at) before it is handled, and marked
+		// published once its consumers here have handled it (lib/events/relay.ts).
+		id: "events-002-outbox-handed-over",
+		sql: `ALTER TABLE outbox ADD COLUMN handed_at timestamptz`,
+	},
 ];

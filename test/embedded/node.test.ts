@@ -5,6 +5,9 @@ import { QueryTypes } from "sequelize";
 import { runtimeOf } from "../../lib/runtime";
 import { runMigrations } from "../../lib/migrations";
 import { createEnvelope } from "../../lib/events/envelope";
+import { EVENT_TABLE_MIGRATIONS } from "../../lib/events/tables";
+import { OutboxRelay, writeToOutbox } from "../../lib/events/relay";
+import type { Logger } from "moleculer";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 import { watchStatements } from "../../scripts/harness/statements";
@@ -401,15 +404,35 @@ describe("embedded node", () => {
 		);
 	});
 
-	it("marks a batch for the bus with one statement of its own, outside any transaction, and hands it over after", async () => {
-		const { messages } = await messagesWhile(async () => {
-			const [id] = await call<string[]>("probe-producer.emit", { data: { note: "handed-over" } });
-			await eventually("the event handled", async () => (await effects()).some(r => r.eventId === id));
-		}, 1000);
-		// The bus confirms nothing, so a transaction held open around the hand-over would guard nothing.
-		const marks = messages.filter(m => m.some(sql => sql.includes(`"probe-producer".outbox o SET published_at`)));
-		expect(marks.length).toBeGreaterThan(0);
-		for (const message of marks) expect(message).toEqual([expect.stringMatching(/^WITH relay AS/)]);
+	it("on the bus, marks a batch handed over with one statement of its own and published once this node's consumers handled it; handed over and never handled (a killed node), it is handed over again on the next start", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const svc = node.broker.getLocalService("probe-producer") as any;
+		const stateOf = async (table: string, id: string) =>
+			(await sqlQuery<{ handed: boolean; published: boolean }>(sequelize, `SELECT handed_at IS NOT NULL AS handed, published_at IS NOT NULL AS published FROM ${table} WHERE event_id = :id`, { id }))[0];
+		// The node's own relay: handled by the probe consumer, then published by a later round.
+		const [id] = await call<string[]>("probe-producer.emit", { data: { note: "handed-over" } });
+		await eventually("the event handled", async () => (await effects()).some(r => r.eventId === id));
+		await eventually("the event published", async () => (await stateOf(svc.table("outbox"), id)).published);
+
+		await runMigrations(sequelize, "busprobe", EVENT_TABLE_MIGRATIONS);
+		const event = await inTransaction(sequelize, async tx => writeToOutbox(sequelize, "busprobe", tx, "probe.bus", {}, { service: "busprobe", nodeID: "t" }));
+		const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
+		// Its consumer never finishes: the node is killed while it works.
+		const killed = new OutboxRelay(sequelize, "busprobe", { handOver: () => new Promise(() => {}) }, quiet, 60000);
+		const { messages } = await messagesWhile(() => killed.drain(), 2000);
+		expect(await stateOf('"busprobe".outbox', event.eventId)).toEqual({ handed: true, published: false });
+		// The mark needs no transaction: the bus confirms nothing a transaction could roll back.
+		const marks = messages.filter(m => m.some(sql => sql.includes('"busprobe".outbox o SET handed_at')) && !m[0].startsWith("PREPARE"));
+		expect(marks).toEqual([[expect.stringMatching(/^WITH relay AS/)]]);
+		// The next start hands it over again; the round after its hand-over resolved marks it published.
+		const handed: string[] = [];
+		const restarted = new OutboxRelay(sequelize, "busprobe", { handOver: async events => void handed.push(...events.map(e => e.eventId)) }, quiet, 60000);
+		await restarted.drain();
+		expect(handed).toEqual([event.eventId]);
+		expect(await stateOf('"busprobe".outbox', event.eventId)).toEqual({ handed: true, published: false });
+		await restarted.drain();
+		expect(await stateOf('"busprobe".outbox', event.eventId)).toEqual({ handed: true, published: true });
+		expect(handed).toEqual([event.eventId]); // and not handed over twice by one run
 	});
 
 	it("publishes rows a crash left in the outbox on its next sweep", async () => {
@@ -467,13 +490,26 @@ describe("embedded node", () => {
 		}
 	});
 
-	it("starts again on the same data directory with its data and nothing to migrate", async () => {
+	it("starts again on the same data directory with its data and nothing to migrate, and hands over again what it had handed over and never seen handled", async () => {
 		const before = (await effects()).length;
+		// As a node killed while its consumer worked leaves an event: handed over, not published.
+		const svc = node.broker.getLocalService("probe-producer") as any;
+		const event = createEnvelope(PROBE_EVENT, { note: "handed-over-before-the-kill" }, { service: "probe-producer", nodeID: "killed" });
+		await svc.sequelize.query(`INSERT INTO ${svc.table("outbox")} (event_id, event_name, aggregate_key, envelope, handed_at) VALUES (:id, :name, :id, :envelope, now())`, {
+			replacements: { id: event.eventId, name: PROBE_EVENT, envelope: JSON.stringify(event) },
+		});
 		await node.stop();
-		node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
-		expect((await effects()).length).toBe(before);
+		process.env.PROBE_CONSUMER_START_DELAY_MS = "1000";
+		try {
+			node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
+		} finally {
+			delete process.env.PROBE_CONSUMER_START_DELAY_MS;
+		}
+		// Handed over once every service of the node has started: not to a consumer still starting.
+		await eventually("the event handled after the restart", async () => (await effects()).some(r => r.eventId === event.eventId));
+		expect((await effects()).length).toBe(before + 1);
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "probe-consumer".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
-		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", "events-001-outbox-inbox-dead-letters", "probe-001"]);
+		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", "events-001-outbox-inbox-dead-letters", "events-002-outbox-handed-over", "probe-001"]);
 	});
 });
