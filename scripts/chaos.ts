@@ -18,13 +18,15 @@ import { DEV_WEBHOOK_SECRET } from "../lib/config";
 import { eventually, freePort } from "./harness/node";
 import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "./harness/cluster";
 import { http, tokenFor } from "./harness/http";
-import { checkInvariants, chargesWithOrders, hostedSessionsPaidOnce, unsettledOrders } from "./invariants";
+import { checkInvariants, chargesWithOrders, eventTraffic, hostedSessionsPaidOnce, unsettledOrders } from "./invariants";
 import { postBurst } from "./burst";
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
 const WORKERS = Number(process.env.CHAOS_WORKERS ?? 8);
 /** Orders of the burst phase, posted back to back at a tenth of the run. */
 const BURST = Number(process.env.CHAOS_BURST ?? 300);
+/** How long no event may be handled anywhere before the invariants are checked. */
+const QUIET_MS = 6000;
 const ADDRESS = { name: "C", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const log = (line: string) => console.log(`[chaos ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -79,9 +81,14 @@ async function main(): Promise<number> {
 		env,
 	);
 	const replaced: NodeProcess[] = [];
+	// A killed node's Kafka consumers keep their partitions until their session times out: the
+	// events there wait that long, so quiet is not declared before then.
+	let lastKill = Date.now();
+	const sessionTimeoutMs = Number(process.env.KAFKA_SESSION_TIMEOUT_MS ?? 30000);
 	const restart = async (name: string, signal: NodeJS.Signals) => {
 		const node = [...replaced, ...cluster.nodes].find(n => n.name === name && n.child.exitCode === null && n.child.signalCode === null)!;
 		await node.stop(signal);
+		lastKill = Date.now();
 		log(`${name} stopped with ${signal}`);
 		await sleep(2000);
 		const again = await spawnNode(name, { ...cluster.env, ...env, SERVICES: name === "c-core" ? "order,validation,voucher,notification,audit" : "inventory,payment,wallet" });
@@ -215,8 +222,26 @@ async function main(): Promise<number> {
 		const pg = new Client({ connectionString: cluster.databaseUrl });
 		await pg.connect();
 		try {
-			await eventually("every order to settle", async () => (await unsettledOrders(pg)) === 0, 180000, 1000).catch(() => log("not every order settled in time; the invariants will say which"));
-			await sleep(2000);
+			// Quiet: every order settled, no event waiting in an outbox, no consumer handling anything
+			// for QUIET_MS, and no partition still held by a killed consumer (an ended order may still
+			// have an event coming: a hosted page paid while it was being cancelled brings
+			// payment.authorized, whose refund follows; a check before it came failed a CI run).
+			let handledBefore = -1;
+			let stillSince = Date.now();
+			await eventually(
+				"every order to settle and the events to stop",
+				async () => {
+					const { unpublished, handled } = await eventTraffic(pg);
+					if (handled !== handledBefore || unpublished > 0 || (await unsettledOrders(pg)) > 0) {
+						handledBefore = handled;
+						stillSince = Date.now();
+						return false;
+					}
+					return Date.now() - stillSince >= QUIET_MS && Date.now() - lastKill >= sessionTimeoutMs + QUIET_MS;
+				},
+				180000,
+				1000,
+			).catch(() => log("not quiet in time; the invariants will say what is left"));
 			const charges = chargesWithOrders(gateway.charges(), gateway.sessions());
 			const invariants = await checkInvariants(pg, charges, accepted);
 			invariants.push(await hostedSessionsPaidOnce(pg, gateway.sessions(), charges));

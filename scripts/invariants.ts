@@ -25,6 +25,16 @@ export async function unsettledOrders(pg: Client): Promise<number> {
 	return rows[0].n;
 }
 
+/** Every service's events still in flight: written and not yet published, and handled so far (inbox records). */
+export async function eventTraffic(pg: Client): Promise<{ unpublished: number; handled: number }> {
+	const tables = async (name: string) =>
+		(await pg.query<{ s: string }>(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = $1`, [name])).rows.map(r => `"${r.s.replace(/"/g, '""')}".${name}`);
+	const count = async (sql: string) => (sql ? Number((await pg.query<{ n: string }>(sql)).rows[0].n) : 0);
+	const unpublished = (await tables("outbox")).map(t => `(SELECT count(*) FROM ${t} WHERE published_at IS NULL)`).join(" + ");
+	const handled = (await tables("processed_events")).map(t => `(SELECT count(*) FROM ${t})`).join(" + ");
+	return { unpublished: await count(unpublished && `SELECT ${unpublished} AS n`), handled: await count(handled && `SELECT ${handled} AS n`) };
+}
+
 /** The gateway's charges, those made on a hosted page naming their session's order. */
 export function chargesWithOrders(charges: Array<Charge & { sessionId?: string }>, sessions: Array<{ id: string; client_reference_id: string | null }>) {
 	const orderOfSession = new Map(sessions.map(s => [s.id, s.client_reference_id ?? undefined]));
