@@ -115,7 +115,7 @@ export class OutboxRelay {
 		this.running = false;
 		this.wake?.();
 		await this.loop;
-		if (this.handled.length > 0) await this.markBatch(undefined, false).catch(() => undefined); // else handed over again on the next start: harmless
+		if (this.handled.length > 0) await this.markBatch("handed_at", undefined, 0).catch(() => undefined); // else handed over again on the next start: harmless
 	}
 
 	/** Rows written but not yet published (the outbox backlog). */
@@ -163,7 +163,7 @@ export class OutboxRelay {
 			const published =
 				typeof publisher === "function"
 					? await inTransaction(this.sequelize, async tx => {
-							const messages = await this.markBatch(tx);
+							const messages = await this.markBatch("published_at", tx);
 							// A failed publish rolls the mark back with the transaction.
 							if (messages.length > 0) await publisher(messages);
 							return messages.length;
@@ -181,7 +181,7 @@ export class OutboxRelay {
 			await sqlQuery(this.sequelize, `UPDATE ${this.table} SET handed_at = NULL WHERE published_at IS NULL AND handed_at IS NOT NULL`);
 			this.recovered = true;
 		}
-		const messages = await this.markBatch(undefined, true);
+		const messages = await this.markBatch("handed_at");
 		if (messages.length > 0) {
 			const seqs = messages.map(m => m.seq);
 			// A hand-over that failed leaves its rows handed over, unpublished: the next start hands them over again.
@@ -194,23 +194,23 @@ export class OutboxRelay {
 	}
 
 	/**
-	 * The relay lock, the next batch and its mark in one statement: no rows when another node holds
-	 * the lock (a CTE with a volatile function is evaluated once, before the rows are read); the
-	 * lock lasts as long as `tx`, or this statement without one. On the bus (`handOver`), the batch
-	 * is marked as handed over, and the rows whose hand-over resolved since the last round as
-	 * published (false: only those).
+	 * The relay lock, the next batch (at most `take` rows) and its mark in one statement: no rows
+	 * when another node holds the lock (a CTE with a volatile function is evaluated once, before the
+	 * rows are read); the lock lasts as long as `tx`, or this statement without one. Kafka marks its
+	 * batch `published_at`; the bus marks it `handed_at`, and in the same statement marks published
+	 * the rows whose hand-over resolved since the last round.
 	 */
-	private async markBatch(tx?: Transaction, handOver?: boolean): Promise<OutboxMessage[]> {
-		const handled = handOver === undefined ? [] : this.handled.splice(0);
-		const mark = handOver === undefined ? "published_at" : "handed_at";
+	private async markBatch(mark: "published_at" | "handed_at", tx?: Transaction, take = BATCH): Promise<OutboxMessage[]> {
+		const bus = mark === "handed_at";
+		const handled = bus ? this.handled.splice(0) : [];
 		try {
 			const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
 				this.sequelize,
 				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
-				      handled AS (UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:handled]::bigint[]) AND published_at IS NULL),
-				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND :more AND published_at IS NULL AND handed_at IS NULL ORDER BY seq LIMIT ${BATCH})
+				      ${bus ? `handled AS (UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:handled]::bigint[]) AND published_at IS NULL),` : ""}
+				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take})
 				 UPDATE ${this.table} o SET ${mark} = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
-				{ name: `outbox:${this.schema}`, handled, more: handOver !== false },
+				{ name: `outbox:${this.schema}`, ...(bus ? { handled } : {}) },
 				tx,
 			);
 			rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
