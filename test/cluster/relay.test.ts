@@ -66,3 +66,29 @@ it("keeps the rows when the publish fails, and publishes them on the next round"
 	expect(names).toEqual(["probe.happened", "probe.happened", "probe.happened"]);
 	expect(await unpublished()).toBe(0);
 });
+
+it("on the bus, hands a batch over once per run of the relay, marks it published once handed over and handled, and hands over again, after a restart, what a killed node never saw handled", async () => {
+	await write(3);
+	const handedAt = async () => Number(((await a.query(`SELECT count(*) AS n FROM relayed.outbox WHERE handed_at IS NOT NULL AND published_at IS NULL`, { plain: true })) as any).n);
+	// The node is killed while its consumers work: handed over, never published.
+	const killed: string[] = [];
+	const never = new OutboxRelay(a, "relayed", {
+			handOver: events => {
+				killed.push(...events.map(e => e.eventId));
+				return new Promise(() => {});
+			},
+		}, quiet, 60000);
+	await never.drain();
+	await never.drain(); // not handed over twice by one run
+	expect(killed).toHaveLength(3);
+	expect(await handedAt()).toBe(3);
+	// Its next start (here on another connection, as another process) hands them over again; the round after marks them.
+	const handed: string[] = [];
+	const restarted = new OutboxRelay(b, "relayed", { handOver: async events => void handed.push(...events.map(e => e.eventId)) }, quiet, 60000);
+	await restarted.drain();
+	expect(handed.sort()).toEqual([...killed].sort());
+	expect(await unpublished()).toBe(3);
+	await restarted.drain();
+	expect(await unpublished()).toBe(0);
+	expect(handed).toHaveLength(3);
+});
