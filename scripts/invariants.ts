@@ -125,14 +125,16 @@ export async function checkInvariants(pg: Client, charges: Charge[], accepted: S
 	return out;
 }
 
-/** One line per order: its status and history, its payment row, its wallet movements and card charge. */
+/** One line per order: its status and history, its payment row and its events (unpublished? handled by the order?), its wallet movements and card charge. */
 async function describeOrders(pg: Client, ids: string[], charges: Charge[]): Promise<string[]> {
 	const { rows } = await pg.query(
 		`SELECT o.id, o.status, o.payment_status, o.failure_code,
 			(SELECT string_agg(h.status || coalesce('(' || h.reason || ')', ''), ' > ' ORDER BY h.id) FROM "order".order_status_history h WHERE h.order_id = o.id) AS history,
 			p.method, p.status AS payment, p.refund_attempts, p.refund_error, p.reconcile, p.refund_next_at,
 			(SELECT string_agg(t.reason, ',' ORDER BY t.created_at) FROM wallet.wallet_transactions t WHERE t.order_id = o.id) AS ledger,
-			(SELECT string_agg(e.event_name, ',' ORDER BY e.seq) FROM payment.outbox e WHERE e.aggregate_key = o.id::text) AS payment_events
+			(SELECT string_agg(e.event_name || CASE WHEN e.published_at IS NULL THEN ' unpublished' ELSE '' END
+			   || CASE WHEN EXISTS (SELECT 1 FROM "order".processed_events pe WHERE pe.event_id = e.event_id) THEN ' handled by order' ELSE '' END, ',' ORDER BY e.seq)
+			 FROM payment.outbox e WHERE e.aggregate_key = o.id::text) AS payment_events
 		 FROM "order".orders o LEFT JOIN payment.payments p ON p.order_id = o.id WHERE o.id = ANY($1::uuid[])`,
 		[ids],
 	);
