@@ -81,14 +81,26 @@ export class Runtime {
 	 */
 	kafkaSend(records: Array<{ topic: string; message: Message }>): Promise<void> {
 		this.produceQueue ??= new BatchQueue(async batch => {
-			const producer = await this.kafkaProducer();
+			const pending = this.kafkaProducer();
+			const producer = await pending;
 			const byTopic = new Map<string, Message[]>();
 			for (const { topic, message } of batch) {
 				const messages = byTopic.get(topic);
 				if (messages) messages.push(message);
 				else byTopic.set(topic, [message]);
 			}
-			await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+			try {
+				await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+			} catch (err) {
+				// When one partition of a produce request fails, kafkajs winds back the sequence numbers
+				// of all of them, those the broker wrote too: the producer's next batch of the same size
+				// on such a partition is taken by the broker for a duplicate, acknowledged and dropped
+				// (chaos lost a payment.authorized so after a Kafka restart). A new producer (a new
+				// producer id) starts its sequences afresh; the failed records are sent again by their relay.
+				if (this.producer === pending) this.producer = undefined;
+				void producer.disconnect().catch(() => undefined);
+				throw err;
+			}
 		}, PRODUCE_BATCH_MAX);
 		return this.produceQueue.push(records);
 	}

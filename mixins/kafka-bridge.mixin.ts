@@ -106,12 +106,7 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 				const runtime = runtimeOf(this.broker);
 				const dlq = `${topic}.dlq`;
 				await runtime.ensureTopics([dlq]);
-				const producer = await runtime.kafkaProducer();
-				await producer.send({
-					topic: dlq,
-					acks: -1,
-					messages: [{ value, headers: { ...headers, consumer: this.name, sourceTopic: topic, error: error.message.slice(0, 1000) } }],
-				});
+				await runtime.kafkaSend([{ topic: dlq, message: { value, headers: { ...headers, consumer: this.name, sourceTopic: topic, error: error.message.slice(0, 1000) } } }]);
 			},
 
 			async kafkaUnsubscribe(this: BridgeService): Promise<void> {
