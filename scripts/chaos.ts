@@ -7,18 +7,22 @@
  * each invariant with its numbers; exits 1 on any violation.
  *
  * Needs PostgreSQL, Redis, NATS and Kafka (as test:cluster does). CHAOS_SECONDS sets the load's
- * length (default 120), CHAOS_BURST the orders of its burst phase (default 300).
+ * length (default 120), CHAOS_BURST the orders of its burst phase (default 300), CHAOS_LOG_LEVEL
+ * the nodes' log level (default error). A failed run keeps its database and writes each node's
+ * output to CHAOS_LOG_DIR (default .chaos/<time>), and says where both are.
  */
 import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { Client } from "pg";
+import { Kafka, logLevel } from "kafkajs";
 import { startMockGateway } from "../lib/mock-gateway";
 import { DEV_WEBHOOK_SECRET } from "../lib/config";
 import { eventually, freePort } from "./harness/node";
 import { ROOT, missingServers, spawnNode, startCluster, type NodeProcess } from "./harness/cluster";
 import { http, tokenFor } from "./harness/http";
-import { checkInvariants, chargesWithOrders, eventTraffic, hostedSessionsPaidOnce, unsettledOrders } from "./invariants";
+import { checkInvariants, chargesWithOrders, eventTraffic, hostedSessionsPaidOnce, kafkaBacklog, publishedNotInKafka, unsettledOrders } from "./invariants";
 import { postBurst } from "./burst";
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
@@ -68,7 +72,7 @@ async function main(): Promise<number> {
 		SHUTDOWN_DRAIN_MS: "300",
 		EVENT_MAX_ATTEMPTS: "10",
 		PAYMENT_REDIRECT_ORIGINS: shop,
-		LOG_LEVEL: "error",
+		LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? "error",
 	};
 	log(`starting a cluster: gateway, core, two inventory+payment+wallet nodes; load for ${SECONDS}s with ${WORKERS} workers`);
 	const cluster = await startCluster(
@@ -81,6 +85,7 @@ async function main(): Promise<number> {
 		env,
 	);
 	const replaced: NodeProcess[] = [];
+	let failed = false;
 	// A killed node's Kafka consumers keep their partitions until their session times out: the
 	// events there wait that long, so quiet is not declared before then.
 	let lastKill = Date.now();
@@ -221,18 +226,22 @@ async function main(): Promise<number> {
 
 		const pg = new Client({ connectionString: cluster.databaseUrl });
 		await pg.connect();
+		const kafkaClient = new Kafka({ brokers: cluster.env.KAFKA_BROKERS.split(","), logLevel: logLevel.NOTHING });
+		const kafkaAdmin = kafkaClient.admin();
+		await kafkaAdmin.connect();
+		const backlog = () => kafkaBacklog(kafkaAdmin, cluster.env.KAFKA_TOPIC_PREFIX);
 		try {
-			// Quiet: every order settled, no event waiting in an outbox, no consumer handling anything
-			// for QUIET_MS, and no partition still held by a killed consumer (an ended order may still
-			// have an event coming: a hosted page paid while it was being cancelled brings
-			// payment.authorized, whose refund follows; a check before it came failed a CI run).
+			// Quiet: every order settled, no event waiting in an outbox or behind a consumer group's
+			// offsets, no consumer handling anything for QUIET_MS, and no partition still held by a
+			// killed consumer (an ended order may still have an event coming: a hosted page paid while
+			// it was being cancelled brings payment.authorized, whose refund follows).
 			let handledBefore = -1;
 			let stillSince = Date.now();
 			await eventually(
 				"every order to settle and the events to stop",
 				async () => {
 					const { unpublished, handled } = await eventTraffic(pg);
-					if (handled !== handledBefore || unpublished > 0 || (await unsettledOrders(pg)) > 0) {
+					if (handled !== handledBefore || unpublished > 0 || (await unsettledOrders(pg)) > 0 || (await backlog()).lag > 0) {
 						handledBefore = handled;
 						stillSince = Date.now();
 						return false;
@@ -245,6 +254,9 @@ async function main(): Promise<number> {
 			const charges = chargesWithOrders(gateway.charges(), gateway.sessions());
 			const invariants = await checkInvariants(pg, charges, accepted);
 			invariants.push(await hostedSessionsPaidOnce(pg, gateway.sessions(), charges));
+			invariants.push(await publishedNotInKafka(kafkaClient, kafkaAdmin, pg, cluster.env.KAFKA_TOPIC_PREFIX));
+			const left = await backlog();
+			invariants.push({ name: "every event consumed", ok: left.lag === 0 && left.unassigned.length === 0, detail: left.detail });
 			invariants.unshift({ name: "answers name the problem", ok: !refusals.ROUTE_NOT_FOUND && stats.failed === 0, detail: `refusals ${JSON.stringify(refusals)}, ${stats.failed} without an HTTP answer or with 5xx other than 503` });
 			let violations = 0;
 			for (const inv of invariants) {
@@ -252,15 +264,31 @@ async function main(): Promise<number> {
 				if (!inv.ok) violations++;
 			}
 			console.log(`${invariants.length - violations} passed, ${violations} failed`);
-			return violations === 0 ? 0 : 1;
+			failed = violations > 0;
+			return failed ? 1 : 0;
 		} finally {
 			await pg.end();
+			await kafkaAdmin.disconnect();
 		}
 	} finally {
 		await Promise.all(replaced.map(n => n.stop("SIGKILL")));
-		await cluster.stop();
+		await cluster.stop({ keepDatabase: failed });
 		await gateway.close();
+		if (failed) keepEvidence(cluster.databaseUrl, [...cluster.nodes, ...replaced]);
 	}
+}
+
+/** A failed run's evidence: each node's output (the killed ones' too) in a directory, and the kept database named. */
+function keepEvidence(databaseUrl: string, nodes: NodeProcess[]): void {
+	const dir = process.env.CHAOS_LOG_DIR ?? path.join(ROOT, ".chaos", new Date().toISOString().replace(/[:.]/g, "-"));
+	mkdirSync(dir, { recursive: true });
+	const seen = new Map<string, number>();
+	for (const node of nodes) {
+		const n = (seen.get(node.name) ?? 0) + 1;
+		seen.set(node.name, n);
+		writeFileSync(path.join(dir, `${node.name}-${n}.log`), node.output());
+	}
+	log(`kept for a look: the database ${databaseUrl} and the nodes' output in ${dir}`);
 }
 
 main().then(

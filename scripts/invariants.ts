@@ -5,6 +5,7 @@
  * the chaos run and the cluster suite's burst test.
  */
 import type { Client } from "pg";
+import { AssignerProtocol, type Admin, type Kafka } from "kafkajs";
 
 export const TERMINAL = ["CONFIRMED", "DISPATCHED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"];
 
@@ -25,14 +26,94 @@ export async function unsettledOrders(pg: Client): Promise<number> {
 	return rows[0].n;
 }
 
+/** Every service's table `name` (each service owns a schema), quoted. */
+const tablesNamed = async (pg: Client, name: string) =>
+	(await pg.query<{ s: string }>(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = $1`, [name])).rows.map(r => `"${r.s.replace(/"/g, '""')}".${name}`);
+
 /** Every service's events still in flight: written and not yet published, and handled so far (inbox records). */
 export async function eventTraffic(pg: Client): Promise<{ unpublished: number; handled: number }> {
-	const tables = async (name: string) =>
-		(await pg.query<{ s: string }>(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = $1`, [name])).rows.map(r => `"${r.s.replace(/"/g, '""')}".${name}`);
+	const tables = (name: string) => tablesNamed(pg, name);
 	const count = async (sql: string) => (sql ? Number((await pg.query<{ n: string }>(sql)).rows[0].n) : 0);
 	const unpublished = (await tables("outbox")).map(t => `(SELECT count(*) FROM ${t} WHERE published_at IS NULL)`).join(" + ");
 	const handled = (await tables("processed_events")).map(t => `(SELECT count(*) FROM ${t})`).join(" + ");
 	return { unpublished: await count(unpublished && `SELECT ${unpublished} AS n`), handled: await count(handled && `SELECT ${handled} AS n`) };
+}
+
+/**
+ * What the consumer groups on a cluster's topics (`prefix`) have not consumed yet: per group, the
+ * events behind its committed offsets, and the partitions of topics it subscribes to that none of
+ * its live members subscribed to them holds (kafkajs drops from a member's assignment the topics it
+ * did not subscribe to: such a partition is consumed by no one until the next rebalance).
+ */
+export async function kafkaBacklog(admin: Admin, prefix: string): Promise<{ lag: number; unassigned: string[]; detail: string }> {
+	const { groups } = await admin.listGroups();
+	const described = groups.length ? (await admin.describeGroups(groups.map(g => g.groupId))).groups : [];
+	let lag = 0;
+	const unassigned: string[] = [];
+	const behind: string[] = [];
+	for (const group of described) {
+		const members = group.members.map(m => ({
+			topics: AssignerProtocol.MemberMetadata.decode(m.memberMetadata)?.topics ?? [],
+			assignment: AssignerProtocol.MemberAssignment.decode(m.memberAssignment)?.assignment ?? {},
+		}));
+		const topics = [...new Set(members.flatMap(m => m.topics))].filter(t => t.startsWith(prefix));
+		if (topics.length === 0) continue;
+		const committed = await admin.fetchOffsets({ groupId: group.groupId, topics });
+		for (const topic of topics) {
+			const held = new Set(members.filter(m => m.topics.includes(topic)).flatMap(m => m.assignment[topic] ?? []));
+			for (const end of await admin.fetchTopicOffsets(topic)) {
+				const at = Number(committed.find(c => c.topic === topic)?.partitions.find(p => p.partition === end.partition)?.offset ?? -1);
+				const n = Math.max(0, Number(end.high) - (at >= 0 ? at : Number(end.low)));
+				const where = `${group.groupId} ${topic.slice(prefix.length)}[${end.partition}]`;
+				if (n > 0) behind.push(`${where} ${n}`);
+				if (!held.has(end.partition)) unassigned.push(where);
+				lag += n;
+			}
+		}
+	}
+	return { lag, unassigned, detail: `${lag} events not consumed${behind.length ? ` (${behind.slice(0, 5).join(", ")})` : ""}; partitions held by no member: ${unassigned.slice(0, 5).join(", ") || "none"}` };
+}
+
+/**
+ * Events every outbox says it published that are not in their Kafka topic: every record of the
+ * cluster's topics (`prefix`) is read back by a throw-away consumer group (the broker acknowledged
+ * them all, so each must be there).
+ */
+export async function publishedNotInKafka(kafka: Kafka, admin: Admin, pg: Client, prefix: string): Promise<Invariant> {
+	const topics = (await admin.listTopics()).filter(t => t.startsWith(prefix) && !t.endsWith(".dlq"));
+	let total = 0;
+	for (const topic of topics) for (const end of await admin.fetchTopicOffsets(topic)) total += Number(end.high) - Number(end.low);
+	const inKafka = new Set<string>();
+	let read = 0;
+	const consumer = kafka.consumer({ groupId: `invariants-${Date.now()}-${Math.random()}` });
+	await consumer.connect();
+	try {
+		await consumer.subscribe({ topics, fromBeginning: true });
+		await new Promise<void>((resolve, reject) => {
+			const timer = setTimeout(() => reject(new Error(`read ${read} of ${total} records in 60 s`)), 60000);
+			void consumer.run({
+				eachBatch: async ({ batch }) => {
+					for (const m of batch.messages) inKafka.add(String(m.headers?.eventId ?? ""));
+					read += batch.messages.length;
+					if (read >= total) {
+						clearTimeout(timer);
+						resolve();
+					}
+				},
+			});
+			if (total === 0) resolve();
+		});
+	} finally {
+		await consumer.disconnect();
+	}
+	const published = (await tablesNamed(pg, "outbox")).map(t => `SELECT event_id::text AS id, event_name FROM ${t} WHERE published_at IS NOT NULL`);
+	const rows = published.length ? (await pg.query<{ id: string; event_name: string }>(published.join(" UNION ALL "))).rows : [];
+	const missing = rows.filter(r => !inKafka.has(r.id));
+	return {
+		name: "every published event in Kafka",
+		ok: missing.length === 0,
+		detail: `${rows.length} events published, ${total} records in ${topics.length} topics; missing: ${missing.length}${missing.length ? ` (${missing.slice(0, 5).map(r => `${r.event_name} ${r.id}`).join(", ")})` : ""}`,
+	};
 }
 
 /** The gateway's charges, those made on a hosted page naming their session's order. */

@@ -150,7 +150,8 @@ export interface TestCluster {
 	nodes: NodeProcess[];
 	databaseUrl: string;
 	call<T = any>(action: string, params?: Record<string, any>): Promise<T>;
-	stop(): Promise<void>;
+	/** Stops the nodes and drops the database, unless `keepDatabase` (to look into a failed run). */
+	stop(opts?: { keepDatabase?: boolean }): Promise<void>;
 }
 
 /**
@@ -171,10 +172,10 @@ export async function startCluster(nodes: Array<{ name: string; env: Record<stri
 		nodes: processes,
 		databaseUrl: db.url,
 		call: (action, params = {}) => client.call(action, params),
-		async stop() {
+		async stop({ keepDatabase = false } = {}) {
 			await client.stop();
 			await Promise.all(processes.map(p => p.stop("SIGKILL")));
-			await db.drop();
+			if (!keepDatabase) await db.drop();
 		},
 	};
 }
