@@ -25,9 +25,14 @@ type Res = ServerResponse;
 
 interface StreamSubscriber {
 	res: Res;
+	/** Transitions sent so far. */
 	sent: number;
 	chain: Promise<void>;
-	heartbeat: NodeJS.Timeout;
+	/** A read of the order is queued and has not begun: it will see any transition announced now. */
+	waiting: boolean;
+	/** The client left, or the first read failed: nothing more is written. */
+	closed: boolean;
+	heartbeat?: NodeJS.Timeout;
 }
 
 type GatewayThis = Service<ApiSettingsSchema> & {
@@ -128,11 +133,31 @@ const apiAliases: Record<string, unknown> = Object.fromEntries([
 	]),
 ]);
 
-/** SSE: the order at once, then one `status` event per transition in order, until the client leaves. */
+/**
+ * SSE: the order at once, then one `status` event per transition in order, until the client leaves.
+ * Subscribed before the first read, so a transition announced during it brings one more read, and
+ * only then (the status stream's reads were a ninth of the embedded database's work).
+ */
 async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: unknown) => void): Promise<void> {
-	try {
-		const { orderId, userId } = req.$params as { orderId: string; userId?: string };
+	const { orderId, userId } = req.$params as { orderId: string; userId?: string };
+	const sub: StreamSubscriber = { res, sent: 0, chain: Promise.resolve(), waiting: false, closed: false };
+	const subs = this.streams.get(orderId) ?? new Set<StreamSubscriber>();
+	subs.add(sub);
+	this.streams.set(orderId, subs);
+	let open = false;
+	const leave = () => {
+		sub.closed = true;
+		clearInterval(sub.heartbeat);
+		subs.delete(sub);
+		if (subs.size === 0 && this.streams.get(orderId) === subs) this.streams.delete(orderId);
+	};
+	req.on("close", () => {
+		leave();
+		if (open) this.logRequestLine(req, 200);
+	});
+	const first = (async () => {
 		const order = await req.$ctx.call<{ statusHistory: unknown[] }, Record<string, unknown>>("order.get", { orderId, userId });
+		if (sub.closed) return;
 		res.writeHead(200, {
 			...SECURITY_HEADERS,
 			"Content-Type": "text/event-stream; charset=utf-8",
@@ -141,19 +166,15 @@ async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: u
 			"X-Request-ID": req.$ctx.requestID ?? "",
 		});
 		res.write(`retry: 2000\nevent: order\ndata: ${JSON.stringify(order)}\n\n`);
-		const sub: StreamSubscriber = { res, sent: order.statusHistory.length, chain: Promise.resolve(), heartbeat: setInterval(() => res.write(": keep-alive\n\n"), 15000) };
-		const subs = this.streams.get(orderId) ?? new Set<StreamSubscriber>();
-		subs.add(sub);
-		this.streams.set(orderId, subs);
-		// A transition between the read above and the subscription would be missed: look once more.
-		sub.chain = sub.chain.then(() => this.pushUpdates(orderId, sub));
-		req.on("close", () => {
-			clearInterval(sub.heartbeat);
-			subs.delete(sub);
-			if (subs.size === 0) this.streams.delete(orderId);
-			this.logRequestLine(req, 200);
-		});
+		sub.sent = order.statusHistory.length;
+		sub.heartbeat = setInterval(() => res.write(": keep-alive\n\n"), 15000);
+		open = true;
+	})();
+	sub.chain = first.catch(() => undefined);
+	try {
+		await first;
 	} catch (err) {
+		leave();
 		next(err);
 	}
 }
@@ -402,7 +423,14 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 		"order.status-changed"(this: GatewayThis, ctx: Context<{ orderId: string }>) {
 			const subs = this.streams.get(ctx.params.orderId);
 			if (!subs) return;
-			for (const sub of subs) sub.chain = sub.chain.then(() => this.pushUpdates(ctx.params.orderId, sub));
+			for (const sub of subs) {
+				if (sub.waiting) continue; // the read queued already sees this transition too
+				sub.waiting = true;
+				sub.chain = sub.chain.then(() => {
+					sub.waiting = false;
+					return this.pushUpdates(ctx.params.orderId, sub);
+				});
+			}
 		},
 		/** A node about to stop ends its streams, so in-flight tracking does not wait on them. */
 		"node.shutting-down"(this: GatewayThis) {
@@ -472,8 +500,10 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 
 		/** Sends the transitions a subscriber has not seen yet, each as its own event, in order. */
 		async pushUpdates(this: GatewayThis, orderId: string, sub: StreamSubscriber) {
+			if (sub.closed) return;
 			try {
 				const order = await this.broker.call<{ statusHistory: Array<{ status: string; at: string; reason?: string }> }, Record<string, unknown>>("order.get", { orderId });
+				if (sub.closed) return;
 				for (const step of order.statusHistory.slice(sub.sent)) {
 					sub.res.write(`event: status\ndata: ${JSON.stringify({ ...step, order })}\n\n`);
 				}
@@ -484,7 +514,12 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 		},
 
 		closeStreams(this: GatewayThis) {
-			for (const subs of this.streams.values()) for (const sub of subs) sub.res.end();
+			for (const subs of this.streams.values()) {
+				for (const sub of subs) {
+					sub.closed = true;
+					sub.res.end();
+				}
+			}
 			this.streams.clear();
 		},
 	},

@@ -3,6 +3,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { eventually, freePort, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { readEvents, tokenFor } from "../../scripts/harness/http";
 
 const ADDRESS = { name: "N", line1: "L", city: "C", postalCode: "P", country: "DE" };
 const data = tempDir();
@@ -51,4 +52,27 @@ it("counts orders by outcome, saga step latency, payments, reservations, event d
 	const viaGateway = await fetch(`${node.url}/metrics`);
 	expect(viaGateway.status).toBe(200);
 	expect(await viaGateway.text()).toContain("checkout_orders_total");
+});
+
+it("reads the order for a live stream once as it opens and at most once per transition after (Moleculer's request count)", async () => {
+	const p = await call("inventory.create", { sku: "MET-3", name: "Streamed", category: "m", price: 500, stock: 1 });
+	await call("wallet.credit", { userId: "sam", amount: 500, reason: "TOP_UP", idempotencyKey: randomUUID() });
+	const order = await call("order.create", { userId: "sam", items: [{ productId: p.id, quantity: 1 }], shippingAddress: ADDRESS });
+	await eventually("the reservation", async () => (await call("order.get", { orderId: order.id })).status === "PAYMENT_PENDING");
+	const reads = async () => {
+		const text = await (await fetch(metricsUrl)).text();
+		return text
+			.split("\n")
+			.filter(l => l.startsWith("moleculer_request_total{") && l.includes('action="order.get"'))
+			.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+	};
+	const before = await reads();
+	const streaming = readEvents(`${node.url}/api/orders/${order.id}/stream`, tokenFor("sam"), events => events.some(e => e.data.status === "CONFIRMED"));
+	await eventually("the stream to open", async () => (await reads()) > before);
+	await call("order.processPayment", { orderId: order.id, userId: "sam", method: "WALLET" });
+	const { events } = await streaming;
+	expect(events.map(e => e.data.status)).toEqual(["PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED"]);
+	// One read as it opened, one per transition at most (two close together share one); it was four
+	// at least: the stream read the order a second time just after it opened, whatever happened.
+	expect((await reads()) - before).toBeLessThanOrEqual(3);
 });
