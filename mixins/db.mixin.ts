@@ -36,7 +36,8 @@ export interface DbMethods {
 	table(name: string): string;
 	sql<T extends object>(sql: string, replacements?: Record<string, unknown>, tx?: Transaction): Promise<T[]>;
 	sqlAndCommit<T extends object>(sql: string, replacements: Record<string, unknown>, tx: Transaction): Promise<T[]>;
-	sqlEach(reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]>;
+	/** `R` names the rows of each read, e.g. `[OrderRow[], LineRow[]]`. */
+	sqlEach<R extends unknown[][] = unknown[][]>(reads: Array<Statement | LockedRead>, tx: Transaction): Promise<R>;
 	lockedRead(table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns?: string): LockedRead;
 	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction): void;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context, opts?: TransactionOptions): Promise<T>;
@@ -109,8 +110,8 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 				return sqlQueryAndCommit<T>(this.sequelize, sql, replacements, tx);
 			},
 			/** Reads in `tx` that do not depend on each other's results, in one message: the rows of each (lib/sql sqlQueryEach). */
-			sqlEach(this: DbService, reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]> {
-				return sqlQueryEach(this.sequelize, reads, tx);
+			sqlEach<R extends unknown[][]>(this: DbService, reads: Array<Statement | LockedRead>, tx: Transaction): Promise<R> {
+				return sqlQueryEach(this.sequelize, reads, tx) as Promise<R>;
 			},
 			/** Rows of this service's `table` to decide writes from, locked until the commit (`orderBy` unique; lib/sql LockedRead). */
 			lockedRead(this: DbService, table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns = "*"): LockedRead {

@@ -433,7 +433,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
 		async lockProducts(ids: string[], tx: Transaction) {
-			const [rows] = (await this.sqlEach([this.productsLock(ids)], tx)) as [ProductRow[]];
+			const [rows] = await this.sqlEach<[ProductRow[]]>([this.productsLock(ids)], tx);
 			return byId(rows);
 		},
 
@@ -465,7 +465,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** The orders' reservations, locked (in order id order). */
 		async reservationsFor(orderIds: string[], tx: Transaction) {
-			const [rows] = (await this.sqlEach([this.reservationsLock(orderIds)], tx)) as [ReservationRow[]];
+			const [rows] = await this.sqlEach<[ReservationRow[]]>([this.reservationsLock(orderIds)], tx);
 			return byOrder(rows);
 		},
 
@@ -483,10 +483,10 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		async reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>) {
 			const results = new Map<string, ReserveResult>();
 			// An order reserved before locks its products needlessly: rare, and harmless.
-			const [reservations, products] = (await this.sqlEach(
+			const [reservations, products] = await this.sqlEach<[ReservationRow[], ProductRow[]]>(
 				[this.reservationsLock([...new Set(requests.map(r => r.orderId))]), this.productsLock([...new Set(requests.flatMap(r => r.items.map(i => i.productId)))])],
 				tx,
-			)) as [ReservationRow[], ProductRow[]];
+			);
 			const existing = byOrder(reservations);
 			for (const [orderId, r] of existing) {
 				if (r.status === "FAILED") results.set(orderId, { ok: false, reason: "OUT_OF_STOCK", lines: r.shortages ?? [] });
@@ -555,14 +555,14 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const results = new Map<string, CommitResult>();
 			const requested = [...new Set(requests.map(r => r.orderId))];
 			// The lines and products of every requested order: one committed before locks its products needlessly (rare).
-			const [reservationRows, lineRows, productRows] = (await this.sqlEach(
+			const [reservationRows, lineRows, productRows] = await this.sqlEach<[ReservationRow[], Array<{ order_id: string; product_id: string; quantity: number }>, ProductRow[]]>(
 				[
 					this.reservationsLock(requested),
 					[`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`, { orderIds: requested }],
 					this.lockedRead("products", `id IN (SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]))`, "id", { orderIds: requested }),
 				],
 				tx,
-			)) as [ReservationRow[], Array<{ order_id: string; product_id: string; quantity: number }>, ProductRow[]];
+			);
 			const reservations = byOrder(reservationRows);
 			let released = false;
 			const now = new Date();

@@ -164,7 +164,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 		/** The orders' rows, locked until the commit (read ahead when `tx` may). */
 		async lockOrders(orderIds: string[], tx: Transaction) {
-			const [rows] = (await this.sqlEach([this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: [...new Set(orderIds)] })], tx)) as [OrderRow[]];
+			const [rows] = await this.sqlEach<[OrderRow[]]>([this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: [...new Set(orderIds)] })], tx);
 			return new Map(rows.map(r => [r.id, r]));
 		},
 

@@ -489,7 +489,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			const run = async (tx: Transaction) => {
 				const first = new Map<string, Settlement>();
 				for (const s of group) if (!first.has(s.p.id)) first.set(s.p.id, s);
-				const [read] = (await this.sqlEach([this.lockedRead("payments", "id = ANY(ARRAY[:ids]::uuid[])", "id", { ids: [...first.keys()] })], tx)) as [PaymentRow[]];
+				const [read] = await this.sqlEach<[PaymentRow[]]>([this.lockedRead("payments", "id = ANY(ARRAY[:ids]::uuid[])", "id", { ids: [...first.keys()] })], tx);
 				const settled = new Map<string, PaymentRow>();
 				const moved: Array<Settlement & { row: PaymentRow }> = [];
 				const takenAfterFailure: string[] = [];

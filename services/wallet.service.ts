@@ -218,13 +218,13 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 			const t = (name: string) => this.table(name);
 			const run = async (tx: Transaction) => {
 				// One message, read ahead: the wallets of every debit, a repeated one's too (rare, and harmless).
-				const [earlier, wallets] = (await this.sqlEach(
+				const [earlier, wallets] = await this.sqlEach<[LedgerRow[], Array<{ user_id: string; balance: string }>]>(
 					[
 						[`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, { orderIds: debits.map(d => d.orderId) }],
 						this.lockedRead("wallets", "user_id = ANY(ARRAY[:users]::text[])", "user_id", { users: [...new Set(debits.map(d => d.userId))] }, "user_id, balance"),
 					],
 					tx,
-				)) as [LedgerRow[], Array<{ user_id: string; balance: string }>];
+				);
 				const repeated = new Map(earlier.map(r => [r.order_id, toLedgerEntry(r)]));
 				const seen = new Set<string>();
 				const fresh = debits.filter(d => !repeated.has(d.orderId!) && !seen.has(d.orderId!) && seen.add(d.orderId!));
