@@ -290,11 +290,18 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 		/**
 		 * Ends the order's open hosted session at the gateway (the order ended first). A session paid
-		 * meanwhile comes back as `payment.authorized`, which refunds it on an ended order; a gateway
-		 * that cannot be reached lets the session expire on its own (never after the reservation).
+		 * meanwhile is refunded on the payment service's answer, as `payment.authorized` would on an
+		 * ended order (the same decision, so whichever comes second changes nothing): an ended order
+		 * has no step left for the watchdog to re-drive, so it must not depend on that event alone. A
+		 * gateway that cannot be reached lets the session expire on its own (never after the reservation).
 		 */
 		async voidSession(orderId: string) {
-			await this.broker.call("payment.voidSession", { orderId }).catch(err => this.logger.warn(`Could not void the payment session of order ${orderId} (${(err as Error).message}); it expires on its own.`));
+			try {
+				const { paymentId } = await this.broker.call<{ paymentId?: string }, Record<string, unknown>>("payment.voidSession", { orderId });
+				if (paymentId) await this.takeStep(orderId, state => decide(state, { kind: "paid", paymentId }));
+			} catch (err) {
+				this.logger.warn(`Could not void the payment session of order ${orderId}, or apply its payment (${(err as Error).message}); the session expires on its own.`);
+			}
 		},
 
 		/** How the order's refund ended, if it still waits for it (the payment service answered the request). */

@@ -400,15 +400,19 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			},
 		},
 
-		/** Ends the order's open session (the order was cancelled); one already paid is applied instead, and then refunded by the saga. */
+		/**
+		 * Ends the order's open session (the order ended); one already paid is applied instead. Answers
+		 * the order's payment if one was taken (`paymentId`), so the saga refunds it without waiting
+		 * for its payment.authorized.
+		 */
 		voidSession: {
 			params: { orderId: { type: "uuid" } },
 			...GATEWAY_CALL,
 			async handler(ctx: Context<{ orderId: string }>) {
 				const row = await this.sessionRow("order_id = :orderId AND status = 'open'", ctx.params);
-				if (!row) return { status: "none" };
-				const session = sessionOrThrow(await this.gateway.expireSession(row.id));
-				return { status: ((await this.applySession(session, undefined, ctx)) ?? row).status };
+				const status = row ? ((await this.applySession(sessionOrThrow(await this.gateway.expireSession(row.id)), undefined, ctx)) ?? row).status : "none";
+				const payment = await this.paymentFor(ctx.params.orderId);
+				return { status, paymentId: payment?.status === "AUTHORIZED" ? payment.id : undefined };
 			},
 		},
 

@@ -192,6 +192,28 @@ describe("a hosted payment session", () => {
 		expect(charge.refunds).toHaveLength(1);
 	});
 
+	it("refunds a payment taken before the order ended even when its payment.authorized has not reached the order (the void's answer names it)", async () => {
+		const orderId = await pendingOrder();
+		const session = (await openSession(orderId)).body;
+		const relay = (node.broker.getLocalService("payment") as any).relay;
+		await relay.stop(); // payment.authorized stays in the payment outbox: the order never hears of the payment
+		try {
+			expect((await payOnPage(session.url, "tok_visa")).status).toBe(303);
+			expect((await verify(session.id)).body).toMatchObject({ status: "complete", paymentStatus: "paid" });
+			expect(await order(orderId)).toMatchObject({ status: "PAYMENT_PENDING", paymentStatus: "PENDING" });
+			expect((await api("POST", `/api/orders/${orderId}/cancel`, { token: carol })).status).toBe(200);
+			const refunding = await untilOrder(orderId, "its refund", o => o.paymentStatus === "REFUND_PENDING" || o.paymentStatus === "REFUNDED");
+			expect(refunding.status).toBe("CANCELLED");
+			await eventually("the charge refunded at the gateway", async () => chargesOf(session.id)[0]?.refunded === 4200);
+		} finally {
+			relay.start();
+		}
+		// The event arrives late and changes nothing: one refund.
+		await eventually("payment.authorized handled", async () => countOf(await eventsOf(orderId), "payment.authorized") === 1);
+		await untilOrder(orderId, "REFUNDED", o => o.paymentStatus === "REFUNDED");
+		expect(chargesOf(session.id)[0].refunds).toHaveLength(1);
+	});
+
 	it("gives back a second charge: a session paid for an order that was paid meanwhile another way is refunded, the order keeps its one payment", async () => {
 		const orderId = await pendingOrder();
 		mock.holdWebhooks();
