@@ -359,8 +359,9 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 						return sessionOpened(session.id);
 					}, ctx);
 				} catch (err) {
-					// The order moved on while the session was made: nobody may pay that session now.
-					await ctx.call("payment.voidSession", { orderId }).catch(() => undefined);
+					// The order moved on while the session was made: nobody may pay that session now (if
+					// someone just did, the void's answer refunds it on an order that ended).
+					await this.voidSession(orderId);
 					throw err;
 				}
 				return session;
