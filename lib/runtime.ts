@@ -10,6 +10,21 @@ import { BatchQueue } from "./batch";
 const PRODUCE_BATCH_MAX = 500;
 
 /**
+ * Where a consumer group stands on one partition: the offset it consumes from (its committed one,
+ * or with none yet the partition's beginning, as it subscribes fromBeginning) and the records
+ * between that and the end.
+ */
+export function partitionLag(
+	committed: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }>,
+	topic: string,
+	end: { partition: number; high: string; low: string },
+): { from: number; lag: number } {
+	const at = Number(committed.find(c => c.topic === topic)?.partitions.find(p => p.partition === end.partition)?.offset ?? -1);
+	const from = at >= 0 ? at : Number(end.low);
+	return { from, lag: Math.max(0, Number(end.high) - from) };
+}
+
+/**
  * What one node shares between its services: the configuration, one database pool, one Redis
  * connection, one Kafka client and producer. Created lazily, so a node opens only what its
  * services use, and closed once when the broker stops.
@@ -159,11 +174,9 @@ export class Runtime {
 		let position = 0;
 		topics.forEach((topic, i) => {
 			for (const end of ends[i]) {
-				const at = Number(committed.find(c => c.topic === topic)?.partitions.find(p => p.partition === end.partition)?.offset ?? -1);
-				// No commit yet: the group starts at the partition's beginning (fromBeginning).
-				const from = at >= 0 ? at : Number(end.low);
-				lag += Math.max(0, Number(end.high) - from);
-				position += from;
+				const at = partitionLag(committed, topic, end);
+				lag += at.lag;
+				position += at.from;
 			}
 		});
 		return { lag, position };

@@ -6,6 +6,7 @@
  */
 import type { Client } from "pg";
 import { AssignerProtocol, type Admin, type Kafka } from "kafkajs";
+import { partitionLag } from "../lib/runtime";
 
 export const TERMINAL = ["CONFIRMED", "DISPATCHED", "COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"];
 
@@ -62,8 +63,7 @@ export async function kafkaBacklog(admin: Admin, prefix: string): Promise<{ lag:
 		for (const topic of topics) {
 			const held = new Set(members.filter(m => m.topics.includes(topic)).flatMap(m => m.assignment[topic] ?? []));
 			for (const end of await admin.fetchTopicOffsets(topic)) {
-				const at = Number(committed.find(c => c.topic === topic)?.partitions.find(p => p.partition === end.partition)?.offset ?? -1);
-				const n = Math.max(0, Number(end.high) - (at >= 0 ? at : Number(end.low)));
+				const n = partitionLag(committed, topic, end).lag;
 				const where = `${group.groupId} ${topic.slice(prefix.length)}[${end.partition}]`;
 				if (n > 0) behind.push(`${where} ${n}`);
 				if (!held.has(end.partition)) unassigned.push(where);
