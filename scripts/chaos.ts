@@ -89,7 +89,7 @@ async function main(): Promise<number> {
 	// A killed node's Kafka consumers keep their partitions until their session times out: the
 	// events there wait that long, so quiet is not declared before then.
 	let lastKill = Date.now();
-	const sessionTimeoutMs = Number(process.env.KAFKA_SESSION_TIMEOUT_MS ?? 30000);
+	const sessionTimeoutMs = Number(cluster.env.KAFKA_SESSION_TIMEOUT_MS);
 	const restart = async (name: string, signal: NodeJS.Signals) => {
 		const node = [...replaced, ...cluster.nodes].find(n => n.name === name && n.child.exitCode === null && n.child.signalCode === null)!;
 		await node.stop(signal);
