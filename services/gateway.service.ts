@@ -18,6 +18,7 @@ import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../l
 import { DOCS_INIT_SCRIPT, buildOpenApi, renderDocsPage } from "../lib/api/openapi";
 import { badText, clientErrorAnswer, rawResponse, redactUrl } from "../lib/api/input";
 import { readWebhook } from "../lib/api/webhook";
+import { streamMove, type OrderView, type StatusChange, type StatusStep } from "../lib/api/order-view";
 import { SIGNATURE_HEADER } from "../lib/webhook-signature";
 
 type Req = IncomingMessage & { $ctx: Context<any, any>; $params: any; $spec?: ApiRoute; $startTime?: number[]; query?: Record<string, unknown>; $secretQuery?: URLSearchParams; originalUrl?: string };
@@ -25,11 +26,10 @@ type Res = ServerResponse;
 
 interface StreamSubscriber {
 	res: Res;
-	/** Transitions sent so far. */
-	sent: number;
+	/** The order's history as sent so far. */
+	sent: StatusStep[];
+	/** Its changes, handled one after another in the order they were announced. */
 	chain: Promise<void>;
-	/** A read of the order is queued and has not begun: it will see any transition announced now. */
-	waiting: boolean;
 	/** The client left, or the first read failed: nothing more is written. */
 	closed: boolean;
 	heartbeat?: NodeJS.Timeout;
@@ -43,7 +43,7 @@ type GatewayThis = Service<ApiSettingsSchema> & {
 	sendJson(req: Req, res: Res, status: number, body: unknown, headers?: Record<string, string>): void;
 	sendError(req: Req, res: Res, err: unknown): void;
 	logRequestLine(req: Req, status: number): void;
-	pushUpdates(orderId: string, sub: StreamSubscriber): Promise<void>;
+	pushChange(change: StatusChange, sub: StreamSubscriber): Promise<void>;
 	closeStreams(): void;
 };
 
@@ -135,12 +135,14 @@ const apiAliases: Record<string, unknown> = Object.fromEntries([
 
 /**
  * SSE: the order at once, then one `status` event per transition in order, until the client leaves.
- * Subscribed before the first read, so a transition announced during it brings one more read, and
- * only then (the status stream's reads were a ninth of the embedded database's work).
+ * The order is read once, as the stream opens; each transition after comes with the order as it
+ * left it in the order service's broadcast (streamMove), so it is pushed without another read
+ * (the stream's reads were a ninth of the embedded database's work). Subscribed before the read, so
+ * a transition announced during it is not missed.
  */
 async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: unknown) => void): Promise<void> {
 	const { orderId, userId } = req.$params as { orderId: string; userId?: string };
-	const sub: StreamSubscriber = { res, sent: 0, chain: Promise.resolve(), waiting: false, closed: false };
+	const sub: StreamSubscriber = { res, sent: [], chain: Promise.resolve(), closed: false };
 	const subs = this.streams.get(orderId) ?? new Set<StreamSubscriber>();
 	subs.add(sub);
 	this.streams.set(orderId, subs);
@@ -156,7 +158,7 @@ async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: u
 		if (open) this.logRequestLine(req, 200);
 	});
 	const first = (async () => {
-		const order = await req.$ctx.call<{ statusHistory: unknown[] }, Record<string, unknown>>("order.get", { orderId, userId });
+		const order = await req.$ctx.call<OrderView, Record<string, unknown>>("order.get", { orderId, userId });
 		if (sub.closed) return;
 		res.writeHead(200, {
 			...SECURITY_HEADERS,
@@ -166,7 +168,7 @@ async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: u
 			"X-Request-ID": req.$ctx.requestID ?? "",
 		});
 		res.write(`retry: 2000\nevent: order\ndata: ${JSON.stringify(order)}\n\n`);
-		sub.sent = order.statusHistory.length;
+		sub.sent = order.statusHistory;
 		sub.heartbeat = setInterval(() => res.write(": keep-alive\n\n"), 15000);
 		open = true;
 	})();
@@ -420,17 +422,10 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 
 	events: {
 		/** Broadcast by the order service on every transition, on whichever node it runs. */
-		"order.status-changed"(this: GatewayThis, ctx: Context<{ orderId: string }>) {
+		"order.status-changed"(this: GatewayThis, ctx: Context<StatusChange>) {
 			const subs = this.streams.get(ctx.params.orderId);
 			if (!subs) return;
-			for (const sub of subs) {
-				if (sub.waiting) continue; // the read queued already sees this transition too
-				sub.waiting = true;
-				sub.chain = sub.chain.then(() => {
-					sub.waiting = false;
-					return this.pushUpdates(ctx.params.orderId, sub);
-				});
-			}
+			for (const sub of subs) sub.chain = sub.chain.then(() => this.pushChange(ctx.params, sub));
 		},
 		/** A node about to stop ends its streams, so in-flight tracking does not wait on them. */
 		"node.shutting-down"(this: GatewayThis) {
@@ -499,17 +494,19 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 		},
 
 		/** Sends the transitions a subscriber has not seen yet, each as its own event, in order. */
-		async pushUpdates(this: GatewayThis, orderId: string, sub: StreamSubscriber) {
-			if (sub.closed) return;
+		/** One announced transition on one stream: skipped, pushed as announced, or read (streamMove). */
+		async pushChange(this: GatewayThis, change: StatusChange, sub: StreamSubscriber) {
+			const move = sub.closed ? "skip" : streamMove(sub.sent, change);
+			if (move === "skip") return;
 			try {
-				const order = await this.broker.call<{ statusHistory: Array<{ status: string; at: string; reason?: string }> }, Record<string, unknown>>("order.get", { orderId });
+				const order = move === "push" ? { ...change.order, statusHistory: [...sub.sent, change.step] } : await this.broker.call<OrderView, Record<string, unknown>>("order.get", { orderId: change.orderId });
 				if (sub.closed) return;
-				for (const step of order.statusHistory.slice(sub.sent)) {
+				for (const step of order.statusHistory.slice(sub.sent.length)) {
 					sub.res.write(`event: status\ndata: ${JSON.stringify({ ...step, order })}\n\n`);
 				}
-				sub.sent = Math.max(sub.sent, order.statusHistory.length);
+				if (order.statusHistory.length > sub.sent.length) sub.sent = order.statusHistory;
 			} catch (err) {
-				this.logger.warn(`Order stream ${orderId}: ${(err as Error).message}`);
+				this.logger.warn(`Order stream ${change.orderId}: ${(err as Error).message}`);
 			}
 		},
 

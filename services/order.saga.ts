@@ -29,6 +29,7 @@ import {
 import { GroupCommit } from "../lib/batch";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { PricedLine } from "../lib/domain/cart";
+import { orderView, statusStep, type StatusChange } from "../lib/api/order-view";
 import type { AuthorizeResult } from "./payment.service";
 import type { CommitResult, ReserveResult } from "./inventory.service";
 
@@ -181,6 +182,9 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 			const changed = new Map<string, { row: OrderRow; deadline: Deadline | "keep" }>();
 			const history: Array<{ orderId: string; status: OrderStatus; reason: string | null }> = [];
 			const after: Array<() => void> = [];
+			// The time of the changes, set here rather than by the database, so the broadcast below
+			// carries the order exactly as written (its updatedAt, its history's `at`).
+			const at = new Date();
 			for (const { orderId, decide, cause, ctx } of steps) {
 				const order = orders.get(orderId);
 				if (!order) {
@@ -193,7 +197,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					throw new ConflictError("ILLEGAL_TRANSITION", `An order cannot go from ${order.status} to ${decision.to}`, { from: order.status, to: decision.to });
 				}
 				const to = decision.to ?? order.status;
-				const row: OrderRow = { ...order, ...(decision.set as Partial<OrderRow>), status: to, redrives: decision.to ? 0 : order.redrives };
+				const row: OrderRow = { ...order, ...(decision.set as Partial<OrderRow>), status: to, redrives: decision.to ? 0 : order.redrives, updated_at: at };
 				orders.set(orderId, row);
 				changed.set(orderId, { row, deadline: deadlineOf(decision, to, row.payment_status) ?? changed.get(orderId)?.deadline ?? "keep" });
 				if (decision.to) {
@@ -205,7 +209,8 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 						observeMetric(this.broker, "sagaStep", { status: to }, stepSeconds);
 						if (FINAL_STEPS.has(to)) countMetric(this.broker, "orders", { status: to });
 						// For live tracking (SSE): not a domain event, a hint to whoever follows the order.
-						void this.broker.broadcast("order.status-changed", { orderId, userId: row.user_id, status: to });
+						const change: StatusChange = { orderId, userId: row.user_id, status: to, from: order.status, step: statusStep({ status: to, at, reason: decision.reason ?? null }), order: orderView(row, []) };
+						void this.broker.broadcast("order.status-changed", change);
 					});
 				}
 				const followUp = decision.followUp;
@@ -236,20 +241,20 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_method = v.payment_method, payment_session_id = v.payment_session_id,
 					   payment_id = v.payment_id, card_token = v.card_token,
 					   payment_failure_reason = v.payment_failure_reason, failure_code = v.failure_code, failure_reason = v.failure_reason, failure_details = v.failure_details,
-					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = now(),
+					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = :at,
 					   step_deadline = CASE WHEN v.deadline_after IS NOT NULL THEN v.deadline_after + make_interval(secs => :s)
 					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
 					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_method text, payment_session_id text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
 					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, deadline text, deadline_after timestamptz)
 					 WHERE o.id = v.id`,
-					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000 },
+					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000, at },
 					tx,
 				);
 			}
 			if (history.length > 0) {
 				this.queueSql(
-					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[])`,
-					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason) },
+					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason, at) SELECT *, CAST(:at AS timestamptz) FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[])`,
+					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason), at },
 					tx,
 				);
 			}

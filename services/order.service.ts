@@ -10,6 +10,7 @@ import { GATEWAY_CALL } from "../lib/timeouts";
 import { divRoundHalfUp } from "../lib/domain/money";
 import { ORDER_STATUSES, type OrderStatus } from "../lib/domain/order-status";
 import type { EventPayloads } from "../lib/events/catalogue";
+import { orderView, type HistoryEntry } from "../lib/api/order-view";
 import { cancel, hostedPaymentRefusal, sessionOpened } from "../lib/domain/saga";
 import { redirectProblem } from "../lib/domain/redirect";
 import { GroupCommit } from "../lib/batch";
@@ -76,36 +77,10 @@ type OrderThis = EventsService &
 	};
 
 
-type HistoryEntry = { status: string; at: Date | string; reason: string | null };
 /** An order row read with its status history in the same statement (historyColumns). */
 type OrderWithHistory = OrderRow & { status_history: HistoryEntry[] };
 
-const toOrder = (o: OrderRow, history: HistoryEntry[]) => ({
-	id: o.id,
-	userId: o.user_id,
-	status: o.status,
-	paymentStatus: o.payment_status,
-	// jsonb keeps keys in its own order; answer them in the contract's.
-	items: o.items.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, quantity: l.quantity, unitPrice: l.unitPrice, lineTotal: l.lineTotal })),
-	subtotal: Number(o.subtotal),
-	discount: Number(o.discount),
-	voucherDiscount: Number(o.voucher_discount),
-	total: Number(o.total),
-	currency: o.currency,
-	promoCodes: o.promo_codes,
-	voucherCodes: o.voucher_codes,
-	shippingAddress: o.shipping_address,
-	customer: o.customer ?? undefined,
-	payment: { method: o.payment_method ?? undefined, paymentId: o.payment_id ?? undefined, sessionId: o.payment_session_id ?? undefined, failureReason: o.payment_failure_reason ?? undefined },
-	failureReason: o.failure_reason ?? undefined,
-	failureCode: o.failure_code ?? undefined,
-	failureDetails: o.failure_details ?? undefined,
-	shipment: o.courier ? { courier: o.courier, trackingNumber: o.tracking_number } : undefined,
-	statusHistory: history.map(h => ({ status: h.status, at: new Date(h.at).toISOString(), reason: h.reason ?? undefined })),
-	createdAt: new Date(o.created_at).toISOString(),
-	updatedAt: new Date(o.updated_at).toISOString(),
-});
-const view = (o: OrderWithHistory) => toOrder(o, o.status_history);
+const view = (o: OrderWithHistory) => orderView(o, o.status_history);
 
 
 /**
@@ -253,7 +228,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 						trace: traceOf(ctx),
 					});
 					// Its history is the one entry written with it: no need to read it back.
-					return toOrder(row, [{ status: "CREATED", at: row.created_at, reason: null }]);
+					return orderView(row, [{ status: "CREATED", at: row.created_at, reason: null }]);
 				} catch (err) {
 					await Promise.allSettled(holds.map(release => release()));
 					// A concurrent request with the same key won the race: answer as a replay would.
