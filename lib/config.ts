@@ -32,6 +32,8 @@ export interface Config {
 	services: ServiceName[];
 	databaseUrl?: string;
 	dataDir: string;
+	/** Embedded only: a file where PGlite's time per statement is kept (lib/pglite-profile.ts). */
+	pgliteProfile?: string;
 	dbPoolMax: number;
 	redisUrl?: string;
 	kafkaBrokers?: string[];
@@ -210,6 +212,7 @@ export function loadConfig(env: Env = process.env): Config {
 		services: services(env),
 		databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
 		dataDir: read(env, "DATA_DIR") ?? "./data",
+		pgliteProfile: read(env, "PGLITE_PROFILE"),
 		dbPoolMax: integer(env, "DB_POOL_MAX", 10, 1, 200),
 		redisUrl: url(env, "REDIS_URL", ["redis:", "rediss:"]),
 		kafkaBrokers: kafkaBrokers(env),

@@ -44,6 +44,7 @@ async function openEmbedded(config: Config): Promise<Database> {
 	const pglite = await startPgliteThread({
 		dataDir: inMemory ? config.dataDir : `${config.dataDir}/pgdata`,
 		maxConnections: config.dbPoolMax + 2,
+		profileFile: config.pgliteProfile,
 	}).catch(err => {
 		unlock();
 		throw err;

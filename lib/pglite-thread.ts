@@ -18,6 +18,8 @@ export interface PgliteThreadOptions {
 	dataDir: string;
 	/** The most connections the socket server accepts. */
 	maxConnections: number;
+	/** Where to keep the time each statement takes on PGlite's thread (lib/pglite-profile.ts), if anywhere. */
+	profileFile?: string;
 }
 
 /** What the worker is given. */

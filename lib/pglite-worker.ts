@@ -3,13 +3,15 @@ import { parentPort, workerData } from "node:worker_threads";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { PgliteWorkerData, PgliteWorkerMessage } from "./pglite-thread";
+import { profileStatements } from "./pglite-profile";
 
-const { dataDir, socketPath, maxConnections } = workerData as PgliteWorkerData;
+const { dataDir, socketPath, maxConnections, profileFile } = workerData as PgliteWorkerData;
 const port = parentPort!;
 const send = (m: PgliteWorkerMessage) => port.postMessage(m);
 
 async function main(): Promise<void> {
 	const pglite = await PGlite.create(dataDir);
+	const endProfile = profileFile ? profileStatements(pglite, profileFile) : undefined;
 	const server = new PGLiteSocketServer({ db: pglite, path: socketPath, maxConnections });
 	try {
 		await server.start();
@@ -22,6 +24,7 @@ async function main(): Promise<void> {
 		void (async () => {
 			await server.stop();
 			await pglite.close();
+			endProfile?.();
 			send({ closed: true });
 		})().catch((err: Error) => send({ failed: err.message }));
 	});

@@ -18,6 +18,8 @@ export interface Run {
 	errors: Record<string, number>;
 	cpuPercent: { avg: number; max: number };
 	processes: Record<string, { cpuAvg: number; cpuMax: number; rssMaxMb: number; system: boolean }>;
+	/** PGlite's time by statement (BENCH_PGLITE_PROF). */
+	pglite?: { ms: number; msPerCheckout: number; statements: Array<{ statements: string; perCheckout: number; msPerCheckout: number; percent: number }> };
 	/** The burst profile's drain. */
 	burst?: { orders: number; accepted: number; postedSeconds: number; doorPerSecond: number; drainSeconds: number; unsettled: number; longestWithoutConfirmationSeconds: number };
 }
@@ -71,6 +73,10 @@ ${floor ? floor.description + "\n\n| database | clients | transactions/s | laten
 ## Where the CPU goes
 
 ${profiles.map(p => `Profiled with \`--cpu-prof\` during the ${p.target} ${p.profile} run of ${p.date.slice(0, 10)} (self time in the load's window).\n\n${p.nodes.map(n => `**${n.node}** (${n.seconds} s sampled): by package ${n.byPackage.slice(0, 8).map(c => `${c.name} ${c.percent} %`).join(", ")}. Top functions: ${n.byFunction.slice(0, 8).map(c => `${c.name} ${c.percent} %`).join(", ")}.`).join("\n\n")}`).join("\n\n") || "No profile kept: `BENCH_CPU_PROF=1 npm run bench`."}
+
+## Where PGlite's time goes
+
+${runs.filter(r => r.pglite).map(r => `**${r.file}** (${r.date.slice(0, 16).replace("T", " ")}, ${r.confirmedPerSecond} confirmed/s, \`BENCH_PGLITE_PROF=1\`): PGlite's thread ran statements for **${r.pglite!.msPerCheckout} ms per confirmed checkout** in the load's window. By protocol message (its statements' shapes; \`;\` separates the statements of one message):\n\n| per checkout | ms per checkout | % of PGlite's time | statements |\n|---|---|---|---|\n${r.pglite!.statements.map(e => `| ${e.perCheckout} | ${e.msPerCheckout} | ${e.percent} | \`${e.statements.slice(0, 200).replace(/\|/g, "\\|").replace(/`/g, "'")}\` |`).join("\n")}`).join("\n\n") || "No statement profile kept: `BENCH_PGLITE_PROF=1 BENCH_PROFILES=checkout npm run bench`."}
 
 ## Charts
 

@@ -13,13 +13,14 @@
  * or BENCH_URL, a running gateway. BENCH_PROFILES (checkout,shop,hot), BENCH_SECONDS (20),
  * BENCH_CONCURRENCY (32 customers), BENCH_RATE (checkouts started per second, open loop; default:
  * as fast as the customers go), BENCH_BURST_ORDERS and BENCH_BURST_TIMEOUT_S (600) for the burst, BENCH_CPU_PROF=1 (profile the node processes with --cpu-prof;
- * BENCH_KEEP_PROF=1 leaves the .cpuprofile files in their temporary folder, for a look at call stacks).
+ * BENCH_KEEP_PROF=1 leaves the .cpuprofile files in their temporary folder, for a look at call stacks),
+ * BENCH_PGLITE_PROF=1 (embedded, customer profiles: the time each statement holds PGlite's thread, per checkout).
  * CPU and memory are sampled per process from /proc: the nodes, and for a cluster PostgreSQL,
  * Kafka, NATS and Redis; the load generator is shown apart.
  * Writes bench/results/<target>-<profile>.json, bench/<target>-<profile>.svg and bench/REPORT.md.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
@@ -29,6 +30,7 @@ import { spawnNode } from "./harness/cluster";
 import { summarizeProfile, type CpuProfile } from "./cpu-profile";
 import { writeReport } from "./bench-report";
 import { postBurst } from "./burst";
+import { profileBetween, type StatementProfile } from "../lib/pglite-profile";
 
 const ROOT = path.resolve(__dirname, "..");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -37,6 +39,7 @@ const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined
 const PROFILES = (process.env.BENCH_PROFILES ?? "checkout,shop,hot").split(",");
 const TARGET = process.env.BENCH_URL ? "url" : (process.env.BENCH_TARGET ?? "embedded");
 const CPU_PROF = process.env.BENCH_CPU_PROF === "1";
+const PGLITE_PROF = process.env.BENCH_PGLITE_PROF === "1";
 const BURST_ORDERS = Number(process.env.BENCH_BURST_ORDERS ?? 1000);
 /** How long the burst profile waits for its backlog to settle before it reports what is left. */
 const BURST_TIMEOUT_S = Number(process.env.BENCH_BURST_TIMEOUT_S ?? 600);
@@ -196,8 +199,9 @@ async function prepare(base: string, profile: string) {
 	return { products, users };
 }
 
-async function runProfile(base: string, watched: Watched[], profile: string) {
+async function runProfile(base: string, watched: Watched[], profile: string, pgliteProfile?: string) {
 	if (profile === "burst") return runBurst(base, watched);
+	const readPglite = (): StatementProfile => (pgliteProfile && existsSync(pgliteProfile) ? JSON.parse(readFileSync(pgliteProfile, "utf8")) : {});
 	const { products, users } = await prepare(base, profile);
 
 	const orderLatency: number[] = [];
@@ -267,14 +271,29 @@ async function runProfile(base: string, watched: Watched[], profile: string) {
 		samples.push({ second: s, confirmed: b?.confirmed ?? 0, orderP95: summarize(b?.latencies ?? []).p95, cpuPercent, usage });
 	}, 1000);
 	const loadFromUs = monotonicUs();
+	const pgliteBefore = readPglite();
 	const load = Promise.all(users.map(worker));
 	await sleep(SECONDS * 1000);
 	running = false;
 	await load;
 	const loadToUs = monotonicUs();
+	await sleep(300); // PGlite's profile is written every quarter second
+	const pglite = pgliteProfile ? profileBetween(pgliteBefore, readPglite()) : undefined;
 	clearInterval(ticker);
 	const elapsed = (Date.now() - start) / 1000;
-	return runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } });
+	const result = runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } });
+	return pglite ? { ...result, pglite: pgliteSummary(pglite, result.confirmed) } : result;
+}
+
+/** PGlite's time in the load's window: in all, per confirmed checkout, and by statement. */
+function pgliteSummary(entries: ReturnType<typeof profileBetween>, confirmed: number) {
+	const ms = entries.reduce((sum, e) => sum + e.ms, 0);
+	const per = (x: number) => Math.round((x / Math.max(1, confirmed)) * 1000) / 1000;
+	return {
+		ms: Math.round(ms),
+		msPerCheckout: per(ms),
+		statements: entries.slice(0, 25).map(e => ({ statements: e.statements, perCheckout: per(e.count), msPerCheckout: per(e.ms), percent: Math.round((e.ms / ms) * 1000) / 10 })),
+	};
 }
 
 /**
@@ -384,6 +403,8 @@ interface SystemUnderTest {
 	watched: Watched[];
 	/** Node name by pid, to name the CPU profiles. */
 	nodes: Map<number, string>;
+	/** The embedded database's statement profile (BENCH_PGLITE_PROF), a file it keeps up to date. */
+	pgliteProfile?: string;
 	stop(): Promise<void>;
 }
 
@@ -413,7 +434,9 @@ const loadGenerator: Watched = { name: "load generator (this process)", pids: ()
 async function startEmbedded(profDir?: string): Promise<SystemUnderTest> {
 	const port = await freePort();
 	const dataDir = mkdtempSync(path.join(tmpdir(), "bench-"));
+	const pgliteProfile = PGLITE_PROF ? `${dataDir}/pglite-profile.json` : undefined;
 	const node = await spawnNode("embedded", {
+		...(pgliteProfile ? { PGLITE_PROFILE: pgliteProfile } : {}),
 		...(profDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}),
 		DATA_DIR: dataDir,
 		PORT: String(port),
@@ -426,6 +449,7 @@ async function startEmbedded(profDir?: string): Promise<SystemUnderTest> {
 		base: `http://127.0.0.1:${port}`,
 		watched: [{ name: "node (embedded: all services + PGlite)", pids: () => [pid], system: true }, loadGenerator],
 		nodes: new Map([[pid, "embedded"]]),
+		pgliteProfile,
 		async stop() {
 			await node.stop("SIGTERM");
 			rmSync(dataDir, { recursive: true, force: true });
@@ -489,11 +513,15 @@ async function main() {
 	try {
 		for (const profile of PROFILES) {
 			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
-			const r = await runProfile(system.base, system.watched, profile);
+			const r = await runProfile(system.base, system.watched, profile, system.pgliteProfile);
 			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
 			const { burst } = r as Partial<Awaited<ReturnType<typeof runBurst>>>;
 			if (burst) console.log(`  burst: ${JSON.stringify({ ...burst, backlog: burst.backlog.map(b => `${b.second}s:${b.pending}/${b.confirmed}`).join(" ") })}`);
 			for (const [name, p] of Object.entries(r.processes)) console.log(`    ${name}: CPU avg ${p.cpuAvg}% max ${p.cpuMax}%, RSS max ${p.rssMaxMb} MB`);
+			if ("pglite" in r && r.pglite) {
+				console.log(`  PGlite's thread: ${r.pglite.msPerCheckout} ms per confirmed checkout; by message (per checkout, ms per checkout, % of PGlite's time):`);
+				for (const e of r.pglite.statements.slice(0, 12)) console.log(`    ${e.perCheckout}× ${e.msPerCheckout} ms ${e.percent}%  ${e.statements.slice(0, 160)}`);
+			}
 			results.push(r);
 		}
 	} finally {
