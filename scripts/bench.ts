@@ -232,7 +232,12 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 		orderLatency.push(took);
 		bucket().latencies.push(took);
 		if (res.status !== 201) return fail(res.body?.error?.code ?? String(res.status), res.text);
-		const seen = await readEvents(`${base}/api/orders/${res.body.id}/stream`, token, events => events.some(e => e.data.status === "CONFIRMED" || ENDED.includes(e.data.status)), 30000);
+		const seen = await readEvents(`${base}/api/orders/${res.body.id}/stream`, token, events => events.some(e => e.data.status === "CONFIRMED" || ENDED.includes(e.data.status)), 30000).catch(async () => {
+			// Not settled in 30 s: counted, with where the order stands, so a stuck saga and a stream that missed a transition are told apart.
+			const now = await http(base, "GET", `/api/orders/${res.body.id}`, { token });
+			fail("STREAM_TIMEOUT", `order ${res.body.id} is ${now.body?.status} (${JSON.stringify(now.body?.statusHistory?.map((h: { status: string; at: string }) => `${h.status}@${h.at}`))})`);
+		});
+		if (!seen) return;
 		const last = seen.events.at(-1)?.data;
 		if (last?.status === "CONFIRMED") {
 			confirmLatency.push(Date.now() - t0);
@@ -515,6 +520,7 @@ async function main() {
 			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
 			const r = await runProfile(system.base, system.watched, profile, system.pgliteProfile);
 			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
+			for (const [code, sample] of Object.entries(r.errorSamples ?? {})) console.log(`  ${code}, e.g.: ${sample}`);
 			const { burst } = r as Partial<Awaited<ReturnType<typeof runBurst>>>;
 			if (burst) console.log(`  burst: ${JSON.stringify({ ...burst, backlog: burst.backlog.map(b => `${b.second}s:${b.pending}/${b.confirmed}`).join(" ") })}`);
 			for (const [name, p] of Object.entries(r.processes)) console.log(`    ${name}: CPU avg ${p.cpuAvg}% max ${p.cpuMax}%, RSS max ${p.rssMaxMb} MB`);
