@@ -45,6 +45,8 @@ interface ReservationRow {
 export type ReleaseReason = "PAYMENT_FAILED" | "EXPIRED" | "CANCELLED";
 export type ReserveResult = { ok: true; expiresAt: string } | { ok: false; reason: "OUT_OF_STOCK"; lines: Shortage[] } | { ok: false; reason: "RELEASED" };
 export type CommitResult = { ok: true } | { ok: false; reason: "NO_RESERVATION" | "RESERVATION_GONE" };
+/** A reservation to commit, and the payment it follows when its `payment.authorized` asked (passed on in `stock.committed`). */
+type CommitRequest = { orderId: string; paymentId?: string; cause?: DomainEvent };
 
 const productKey = (id: string) => `product:${id}`;
 /** Per transaction, the products whose level it changed (the latest row) and the event that caused it. */
@@ -87,7 +89,7 @@ type InventoryThis = EventsService &
 		reservationsLock(orderIds: string[]): LockedRead;
 		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): void;
 		reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>): Promise<Map<string, ReserveResult>>;
-		commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>): Promise<Map<string, CommitResult>>;
+		commitMany(tx: Transaction, requests: CommitRequest[]): Promise<Map<string, CommitResult>>;
 		reservationsFor(orderIds: string[], tx: Transaction): Promise<Map<string, ReservationRow>>;
 		releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus>;
 		releaseExpired(): Promise<number>;
@@ -162,7 +164,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				}),
 				"payment.authorized": typedHandler<"payment.authorized">({
 					async batch(events, { tx }) {
-						await (this as InventoryThis).commitMany(tx, events.map(e => ({ orderId: e.data.orderId, cause: e })));
+						await (this as InventoryThis).commitMany(tx, events.map(e => ({ orderId: e.data.orderId, paymentId: e.data.paymentId, cause: e })));
 					},
 				}),
 				"payment.failed": typedHandler<"payment.failed">(async function (event, { tx }) {
@@ -551,7 +553,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		 * with the commit: the reads and locks are one message, the writes another. A reservation that
 		 * expired meanwhile is released instead (the payment side refunds).
 		 */
-		async commitMany(tx: Transaction, requests: Array<{ orderId: string; cause?: DomainEvent }>) {
+		async commitMany(tx: Transaction, requests: CommitRequest[]) {
 			const results = new Map<string, CommitResult>();
 			const requested = [...new Set(requests.map(r => r.orderId))];
 			// The lines and products of every requested order: one committed before locks its products needlessly (rare).
@@ -566,8 +568,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const reservations = byOrder(reservationRows);
 			let released = false;
 			const now = new Date();
-			const committing: Array<{ orderId: string; cause?: DomainEvent }> = [];
-			for (const { orderId, cause } of requests) {
+			const committing: CommitRequest[] = [];
+			for (const { orderId, paymentId, cause } of requests) {
 				const r = reservations.get(orderId);
 				if (results.has(orderId)) continue;
 				if (!r) results.set(orderId, { ok: false, reason: "NO_RESERVATION" });
@@ -579,7 +581,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					results.set(orderId, { ok: false, reason: "RESERVATION_GONE" });
 				} else if (r.status !== "RESERVED") results.set(orderId, { ok: false, reason: "RESERVATION_GONE" });
 				else {
-					committing.push({ orderId, cause });
+					committing.push({ orderId, paymentId, cause });
 					results.set(orderId, { ok: true });
 				}
 			}
@@ -603,9 +605,9 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				tx,
 			);
 			this.queueSql(`UPDATE ${this.table("reservations")} SET status = 'COMMITTED', updated_at = now() WHERE order_id = ANY(ARRAY[:orderIds]::uuid[])`, { orderIds }, tx);
-			for (const { orderId, cause } of committing) {
+			for (const { orderId, paymentId, cause } of committing) {
 				const items = lines.filter(l => l.order_id === orderId).map(l => ({ productId: l.product_id, quantity: l.quantity }));
-				this.publishEvent(tx, "stock.committed", { orderId, items }, { causedBy: cause, correlationId: orderId, key: orderId });
+				this.publishEvent(tx, "stock.committed", { orderId, items, ...(paymentId ? { paymentId } : {}) }, { causedBy: cause, correlationId: orderId, key: orderId });
 			}
 			this.stockChanged(
 				[...leaving].map(([id, quantity]) => {

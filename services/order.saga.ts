@@ -12,7 +12,7 @@ import type { EventPayloads } from "../lib/events/catalogue";
 import {
 	EVENT_FACTS,
 	STATUS_EVENT,
-	factOf,
+	factsOf,
 	allowed,
 	deadlineOf,
 	decide,
@@ -130,7 +130,7 @@ export type OrderSagaMethods = {
 	takeSteps(steps: Step[], opts?: { tx?: Transaction; ctx?: Context }): Promise<Map<string, OrderRow>>;
 	takeStep(orderId: string, decide: Step["decide"], ctx?: Context): Promise<OrderRow>;
 	requestRefund(orderId: string, reason: string): Promise<void>;
-	voidSession(orderId: string): Promise<void>;
+	voidSession(orderId: string, ctx?: Context): Promise<void>;
 	recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED"): Promise<void>;
 	startPayment(order: OrderRow, ctx?: Context): Promise<AuthorizeResult | undefined>;
 	askAgain(order: OrderRow): Promise<Fact | undefined>;
@@ -146,10 +146,7 @@ type SagaThis = EventsService & OrderSagaMethods;
 const reactions = typedHandler<OrderConsumes>({
 	async batch(events, { tx, contexts }) {
 		const self = this as SagaThis;
-		const steps = events.flatMap((event, i) => {
-			const fact = factOf(event);
-			return fact ? [{ orderId: event.data.orderId, decide: (state: OrderState) => decide(state, fact), cause: event, ctx: contexts[i] }] : [];
-		});
+		const steps = events.flatMap((event, i) => factsOf(event).map(fact => ({ orderId: event.data.orderId, decide: (state: OrderState) => decide(state, fact), cause: event, ctx: contexts[i] })));
 		if (steps.length > 0) await self.takeSteps(steps, { tx });
 	},
 });
@@ -216,7 +213,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 				const followUp = decision.followUp;
 				if (followUp?.kind === "startPayment") after.push(() => void this.startPayment(row, ctx ?? contextOf(tx)));
 				if (followUp?.kind === "refund") after.push(() => void this.requestRefund(orderId, followUp.reason));
-				if (followUp?.kind === "voidSession") after.push(() => void this.voidSession(orderId));
+				if (followUp?.kind === "voidSession") after.push(() => void this.voidSession(orderId, ctx ?? contextOf(tx)));
 			}
 			if (changed.size > 0) {
 				const rows = [...changed.values()].map(({ row, deadline }) => ({
@@ -300,10 +297,10 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		 * has no step left for the watchdog to re-drive, so it must not depend on that event alone. A
 		 * gateway that cannot be reached lets the session expire on its own (never after the reservation).
 		 */
-		async voidSession(orderId: string) {
+		async voidSession(orderId: string, ctx?: Context) {
 			try {
-				const { paymentId } = await this.broker.call<{ paymentId?: string }, Record<string, unknown>>("payment.voidSession", { orderId });
-				if (paymentId) await this.takeStep(orderId, state => decide(state, { kind: "paid", paymentId }));
+				const { paymentId } = await (ctx ?? this.broker).call<{ paymentId?: string }, Record<string, unknown>>("payment.voidSession", { orderId });
+				if (paymentId) await this.takeStep(orderId, state => decide(state, { kind: "paid", paymentId }), ctx);
 			} catch (err) {
 				this.logger.warn(`Could not void the payment session of order ${orderId}, or apply its payment (${(err as Error).message}); the session expires on its own.`);
 			}

@@ -336,7 +336,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				} catch (err) {
 					// The order moved on while the session was made: nobody may pay that session now (if
 					// someone just did, the void's answer refunds it on an order that ended).
-					await this.voidSession(orderId);
+					await this.voidSession(orderId, ctx);
 					throw err;
 				}
 				return session;

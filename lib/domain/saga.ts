@@ -192,12 +192,15 @@ export type OrderConsumes =
 	| "payment.refund_failed";
 
 /** The events the order reacts to, as facts (the event → reaction table; `decide` holds the reactions). */
-export const EVENT_FACTS: { [N in OrderConsumes]: (data: EventPayloads[N]) => Fact | undefined } = {
+export const EVENT_FACTS: { [N in OrderConsumes]: (data: EventPayloads[N]) => Fact | Fact[] | undefined } = {
 	"stock.reserved": d => ({ kind: "reserved", expiresAt: d.expiresAt }),
 	"stock.failed": d => ({ kind: "outOfStock", lines: d.lines }),
 	// Released for a payment failure or a cancellation: the order has moved on already.
 	"stock.released": d => (d.reason === "EXPIRED" ? { kind: "reservationGone" } : undefined),
-	"stock.committed": () => ({ kind: "committed" }),
+	// Inventory commits only once paid, and its event can reach the order before the payment's own
+	// answer or event does (other topics, other paths): then it brings the payment first. Each fact
+	// is ignored where the order has it already.
+	"stock.committed": d => (d.paymentId ? [{ kind: "paid", paymentId: d.paymentId }, { kind: "committed" }] : { kind: "committed" }),
 	"payment.authorized": d => ({ kind: "paid", paymentId: d.paymentId }),
 	"payment.failed": d => ({ kind: "paymentFailed", code: d.code, reason: d.reason }),
 	"payment.session_expired": d => ({ kind: "sessionExpired", sessionId: d.sessionId }),
@@ -205,7 +208,8 @@ export const EVENT_FACTS: { [N in OrderConsumes]: (data: EventPayloads[N]) => Fa
 	"payment.refund_failed": () => ({ kind: "refundEnded", status: "REFUND_FAILED" }),
 };
 
-/** An event the order consumes, as its fact. */
-export function factOf<N extends OrderConsumes>(event: { eventName: N; data: EventPayloads[N] }): Fact | undefined {
-	return (EVENT_FACTS[event.eventName] as (data: EventPayloads[N]) => Fact | undefined)(event.data);
+/** An event the order consumes, as the facts it reports, in the order they are taken. */
+export function factsOf<N extends OrderConsumes>(event: { eventName: N; data: EventPayloads[N] }): Fact[] {
+	const facts = (EVENT_FACTS[event.eventName] as (data: EventPayloads[N]) => Fact | Fact[] | undefined)(event.data);
+	return facts === undefined ? [] : ([] as Fact[]).concat(facts);
 }

@@ -41,7 +41,8 @@ export interface EventPayloads {
 	"stock.reserved": { orderId: string; items: RequestedLine[]; expiresAt: string };
 	"stock.failed": { orderId: string; reason: "OUT_OF_STOCK"; lines: Shortage[] };
 	"stock.released": { orderId: string; reason: "PAYMENT_FAILED" | "EXPIRED" | "CANCELLED" };
-	"stock.committed": { orderId: string; items: RequestedLine[] };
+	/** `paymentId`: the payment whose `payment.authorized` the commit followed (absent when the order asked for it). */
+	"stock.committed": { orderId: string; items: RequestedLine[]; paymentId?: string };
 	"stock.updated": { productId: string; onHand: number; reserved: number; available: number };
 	"payment.authorized": { orderId: string; userId: string; paymentId: string; method: PaymentMethod; amount: number; currency: string };
 	"payment.failed": { orderId: string; userId: string; code: string; reason: string };

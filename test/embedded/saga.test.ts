@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { runtimeOf } from "../../lib/runtime";
+import { createEnvelope } from "../../lib/events/envelope";
 import { divRoundHalfUp } from "../../lib/domain/money";
 import type { MockGateway } from "../../lib/mock-gateway";
 import { ProbeProducer } from "../fixtures/probe.services";
@@ -269,6 +270,23 @@ describe("compensations", () => {
 		await untilStatus(lost, ["CONFIRMED"]);
 		expect(await untilStatus(short, ["FAILED"])).toMatchObject({ failureCode: "OUT_OF_STOCK", failureDetails: { lines: [{ productId: p.id, requested: 2, available: 0 }] } });
 		expect(await balance("wally")).toBe(0);
+	});
+});
+
+describe("events across topics", () => {
+	// On Kafka, stock.committed (inventory's topic) can reach the order before payment.authorized
+	// (the payment's topic) and before the payment's answer: the order was left PAYMENT_SUCCESS
+	// until the watchdog's re-drive (seen on the cluster under load). The commit brings the payment.
+	it("confirms an order whose stock commit arrives while it waits for its payment's answer", async () => {
+		const p = await product(300, 5);
+		const o = await place("early", [{ productId: p.id, quantity: 1 }]);
+		await untilStatus(o.id, ["PAYMENT_PENDING"]);
+		const paymentId = randomUUID();
+		const committed = createEnvelope("stock.committed", { orderId: o.id, items: [{ productId: p.id, quantity: 1 }], paymentId }, { service: "inventory", nodeID: node.broker.nodeID });
+		await (node.broker.getLocalService("order") as any).batches.push([{ event: committed, ctx: node.broker.ContextFactory.create(node.broker) }]);
+		const done = await order(o.id);
+		expect(done).toMatchObject({ status: "CONFIRMED", paymentStatus: "AUTHORIZED", payment: { paymentId } });
+		expect(done.statusHistory.map((h: any) => h.status)).toEqual(["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED"]);
 	});
 });
 

@@ -9,7 +9,7 @@ import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
 import { queueVerdict } from "../../lib/domain/backlog";
 import { applyDebits } from "../../lib/domain/wallet";
-import { EVENT_FACTS, allowed, factOf, cancel, deadlineOf, decide, giveUp, hostedPaymentRefusal, sessionOpened, type OrderState } from "../../lib/domain/saga";
+import { EVENT_FACTS, allowed, factsOf, cancel, deadlineOf, decide, giveUp, hostedPaymentRefusal, sessionOpened, type OrderState } from "../../lib/domain/saga";
 import { redirectProblem } from "../../lib/domain/redirect";
 
 describe("money", () => {
@@ -340,12 +340,26 @@ describe("the order's saga decisions (lib/domain/saga)", () => {
 		expect(allowed("CONFIRMED", { to: "PAYMENT_PENDING" })).toBe(false);
 	});
 	it("maps every event the order consumes to a fact", () => {
-		expect(factOf({ eventName: "stock.released", data: { orderId: "o", reason: "EXPIRED" } })).toEqual({ kind: "reservationGone" });
-		expect(factOf({ eventName: "stock.released", data: { orderId: "o", reason: "PAYMENT_FAILED" } })).toBeUndefined();
+		expect(factsOf({ eventName: "stock.released", data: { orderId: "o", reason: "EXPIRED" } })).toEqual([{ kind: "reservationGone" }]);
+		expect(factsOf({ eventName: "stock.released", data: { orderId: "o", reason: "PAYMENT_FAILED" } })).toEqual([]);
 		const refund = { orderId: "o", userId: "u", paymentId: "p", amount: 1, currency: "EUR", reason: null };
-		expect(factOf({ eventName: "payment.refund_failed", data: refund })).toEqual({ kind: "refundEnded", status: "REFUND_FAILED" });
-		expect(factOf({ eventName: "payment.session_expired", data: { orderId: "o", userId: "u", sessionId: "cs_9" } })).toEqual({ kind: "sessionExpired", sessionId: "cs_9" });
+		expect(factsOf({ eventName: "payment.refund_failed", data: refund })).toEqual([{ kind: "refundEnded", status: "REFUND_FAILED" }]);
+		expect(factsOf({ eventName: "payment.session_expired", data: { orderId: "o", userId: "u", sessionId: "cs_9" } })).toEqual([{ kind: "sessionExpired", sessionId: "cs_9" }]);
 		expect(Object.keys(EVENT_FACTS).sort()).toEqual(["payment.authorized", "payment.failed", "payment.refund_failed", "payment.refunded", "payment.session_expired", "stock.committed", "stock.failed", "stock.released", "stock.reserved"]);
+	});
+	it("confirms an order whose stock commit arrives before its payment's answer (the commit brings the payment), and changes nothing when it comes in turn", () => {
+		const facts = factsOf({ eventName: "stock.committed", data: { orderId: "o", items: [], paymentId: "p" } });
+		expect(facts).toEqual([{ kind: "paid", paymentId: "p" }, { kind: "committed" }]);
+		// Early: still PAYMENT_PENDING, the two facts in turn take it to PAYMENT_SUCCESS, then CONFIRMED.
+		const paid = decide(order("PAYMENT_PENDING"), facts[0])!;
+		expect(paid).toMatchObject({ to: "PAYMENT_SUCCESS", set: { payment_id: "p" } });
+		expect(decide(order(paid.to!, "AUTHORIZED"), facts[1])).toEqual({ to: "CONFIRMED" });
+		// The payment's answer after that: nothing more.
+		expect(decide(order("CONFIRMED", "AUTHORIZED"), { kind: "paid", paymentId: "p" })).toBeUndefined();
+		// In turn: the order is PAYMENT_SUCCESS already, the payment fact is ignored and the commit confirms.
+		expect(decide(order("PAYMENT_SUCCESS", "AUTHORIZED"), facts[0])).toBeUndefined();
+		// Asked for by the order (the watchdog), it carries no payment.
+		expect(factsOf({ eventName: "stock.committed", data: { orderId: "o", items: [] } })).toEqual([{ kind: "committed" }]);
 	});
 	it("opens a hosted session only for an unpaid PAYMENT_PENDING order with something to pay (its own open session answered again)", () => {
 		expect(hostedPaymentRefusal(order("PAYMENT_PENDING", "NOT_STARTED", false))).toBeUndefined();
