@@ -493,7 +493,6 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 			this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${status} ${ms(req.$startTime)}ms req=${req.$ctx?.requestID ?? "-"}${user ? ` user=${user.sub}` : ""}`);
 		},
 
-		/** Sends the transitions a subscriber has not seen yet, each as its own event, in order. */
 		/** One announced transition on one stream: skipped, pushed as announced, or read (streamMove). */
 		async pushChange(this: GatewayThis, change: StatusChange, sub: StreamSubscriber) {
 			const move = sub.closed ? "skip" : streamMove(sub.sent, change);
