@@ -11,6 +11,8 @@ export interface Run {
 	profile: string;
 	date: string;
 	concurrency: number;
+	/** How the customers paid: `wallet`, or `mixed` (wallet and card in turn; every run before 2026-12-05 but the bursts). */
+	payment?: string;
 	rate: number | null;
 	confirmedPerSecond: number;
 	postOrdersMs: Trio;
@@ -50,9 +52,9 @@ PostgreSQL, Redis, Kafka), \`npm run bench:floor\` (the pgbench floor), \`BENCH_
 
 ## Results
 
-| target | profile | customers / rate | date | confirmed checkouts/s | of the floor | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | system CPU % of one core, avg / max |
+| target | profile | customers, payments / rate | date | confirmed checkouts/s | of the floor | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | system CPU % of one core, avg / max |
 |---|---|---|---|---|---|---|---|---|---|
-${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}${r.rate ? ` / ${r.rate} per s` : ""} | ${r.date?.slice(0, 16).replace("T", " ") ?? ""} | ${r.confirmedPerSecond} | ${ofFloor(r)} | ${trio(r.postOrdersMs)} | ${trio(r.orderToConfirmedMs)} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} |`).join("\n")}
+${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}, ${r.payment ?? (r.profile === "burst" ? "wallet" : "mixed")}${r.rate ? ` / ${r.rate} per s` : ""} | ${r.date?.slice(0, 16).replace("T", " ") ?? ""} | ${r.confirmedPerSecond} | ${ofFloor(r)} | ${trio(r.postOrdersMs)} | ${trio(r.orderToConfirmedMs)} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} |`).join("\n")}
 
 ### Bursts
 

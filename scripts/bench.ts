@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: load against a running system, in three profiles, with a report.
  *
- *   checkout  N customers each: validate the cart → order (WALLET or CARD) → follow the order's
+ *   checkout  N customers each: validate the cart → order (BENCH_PAYMENT: `wallet`, the default and
+ *             issue 12's target, or `mixed`, WALLET and CARD in turn) → follow the order's
  *             Server-Sent Events until CONFIRMED (as a storefront would, instead of polling)
  *   shop      a storefront mix: browse 10, product page 5, validate cart 3, checkout 1
  *   hot       every order for one product with limited stock
@@ -24,7 +25,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { http, readEvents, tokenFor } from "./harness/http";
+import { loadClient, tokenFor } from "./harness/http";
 import { eventually, freePort } from "./harness/node";
 import { spawnNode } from "./harness/cluster";
 import { summarizeProfile, type CpuProfile } from "./cpu-profile";
@@ -32,8 +33,12 @@ import { writeReport } from "./bench-report";
 import { postBurst } from "./burst";
 import { profileBetween, type StatementProfile } from "../lib/pglite-profile";
 
+const { http, readEvents } = loadClient;
+
 const ROOT = path.resolve(__dirname, "..");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const PAYMENT = process.env.BENCH_PAYMENT ?? "wallet";
+if (PAYMENT !== "wallet" && PAYMENT !== "mixed") throw new Error(`BENCH_PAYMENT is wallet or mixed, not ${PAYMENT}`);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const PROFILES = (process.env.BENCH_PROFILES ?? "checkout,shop,hot").split(",");
@@ -156,6 +161,7 @@ function runResult(r: {
 		date: new Date().toISOString(),
 		seconds: Math.round(r.seconds),
 		concurrency: CONCURRENCY,
+		payment: r.profile === "burst" ? "wallet" : PAYMENT,
 		rate: r.rate,
 		confirmedPerSecond: Math.round((r.confirmLatency.length / r.seconds) * 10) / 10,
 		confirmed: r.confirmLatency.length,
@@ -250,7 +256,7 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 		while (running) {
 			n++;
 			const product = products[Math.floor(Math.random() * products.length)];
-			const payment: Record<string, string> = (i + n) % 2 ? { method: "WALLET" } : { method: "CARD", cardToken: "tok_visa" };
+			const payment: Record<string, string> = PAYMENT === "wallet" || (i + n) % 2 ? { method: "WALLET" } : { method: "CARD", cardToken: "tok_visa" };
 			if (profile !== "shop" || n % 19 === 0) {
 				await pace();
 				if (running) await checkout(token, product, payment);
@@ -517,7 +523,7 @@ async function main() {
 	const results: Result[] = [];
 	try {
 		for (const profile of PROFILES) {
-			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
+			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers (${PAYMENT} payments)${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
 			const r = await runProfile(system.base, system.watched, profile, system.pgliteProfile);
 			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
 			for (const [code, sample] of Object.entries(r.errorSamples ?? {})) console.log(`  ${code}, e.g.: ${sample}`);

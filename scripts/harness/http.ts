@@ -1,5 +1,6 @@
 import { signToken, type Role } from "../../lib/auth";
 import { DEV_JWT_SECRET } from "../../lib/config";
+import { Agent, request } from "node:http";
 
 export interface HttpResult<T = any> {
 	status: number;
@@ -26,20 +27,38 @@ export async function http<T = any>(
 	}
 	const res = await fetch(`${base}${path}`, { method, headers, body });
 	const text = await res.text();
-	let parsed: unknown = text;
+	return { status: res.status, headers: res.headers, body: jsonOrText(text) as T, text };
+}
+
+/** The body as JSON, or as the text it is when it is not JSON. */
+function jsonOrText(text: string): unknown {
 	try {
-		parsed = JSON.parse(text);
+		return JSON.parse(text);
 	} catch {
-		// not JSON: keep the text
+		return text;
 	}
-	return { status: res.status, headers: res.headers, body: parsed as T, text };
+}
+
+type SseEvent = { event: string; data: any };
+
+/** Takes the complete events off the front of `buffer` into `events`; returns what is left (an event still arriving). */
+function takeSseEvents(buffer: string, events: SseEvent[]): string {
+	let end: number;
+	while ((end = buffer.indexOf("\n\n")) >= 0) {
+		const block = buffer.slice(0, end);
+		buffer = buffer.slice(end + 2);
+		const event = /^event: (.*)$/m.exec(block)?.[1];
+		const data = /^data: (.*)$/m.exec(block)?.[1];
+		if (event && data) events.push({ event, data: JSON.parse(data) });
+	}
+	return buffer;
 }
 
 /** Reads Server-Sent Events until `until` says enough (or the time is up), then closes. */
-export async function readEvents(url: string, token: string, until: (events: Array<{ event: string; data: any }>) => boolean, timeoutMs = 20000) {
+export async function readEvents(url: string, token: string, until: (events: SseEvent[]) => boolean, timeoutMs = 20000) {
 	const abort = new AbortController();
 	const timer = setTimeout(() => abort.abort(), timeoutMs);
-	const events: Array<{ event: string; data: any }> = [];
+	const events: SseEvent[] = [];
 	try {
 		const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` }, signal: abort.signal });
 		if (res.status !== 200) return { status: res.status, events, contentType: res.headers.get("content-type") };
@@ -49,15 +68,7 @@ export async function readEvents(url: string, token: string, until: (events: Arr
 		while (!until(events)) {
 			const { value, done } = await reader.read();
 			if (done) break;
-			buffer += decoder.decode(value, { stream: true });
-			let end: number;
-			while ((end = buffer.indexOf("\n\n")) >= 0) {
-				const block = buffer.slice(0, end);
-				buffer = buffer.slice(end + 2);
-				const event = /^event: (.*)$/m.exec(block)?.[1];
-				const data = /^data: (.*)$/m.exec(block)?.[1];
-				if (event && data) events.push({ event, data: JSON.parse(data) });
-			}
+			buffer = takeSseEvents(buffer + decoder.decode(value, { stream: true }), events);
 		}
 		return { status: res.status, events, contentType: res.headers.get("content-type") };
 	} finally {
@@ -65,3 +76,51 @@ export async function readEvents(url: string, token: string, until: (events: Arr
 		abort.abort();
 	}
 }
+
+/**
+ * The load generator's client: `http` and `readEvents` on `node:http` with one keep-alive agent.
+ * The benchmark runs on the cores it measures, and fetch's web streams cost it about twice the CPU
+ * per checkout (bench/ANALYSIS.md); the tests keep fetch, which is what browsers and users speak.
+ */
+export const loadClient = (() => {
+	const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+	return {
+		http<T = any>(base: string, method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Omit<HttpResult<T>, "headers">> {
+			const headers: Record<string, string> = { ...opts.headers };
+			if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+			const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+			if (body !== undefined) Object.assign(headers, { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(body)) });
+			return new Promise((resolve, reject) => {
+				const req = request(`${base}${path}`, { method, headers, agent }, res => {
+					const chunks: Buffer[] = [];
+					res.on("data", (chunk: Buffer) => chunks.push(chunk)).on("error", reject);
+					res.on("end", () => {
+						const text = Buffer.concat(chunks).toString("utf8");
+						resolve({ status: res.statusCode!, body: jsonOrText(text) as T, text });
+					});
+				});
+				req.on("error", reject).end(body);
+			});
+		},
+		/** As `readEvents`, but rejects when the time is up. */
+		readEvents(url: string, token: string, until: (events: SseEvent[]) => boolean, timeoutMs = 20000): Promise<{ status: number; events: SseEvent[] }> {
+			return new Promise((resolve, reject) => {
+				const events: SseEvent[] = [];
+				const req = request(url, { headers: { Authorization: `Bearer ${token}` }, agent }, res => {
+					if (res.statusCode !== 200) return void (res.resume(), end(), resolve({ status: res.statusCode!, events }));
+					let buffer = "";
+					const done = () => (end(), resolve({ status: 200, events }));
+					res.setEncoding("utf8");
+					res.on("data", (chunk: string) => {
+						buffer = takeSseEvents(buffer + chunk, events);
+						if (until(events)) done();
+					});
+					res.on("end", done);
+				});
+				const timer = setTimeout(() => (end(), reject(new Error(`no end of the event stream within ${timeoutMs} ms`))), timeoutMs);
+				const end = () => (clearTimeout(timer), req.destroy());
+				req.on("error", err => (clearTimeout(timer), reject(err))).end();
+			});
+		},
+	};
+})();
