@@ -6,7 +6,8 @@ import { DOMAIN_EVENTS } from "../lib/events/catalogue";
 
 /**
  * Stores one row per domain event, with who produced it and the trace it belongs to: a batch of
- * events is one multi-row insert, read from each event's envelope.
+ * events is one multi-row insert, read from each event's envelope. The log is its own inbox (one
+ * row per event_id), so a batch is that one statement.
  */
 const record: SetStatementHandler = {
 	setStatement() {
@@ -15,6 +16,7 @@ const record: SetStatementHandler = {
 			       envelope->'producer'->>'nodeID', (envelope->>'occurredAt')::timestamptz, envelope->'data', envelope->'trace'->>'requestID'
 			FROM inbox ON CONFLICT (event_id) DO NOTHING`;
 	},
+	ownInbox: true,
 };
 
 interface TimelineRow {
