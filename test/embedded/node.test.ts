@@ -517,6 +517,6 @@ describe("embedded node", () => {
 		expect((await effects()).length).toBe(before + 1);
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "probe-consumer".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
-		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", "events-001-outbox-inbox-dead-letters", "events-002-outbox-handed-over", "probe-001"]);
+		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", "events-001-outbox-inbox-dead-letters", "events-002-outbox-handed-over", "events-003-outbox-room-for-marks", "probe-001"]);
 	});
 });
