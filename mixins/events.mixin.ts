@@ -66,13 +66,18 @@ export interface LockingHandler<E extends DomainEvent = DomainEvent> {
  * `(event_id uuid, envelope jsonb)` per new event, and takes effect only through it. A batch's run
  * of such events costs one statement (the audit log: one multi-row insert per batch).
  */
-export interface SetStatementHandler {
+export interface SetStatementHandler extends OwnInbox {
 	setStatement: (this: EventsService) => string;
+}
+
+/** A handler whose effect is idempotent by event id needs no inbox record. */
+export interface OwnInbox {
 	/**
-	 * The statement is its own inbox: it writes one row per event into a table unique on its
-	 * event_id, `ON CONFLICT (event_id) DO NOTHING`, so an event seen before has no second effect
-	 * without an inbox record. A batch of only its events is then that one statement, with no
-	 * transaction around it (the audit log: 8–9 events per checkout).
+	 * The handler is its own inbox: it writes one row per event into a table unique on its
+	 * event_id, `ON CONFLICT (event_id) DO NOTHING`, and what else it writes is the same when
+	 * written again, so an event seen before has no second effect without an inbox record. A batch
+	 * of only such events keeps no records; a set statement's batch is then that one statement,
+	 * with no transaction around it (the audit log: 8–9 events per checkout).
 	 */
 	ownInbox?: true;
 }
@@ -84,7 +89,7 @@ export interface SetStatementHandler {
  * one run. `lock`, if given, names the distributed locks an event needs (taken before the
  * transaction, for the whole batch).
  */
-export interface BatchHandler<E extends DomainEvent = DomainEvent> {
+export interface BatchHandler<E extends DomainEvent = DomainEvent> extends OwnInbox {
 	/** `contexts[i]` is the context of `events[i]`'s handling (it continues the event's trace). */
 	batch: (this: EventsService, events: E[], tools: { tx: Transaction; contexts: Context[] }) => Promise<void>;
 	lock?: (event: E) => string[];
@@ -111,7 +116,7 @@ const observeDelay = (service: EventsService, event: DomainEvent) =>
 const inboxRows = (events: DomainEvent[]) => ({ ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) });
 
 /** The handler of every event of the batch, if it is one set statement that is its own inbox. */
-const ownInboxOf = (batch: Valid[]): SetStatementHandler | undefined => {
+const oneSetStatement = (batch: Valid[]): SetStatementHandler | undefined => {
 	const { declared } = batch[0];
 	return "setStatement" in declared && declared.ownInbox && batch.every(b => b.declared === declared) ? declared : undefined;
 };
@@ -128,7 +133,7 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 		};
 	}
 	if ("batch" in declared) {
-		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx, contexts: [ctx] }), readAheadRetried(service));
+		const once = () => consumeOnce(service.sequelize, service.name, event, tx => declared.batch.call(service, [event], { tx, contexts: [ctx] }), { onRetry: readAheadRetried(service), ownInbox: declared.ownInbox });
 		return declared.lock ? () => lockedFor(service.broker, service.name, declared.lock!(event), once) : once;
 	}
 	const handler = handlerOf(declared);
@@ -141,7 +146,7 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 				bindContext(tx, ctx);
 				return handler.call(service, event, { tx, ctx });
 			},
-			readAheadRetried(service),
+			{ onRetry: readAheadRetried(service) },
 		);
 	// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
 	return typeof declared === "function" ? once : () => lockedFor(service.broker, service.name, declared.lock(event), once);
@@ -254,8 +259,9 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			 * under the union of the handlers' locks, taken once before the transaction opens.
 			 */
 			async applyBatch(this: EventsService, batch: Valid[]): Promise<void> {
-				const ownInbox = ownInboxOf(batch);
-				if (ownInbox) return void (await sqlQuery(this.sequelize, knownNewSet(ownInbox.setStatement.call(this)), inboxRows(batch.map(b => b.event))));
+				const single = oneSetStatement(batch);
+				if (single) return void (await sqlQuery(this.sequelize, knownNewSet(single.setStatement.call(this)), inboxRows(batch.map(b => b.event))));
+				const ownInbox = batch.every(({ declared }) => typeof declared === "object" && "ownInbox" in declared && declared.ownInbox);
 				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared && declared.lock ? declared.lock(event) : []));
 				const apply = () =>
 					consumeBatchOnce(this.sequelize, this.name, batch.map(b => b.event), async (tx, fresh) => {
@@ -283,7 +289,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 							await handlerOf(declared).call(this, event, { tx, ctx });
 						}
 						await flush();
-					}, readAheadRetried(this));
+					}, { onRetry: readAheadRetried(this), ownInbox });
 				await (keys.length > 0 ? lockedFor(this.broker, this.name, keys, apply) : apply());
 			},
 

@@ -91,11 +91,15 @@ const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
 	}),
 };
 
-/** Every event that tells someone something, a batch at a time. */
+/**
+ * Every event that tells someone something, a batch at a time. Its own inbox: one notification per
+ * event id, and the contacts and e-mail addresses it writes are the same when written again.
+ */
 const notifications: BatchHandler = {
 	async batch(events, { tx }) {
 		await (this as NotificationThis).notifyAll(events, tx);
 	},
+	ownInbox: true,
 };
 
 type NotificationThis = EventsService & {

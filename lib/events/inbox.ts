@@ -25,16 +25,21 @@ const recordSql = (schema: string) =>
  * then run again with the records written first, ON CONFLICT DO NOTHING, and only the new ids given.
  * On that first try the effect's locked reads are read ahead (TransactionOptions.readAhead), so
  * the effect must have no effect outside its transaction: it may run again.
+ *
+ * `ownInbox`: the effect is its own record (a row per event id, written ON CONFLICT DO NOTHING, so
+ * an event seen before changes nothing): no records are kept, and `fresh` is the batch's ids.
  */
 export async function consumeBatchOnce<T>(
 	sequelize: Sequelize,
 	schema: string,
 	events: Array<Pick<DomainEvent, "eventId" | "eventName">>,
 	effect: (tx: Transaction, fresh: Set<string>) => Promise<T>,
-	onRetry?: () => void,
+	opts: { onRetry?: () => void; ownInbox?: boolean } = {},
 ): Promise<T> {
+	const { onRetry } = opts;
 	const insert = `INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[])`;
 	const records = { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) };
+	if (opts.ownInbox) return inTransaction(sequelize, tx => effect(tx, new Set(records.ids)), { readAhead: true, onRetry });
 	if (new Set(records.ids).size === records.ids.length) {
 		try {
 			return await inTransaction(
@@ -83,7 +88,7 @@ export async function consumeOnce(
 	schema: string,
 	event: Pick<DomainEvent, "eventId" | "eventName">,
 	effect: (tx: Transaction) => Promise<void>,
-	onRetry?: () => void,
+	opts: { onRetry?: () => void; ownInbox?: boolean } = {},
 ): Promise<"processed" | "duplicate"> {
 	return consumeBatchOnce(
 		sequelize,
@@ -94,7 +99,7 @@ export async function consumeOnce(
 			await effect(tx);
 			return "processed";
 		},
-		onRetry,
+		opts,
 	);
 }
 

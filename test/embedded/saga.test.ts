@@ -338,9 +338,13 @@ describe("redelivery", () => {
 		}
 		await new Promise(r => setTimeout(r, 500));
 		expect(await snapshot()).toEqual(before);
-		// The audit log is its own inbox (no processed_events record): still one row per event.
-		const [recorded] = await sequelize.query(`SELECT count(*)::int AS n, count(DISTINCT event_id)::int AS events FROM audit.audit_log WHERE event_id IN (:ids)`, { replacements: { ids: (rows as any[]).map(r => r.event_id) } });
-		expect((recorded as any[])[0]).toEqual({ n: rows.length, events: rows.length });
+		// The audit log and the notifications are their own inboxes (no processed_events records): still one row per event.
+		const count = async (sql: string) => ((await sequelize.query(sql, { replacements: { ids: (rows as any[]).map(r => r.event_id) } }))[0] as any[])[0];
+		expect(await count(`SELECT count(*)::int AS n, count(DISTINCT event_id)::int AS events FROM audit.audit_log WHERE event_id IN (:ids)`)).toEqual({ n: rows.length, events: rows.length });
+		const told = await count(`SELECT count(*)::int AS n, count(DISTINCT event_id)::int AS events FROM notification.notifications WHERE event_id IN (:ids)`);
+		expect(told.n).toBeGreaterThan(3);
+		expect(told.n).toBe(told.events);
+		expect(await count(`SELECT (SELECT count(*)::int FROM audit.processed_events WHERE event_id IN (:ids)) + (SELECT count(*)::int FROM notification.processed_events WHERE event_id IN (:ids)) AS n`)).toEqual({ n: 0 });
 	});
 });
 
