@@ -31,12 +31,15 @@ export async function unsettledOrders(pg: Client): Promise<number> {
 const tablesNamed = async (pg: Client, name: string) =>
 	(await pg.query<{ s: string }>(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = $1`, [name])).rows.map(r => `"${r.s.replace(/"/g, '""')}".${name}`);
 
-/** Every service's events still in flight: written and not yet published, and handled so far (inbox records). */
+/**
+ * Every service's events still in flight: written and not yet published, and handled so far (inbox
+ * records, and the rows of the consumers that are their own inboxes: the audit log, the notifications).
+ */
 export async function eventTraffic(pg: Client): Promise<{ unpublished: number; handled: number }> {
-	const tables = (name: string) => tablesNamed(pg, name);
+	const tables = async (...names: string[]) => (await Promise.all(names.map(name => tablesNamed(pg, name)))).flat();
 	const count = async (sql: string) => (sql ? Number((await pg.query<{ n: string }>(sql)).rows[0].n) : 0);
 	const unpublished = (await tables("outbox")).map(t => `(SELECT count(*) FROM ${t} WHERE published_at IS NULL)`).join(" + ");
-	const handled = (await tables("processed_events")).map(t => `(SELECT count(*) FROM ${t})`).join(" + ");
+	const handled = (await tables("processed_events", "audit_log", "notifications")).map(t => `(SELECT count(*) FROM ${t})`).join(" + ");
 	return { unpublished: await count(unpublished && `SELECT ${unpublished} AS n`), handled: await count(handled && `SELECT ${handled} AS n`) };
 }
 
