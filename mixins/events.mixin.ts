@@ -2,14 +2,14 @@ import type { Context, ServiceSchema } from "moleculer";
 import { runtimeOf } from "../lib/runtime";
 import { runMigrations } from "../lib/migrations";
 import type { Transaction } from "../lib/transactions";
-import { queueSql, sqlQuery } from "../lib/sql";
+import { queueSql } from "../lib/sql";
 import { lockedFor } from "./redlock.mixin";
 import { countMetric, observeMetric, setMetric } from "../lib/metrics";
 import { EVENT_TABLE_MIGRATIONS } from "../lib/events/tables";
 import { isDomainEvent, traceOf, type DomainEvent, type PublishOptions } from "../lib/events/envelope";
 import type { EventName, EventOf, EventPayloads } from "../lib/events/catalogue";
 import { OutboxRelay, writeToOutbox, type OutboxMessage, type Publisher } from "../lib/events/relay";
-import { consumeBatchOnce, consumeOnce, consumeSetOnce, deliverWithRetries, knownNewSet, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
+import { applyOwnInboxSet, consumeBatchOnce, consumeOnce, consumeSetOnce, deliverWithRetries, inboxRows, knownNewSet, recordDeadLetter, type ConsumeOutcome } from "../lib/events/inbox";
 import { BatchQueue, applyBisecting } from "../lib/batch";
 import { KafkaBridgeMixin, type KafkaBridgeMethods, type KafkaBatchHandler } from "./kafka-bridge.mixin";
 import { bindContext, contextOf, readAheadRetried, type DbService } from "./db.mixin";
@@ -112,13 +112,12 @@ export interface EventsMixinOptions {
 const observeDelay = (service: EventsService, event: DomainEvent) =>
 	observeMetric(service.broker, "eventDelay", { service: service.name, event: event.eventName }, Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
 
-/** The replacements of a set statement's `inbox` (knownNewSet) for these events. */
-const inboxRows = (events: DomainEvent[]) => ({ ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) });
+const isOwnInbox = (declared: DeclaredHandler) => typeof declared === "object" && "ownInbox" in declared && declared.ownInbox === true;
 
 /** The handler of every event of the batch, if it is one set statement that is its own inbox. */
 const oneSetStatement = (batch: Valid[]): SetStatementHandler | undefined => {
 	const { declared } = batch[0];
-	return "setStatement" in declared && declared.ownInbox && batch.every(b => b.declared === declared) ? declared : undefined;
+	return "setStatement" in declared && isOwnInbox(declared) && batch.every(b => b.declared === declared) ? declared : undefined;
 };
 
 const handlerOf = (declared: DomainEventHandler | LockingHandler) => (typeof declared === "function" ? declared : declared.handle);
@@ -127,8 +126,7 @@ const handlerOf = (declared: DomainEventHandler | LockingHandler) => (typeof dec
 function attemptFor(service: EventsService, declared: DeclaredHandler, event: DomainEvent, ctx: Context): () => Promise<"processed" | "duplicate"> {
 	if ("setStatement" in declared) {
 		return async () => {
-			const statement = declared.setStatement.call(service);
-			await (declared.ownInbox ? sqlQuery(service.sequelize, knownNewSet(statement), inboxRows([event])) : consumeSetOnce(service.sequelize, service.name, event, statement));
+			await consumeSetOnce(service.sequelize, service.name, event, declared.setStatement.call(service), { ownInbox: declared.ownInbox });
 			return "processed";
 		};
 	}
@@ -260,8 +258,8 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 			 */
 			async applyBatch(this: EventsService, batch: Valid[]): Promise<void> {
 				const single = oneSetStatement(batch);
-				if (single) return void (await sqlQuery(this.sequelize, knownNewSet(single.setStatement.call(this)), inboxRows(batch.map(b => b.event))));
-				const ownInbox = batch.every(({ declared }) => typeof declared === "object" && "ownInbox" in declared && declared.ownInbox);
+				if (single) return applyOwnInboxSet(this.sequelize, batch.map(b => b.event), single.setStatement.call(this));
+				const ownInbox = batch.every(({ declared }) => isOwnInbox(declared));
 				const keys = batch.flatMap(({ event, declared }) => ("lock" in declared && declared.lock ? declared.lock(event) : []));
 				const apply = () =>
 					consumeBatchOnce(this.sequelize, this.name, batch.map(b => b.event), async (tx, fresh) => {

@@ -37,9 +37,9 @@ export async function consumeBatchOnce<T>(
 	opts: { onRetry?: () => void; ownInbox?: boolean } = {},
 ): Promise<T> {
 	const { onRetry } = opts;
+	if (opts.ownInbox) return inTransaction(sequelize, tx => effect(tx, new Set(events.map(e => e.eventId))), { readAhead: true, onRetry });
 	const insert = `INSERT INTO ${quoteIdent(schema)}.processed_events (event_id, event_name) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:names]::text[])`;
 	const records = { ids: events.map(e => e.eventId), names: events.map(e => e.eventName) };
-	if (opts.ownInbox) return inTransaction(sequelize, tx => effect(tx, new Set(records.ids)), { readAhead: true, onRetry });
 	if (new Set(records.ids).size === records.ids.length) {
 		try {
 			return await inTransaction(
@@ -73,8 +73,17 @@ const mayBeSeenBefore = (err: unknown) => isUniqueViolation(err) || (err as { co
  */
 export const knownNewSet = (statement: string) => `WITH inbox AS (SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:envelopes]::jsonb[]) AS inbox (event_id, envelope)) ${statement}`;
 
+/** The replacements of knownNewSet's `inbox` for these events. */
+export const inboxRows = (events: DomainEvent[]) => ({ ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) });
+
+/** A set statement that is its own inbox (see consumeBatchOnce), for any events, seen before or not: one statement, no records. */
+export async function applyOwnInboxSet(sequelize: Sequelize, events: DomainEvent[], statement: string): Promise<void> {
+	await sqlQuery(sequelize, knownNewSet(statement), inboxRows(events));
+}
+
 /** A set-based handler's SQL for one event, its inbox record written in the same statement (it takes effect only if new). */
-export async function consumeSetOnce(sequelize: Sequelize, schema: string, event: DomainEvent, statement: string): Promise<void> {
+export async function consumeSetOnce(sequelize: Sequelize, schema: string, event: DomainEvent, statement: string, opts: { ownInbox?: boolean } = {}): Promise<void> {
+	if (opts.ownInbox) return applyOwnInboxSet(sequelize, [event], statement);
 	await sqlQuery(sequelize, `WITH recorded AS (${recordSql(schema)}), inbox AS (SELECT event_id, CAST(:envelope AS jsonb) AS envelope FROM recorded) ${statement}`, {
 		eventId: event.eventId,
 		eventName: event.eventName,

@@ -11,23 +11,28 @@ export interface HttpResult<T = any> {
 
 export const tokenFor = (sub: string, role: Role = "customer", secret = DEV_JWT_SECRET, ttlSeconds = 3600) => signToken({ sub, role, email: `${sub}@example.com` }, secret, ttlSeconds);
 
+type RequestOptions = { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> };
+
 /** A real HTTP request to a started gateway; the body is sent as JSON unless `raw` is given. */
 export async function http<T = any>(
 	base: string,
 	method: string,
 	path: string,
-	opts: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+	opts: RequestOptions = {},
 ): Promise<HttpResult<T>> {
-	const headers: Record<string, string> = { ...opts.headers };
-	if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
-	let body: string | undefined = opts.raw;
-	if (opts.body !== undefined) {
-		body = JSON.stringify(opts.body);
-		headers["Content-Type"] ??= "application/json";
-	}
+	const { headers, body } = requestOf(opts);
 	const res = await fetch(`${base}${path}`, { method, headers, body });
 	const text = await res.text();
 	return { status: res.status, headers: res.headers, body: jsonOrText(text) as T, text };
+}
+
+/** A request's headers and body: the bearer token, and the body as JSON unless `raw` is given. */
+function requestOf(opts: RequestOptions): { headers: Record<string, string>; body?: string } {
+	const headers: Record<string, string> = { ...opts.headers };
+	if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+	if (opts.body === undefined) return { headers, body: opts.raw };
+	headers["Content-Type"] ??= "application/json";
+	return { headers, body: JSON.stringify(opts.body) };
 }
 
 /** The body as JSON, or as the text it is when it is not JSON. */
@@ -85,11 +90,9 @@ export async function readEvents(url: string, token: string, until: (events: Sse
 export const loadClient = (() => {
 	const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
 	return {
-		http<T = any>(base: string, method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Omit<HttpResult<T>, "headers">> {
-			const headers: Record<string, string> = { ...opts.headers };
-			if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
-			const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-			if (body !== undefined) Object.assign(headers, { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(body)) });
+		http<T = any>(base: string, method: string, path: string, opts: RequestOptions = {}): Promise<Omit<HttpResult<T>, "headers">> {
+			const { headers, body } = requestOf(opts);
+			if (body !== undefined) headers["Content-Length"] = String(Buffer.byteLength(body));
 			return new Promise((resolve, reject) => {
 				const req = request(`${base}${path}`, { method, headers, agent }, res => {
 					const chunks: Buffer[] = [];
