@@ -13,6 +13,7 @@ import { Runtime } from "../../lib/runtime";
 import { loadConfig } from "../../lib/config";
 import type { ServiceBroker } from "moleculer";
 import { deadLettersOf, PROBE_EVENT } from "../fixtures/probe.services";
+import { createEnvelope } from "../../lib/events/envelope";
 import { eventually, freePort } from "../../scripts/harness/node";
 import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../../scripts/harness/cluster";
 
@@ -186,6 +187,42 @@ describe("a cluster of node processes", () => {
 			return rows.length === 1 && rows;
 		});
 		expect(timeline[0]).toMatchObject({ eventName: "order.created", producer: { service: "probe-producer", nodeID: "node-a" } });
+	});
+
+	it("records an event delivered twice through Kafka once in the audit log, which is its own inbox (no processed_events record), on real PostgreSQL", async () => {
+		const orderId = "5b1f7c2e-8d3a-4e6b-9f0c-1a2b3c4d5e6f";
+		const producer = { service: "probe-producer", nodeID: "node-a" };
+		const twice = createEnvelope("order.created", { orderId }, producer);
+		const behind = createEnvelope("order.confirmed", { orderId }, producer);
+		const kafkaProducer = kafka.producer();
+		await kafkaProducer.connect();
+		try {
+			// One key, so one partition of each topic; the second copy is a redelivery as a crash before the offset commit makes one.
+			for (const event of [twice, twice, behind]) await kafkaProducer.send({ topic: `${env.KAFKA_TOPIC_PREFIX}${event.eventName}`, messages: [{ key: orderId, value: JSON.stringify(event) }] });
+		} finally {
+			await kafkaProducer.disconnect();
+		}
+		await eventually("the event behind in the audit log", async () => (await call<any[]>("audit.timeline", { orderId })).some(r => r.eventId === behind.eventId));
+		await eventually("the audit consumer group past the second copy", async () => {
+			const admin = kafka.admin();
+			await admin.connect();
+			try {
+				const [topic] = await admin.fetchOffsets({ groupId: "audit", topics: [`${env.KAFKA_TOPIC_PREFIX}order.created`] });
+				const ends = await admin.fetchTopicOffsets(`${env.KAFKA_TOPIC_PREFIX}order.created`);
+				return topic.partitions.every(p => Math.max(0, Number(p.offset)) === Number(ends.find(e => e.partition === p.partition)!.offset));
+			} finally {
+				await admin.disconnect();
+			}
+		});
+		expect((await call<any[]>("audit.timeline", { orderId })).map(r => r.eventId)).toEqual([twice.eventId, behind.eventId]);
+		const pg = new Client({ connectionString: db.url });
+		await pg.connect();
+		try {
+			const { rows } = await pg.query("SELECT count(*)::int AS n FROM audit.processed_events WHERE event_id = ANY($1::uuid[])", [[twice.eventId, behind.eventId]]);
+			expect(rows[0].n).toBe(0);
+		} finally {
+			await pg.end();
+		}
 	});
 
 	it("dead-letters a poisoned event to <topic>.dlq after its retries, and the events behind it still flow", async () => {
