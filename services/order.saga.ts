@@ -121,7 +121,7 @@ const QUEUED_STEPS = new Set<OrderStatus>(["CREATED", "PAYMENT_SUCCESS"]);
 export type OrderSagaMethods = {
 	watchdogRun?: Periodic;
 	queueProgress: Record<string, QueueProgress>;
-	/** Payment outcomes, applied to their orders in groups (takeSteps). */
+	/** Payment refusals, applied to their orders in groups (takeSteps). */
 	paymentOutcomes: GroupCommit<Step, OrderRow | undefined>;
 	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
@@ -312,8 +312,11 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		},
 
 		/**
-		 * Authorizes the order's chosen payment (idempotent); its outcome joins the others that arrive
-		 * meanwhile and is applied with them (applyPayments). The watchdog retries on error.
+		 * Authorizes the order's chosen payment (idempotent). A refusal joins the others that arrive
+		 * meanwhile and is applied with them at once. An authorization is not: its event
+		 * (`payment.authorized`, or `stock.committed`, which carries it) reaches the order's batches
+		 * soon after and moves the order there, which spares the order a transaction of its own
+		 * per checkout (bench/ANALYSIS.md). The watchdog retries on error.
 		 */
 		async startPayment(order: OrderRow, ctx?: Context) {
 			// A hosted payment is the customer's to make on the gateway's page.
@@ -327,7 +330,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					method: order.payment_method,
 					cardToken: order.card_token ?? undefined,
 				});
-				await this.paymentOutcomes.submit({ orderId: order.id, decide: paymentDecision(result) });
+				if (!result.ok) await this.paymentOutcomes.submit({ orderId: order.id, decide: paymentDecision(result) });
 				return result;
 			} catch (err) {
 				this.logger.warn(`Payment of order ${order.id} did not complete (${(err as Error).message}); the watchdog will retry.`);
@@ -371,8 +374,9 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 						const session = await this.broker.call<{ paymentId?: string }, Record<string, unknown>>("payment.sessionOfOrder", { orderId: order.id });
 						if (session.paymentId) return { kind: "paid", paymentId: session.paymentId };
 					} else if (order.payment_method) {
-						await this.startPayment(order);
-						return undefined;
+						// Re-driven, an authorization is taken from the answer: its event may be what is late.
+						const result = await this.startPayment(order);
+						return result?.ok ? { kind: "paid", paymentId: result.paymentId } : undefined;
 					}
 					const reservation = await this.broker.call<{ status: string }, Record<string, unknown>>("inventory.reservation", { orderId: order.id }).catch(() => undefined);
 					return reservation && reservation.status !== "RESERVED" ? { kind: "reservationGone" } : undefined;
@@ -420,7 +424,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 	created() {
 		this.queueProgress = {};
-		// Payment outcomes that arrive while others are being applied are applied together next.
+		// Payment refusals that arrive while others are being applied are applied together next.
 		this.paymentOutcomes = new GroupCommit(async steps => {
 			const orders = await this.takeSteps(steps);
 			return steps.map(s => orders.get(s.orderId));

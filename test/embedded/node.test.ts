@@ -467,7 +467,8 @@ describe("embedded node", () => {
 		const push = async (batch: typeof events) => {
 			const sent: string[] = [];
 			const stop = watchStatements(sql => {
-				if (sql.includes(`"audit".`)) sent.push(sql);
+				// The audit's outbox relay sweeps on a timer of its own: not the batch's.
+				if (sql.includes(`"audit".`) && !sql.includes(`"audit".outbox`)) sent.push(sql);
 			});
 			try {
 				await audit.batches.push(batch.map(event => ({ event, ctx: node.broker.ContextFactory.create(node.broker) })));
@@ -517,6 +518,6 @@ describe("embedded node", () => {
 		expect((await effects()).length).toBe(before + 1);
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const applied = await sequelize.query<{ id: string }>('SELECT id FROM "probe-consumer".schema_migrations ORDER BY id', { type: QueryTypes.SELECT });
-		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", "events-001-outbox-inbox-dead-letters", "events-002-outbox-handed-over", "events-003-outbox-room-for-marks", "probe-001"]);
+		expect(applied.map(r => r.id)).toEqual(["db-001-unchanged-since-read", ...EVENT_TABLE_MIGRATIONS.map(m => m.id), "probe-001"]);
 	});
 });

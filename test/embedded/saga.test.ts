@@ -290,6 +290,29 @@ describe("events across topics", () => {
 	});
 });
 
+describe("payment outcomes", () => {
+	// An authorization moves the order through its event (in the order's batches), not through the
+	// payment's answer, which would cost the order a transaction of its own per checkout.
+	it("takes an authorization from its event; when the event is late, from the payment's answer to the watchdog", async () => {
+		const p = await product(350, 5);
+		await fund("tardy", 350);
+		const relay = (node.broker.getLocalService("payment") as any).relay;
+		await relay.stop(); // payment.authorized stays in the payment outbox
+		try {
+			const o = await place("tardy", [{ productId: p.id, quantity: 1 }], { payment: { method: "WALLET" } });
+			await eventually("the payment authorized", async () => (await call("payment.get", { orderId: o.id })).status === "AUTHORIZED");
+			// Answered, not applied: the order waits for the event (its step's deadline is 2 s away).
+			expect(await order(o.id)).toMatchObject({ status: "PAYMENT_PENDING" });
+			// The watchdog asks again, takes the answer, then commits the stock itself.
+			const done = await untilStatus(o.id, ["CONFIRMED"]);
+			expect(done.statusHistory.map((h: any) => h.status)).toEqual(["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED"]);
+			expect(await balance("tardy")).toBe(0);
+		} finally {
+			relay.start();
+		}
+	});
+});
+
 describe("redelivery", () => {
 	it("gives every consumer the same events again with no second effect anywhere", async () => {
 		const p = await product(6000, 5);
