@@ -293,6 +293,11 @@ export interface LockedRead {
 	orderBy: string;
 	columns: string;
 	replacements: Record<string, unknown>;
+	/**
+	 * The rows as the read would return them, each with its version (`WITH_ROW_VERSION` in the
+	 * RETURNING of the write that made them): taken instead of reading ahead, and guarded the same.
+	 */
+	known?: object[];
 }
 
 /** In every service's schema (DbMixin): the guard of a read ahead, which fails its transaction (40001) when the rows changed. */
@@ -308,18 +313,23 @@ export const UNCHANGED_SINCE_READ: Migration = {
 // and re-INSERT of the row gives it another.
 const VERSION = "ctid::text || '/' || xmin::text";
 const VERSION_COLUMN = "row_version_";
+/** A row's version as a column (`RETURNING *, ${WITH_ROW_VERSION}`), for a later LockedRead's `known`. */
+export const WITH_ROW_VERSION = `${VERSION} AS ${VERSION_COLUMN}`;
 const selectOf = (r: LockedRead, what: string, lock: string) => `SELECT ${what} FROM ${r.table} WHERE ${r.where} ORDER BY ${r.orderBy}${lock}`;
 
 /**
  * Reads that do not depend on each other's results, in one message: the rows of each. Locked
  * reads lock their rows in the transaction, or, while it may still read ahead (TransactionOptions),
- * are sent before it without locks, each with its rows' versions, and queue a guard that locks
- * the same rows and fails the transaction if their versions are no longer those read.
+ * are sent before it without locks, each with its rows' versions (or taken from its `known`
+ * rows, unsent), and queue a guard that locks the same rows and fails the transaction if their
+ * versions are no longer those read.
  */
 export async function sqlQueryEach(sequelize: Sequelize, reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]> {
 	const render = ([sql, replacements]: Statement) => statementFor(sequelize, tx.connection, sql, replacements);
 	if (!tx.mayReadAhead) return tx.queryEach(reads.map(r => render(Array.isArray(r) ? r : [selectOf(r, r.columns, " FOR UPDATE"), r.replacements])));
-	const results = await tx.readAhead(reads.map(r => render(Array.isArray(r) ? r : [selectOf(r, `${VERSION} AS ${VERSION_COLUMN}, ${r.columns}`, ""), r.replacements])));
+	const sent = reads.filter(r => Array.isArray(r) || !r.known);
+	const fetched = sent.length > 0 ? await tx.readAhead(sent.map(r => render(Array.isArray(r) ? r : [selectOf(r, `${WITH_ROW_VERSION}, ${r.columns}`, ""), r.replacements]))) : [];
+	const results = reads.map(r => (Array.isArray(r) || !r.known ? fetched.shift()! : r.known));
 	return results.map((rows, i) => {
 		const read = reads[i];
 		if (Array.isArray(read)) return rows;

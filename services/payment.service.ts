@@ -1,5 +1,6 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
+import { WITH_ROW_VERSION } from "../lib/sql";
 import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
@@ -34,6 +35,8 @@ interface PaymentRow {
 	refund_attempts: number;
 	refund_reason: string | null;
 	card_token: string | null;
+	/** Its version, when the write that returned it said (openMany): its settlement need not read it again. */
+	row_version_?: string;
 }
 
 export type AuthorizeResult =
@@ -472,7 +475,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, card_token)
 				 SELECT id, order_id, user_id, method, amount, currency, 'PENDING', card_token
 				 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS p(id uuid, order_id uuid, user_id text, method text, amount bigint, currency char(3), card_token text)
-				 ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING *`,
+				 ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id RETURNING *, ${WITH_ROW_VERSION}`,
 				{ rows: JSON.stringify([...new Map(group.map(p => [p.order_id, p])).values()]) },
 			);
 			const byOrder = new Map(rows.map(r => [r.order_id, r]));
@@ -487,17 +490,22 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		/**
 		 * A group of payments settled in one transaction of one message: their rows read ahead (only a
 		 * payment still PENDING moves; a concurrent twin's result wins ties), then one UPDATE for all
-		 * and one insert of their events, sent with the commit.
+		 * and one insert of their events, sent with the commit. Rows as their opening returned them,
+		 * with their versions, are not read again: the guard checks them all the same, and a retry reads.
 		 */
 		settleMany(group: Settlement[]) {
+			const first = new Map<string, Settlement>();
+			for (const s of group) if (!first.has(s.p.id)) first.set(s.p.id, s);
+			const opened = [...first.values()].map(s => s.p).sort((a, b) => (a.id < b.id ? -1 : 1));
+			let known = opened.every(p => p.row_version_) ? opened : undefined;
 			const run = async (tx: Transaction) => {
-				const first = new Map<string, Settlement>();
-				for (const s of group) if (!first.has(s.p.id)) first.set(s.p.id, s);
-				const [read] = await this.sqlEach<[PaymentRow[]]>([this.lockedRead("payments", "id = ANY(ARRAY[:ids]::uuid[])", "id", { ids: [...first.keys()] })], tx);
+				const read = this.lockedRead("payments", "id = ANY(ARRAY[:ids]::uuid[])", "id", { ids: [...first.keys()] });
+				const [rows] = await this.sqlEach<[PaymentRow[]]>([{ ...read, known }], tx);
+				known = undefined;
 				const settled = new Map<string, PaymentRow>();
 				const moved: Array<Settlement & { row: PaymentRow }> = [];
 				const takenAfterFailure: string[] = [];
-				for (const current of read) {
+				for (const current of rows) {
 					const { outcome, trace } = first.get(current.id)!;
 					if (current.status === "PENDING") {
 						const row: PaymentRow = outcome.ok

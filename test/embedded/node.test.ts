@@ -11,7 +11,7 @@ import type { Logger } from "moleculer";
 import { deadLettersOf, PROBE_EVENT, ProbeConsumer, ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
 import { watchStatements } from "../../scripts/harness/statements";
-import { queueSql, rowsOfEach, sqlQuery, sqlQueryAndCommit, sqlQueryEach, UNCHANGED_SINCE_READ, type LockedRead } from "../../lib/sql";
+import { queueSql, rowsOfEach, sqlQuery, sqlQueryAndCommit, sqlQueryEach, UNCHANGED_SINCE_READ, WITH_ROW_VERSION, type LockedRead } from "../../lib/sql";
 import { statSync } from "node:fs";
 import { beforeCommit, inTransaction, type Transaction } from "../../lib/transactions";
 
@@ -246,6 +246,35 @@ describe("embedded node", () => {
 		expect(contended).toMatchObject({ attempt: 3, ahead: false, rows: [{ n: 212 }, { n: 0 }] });
 		expect(await counter()).toBe(213);
 		expect(retries).toBe(3);
+	});
+
+	it("takes a locked read's rows from the write that returned them with their versions: no read, the same guard, and a read again when they changed", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await runMigrations(sequelize, "knownprobe", [UNCHANGED_SINCE_READ, { id: "knownprobe-001", sql: "CREATE TABLE c (id int PRIMARY KEY, n int NOT NULL)" }]);
+		const read: LockedRead = { schema: "knownprobe", table: '"knownprobe".c', where: "id = ANY(ARRAY[:ids]::int[])", orderBy: "id", columns: "id, n", replacements: { ids: [1, 2] } };
+		const written = () => sqlQuery<{ id: number; n: number }>(sequelize, `INSERT INTO "knownprobe".c VALUES (1, 0), (2, 0) ON CONFLICT (id) DO UPDATE SET n = 0 RETURNING *, ${WITH_ROW_VERSION}`);
+		// Increments decided from the rows given (`known`) on the first try, from a read on the next.
+		const increment = (known: object[], meddle: () => Promise<unknown> = async () => undefined) => {
+			let attempt = 0;
+			return inTransaction(
+				sequelize,
+				async tx => {
+					const [rows] = (await sqlQueryEach(sequelize, [{ ...read, known: ++attempt === 1 ? known : undefined }], tx)) as [Array<{ id: number; n: number }>];
+					if (attempt === 1) await meddle();
+					queueSql(sequelize, tx, 'UPDATE "knownprobe".c SET n = :n WHERE id = 1', { n: rows[0].n + 1 });
+					return { attempt, rows };
+				},
+				{ readAhead: true },
+			);
+		};
+		const { result, messages } = await messagesWhile(async () => increment(await written()), 200);
+		expect(result).toEqual({ attempt: 1, rows: [{ id: 1, n: 0 }, { id: 2, n: 0 }] }); // the version column left out
+		const own = messages.filter(m => m.some(sql => sql.includes("knownprobe")) && !m[0].startsWith("PREPARE") && !m[0].startsWith("INSERT"));
+		expect(own.map(m => m.map(sql => sql.slice(0, 26)))).toEqual([["BEGIN", 'SELECT "knownprobe".unchan', 'UPDATE "knownprobe".c SET ', "COMMIT"]]);
+		// Changed after the write that returned them: the guard fails the first try, the second reads.
+		const meddled = await increment(await written(), () => sqlQuery(sequelize, 'UPDATE "knownprobe".c SET n = n + 10 WHERE id = 1'));
+		expect(meddled).toEqual({ attempt: 2, rows: [{ id: 1, n: 10 }, { id: 2, n: 0 }] });
+		expect((await sqlQuery<{ n: number }>(sequelize, 'SELECT n FROM "knownprobe".c WHERE id = 1'))[0].n).toBe(11);
 	});
 
 	it("sends a transaction's last statement with its finishers' writes and its COMMIT, and answers its rows", async () => {
