@@ -2,20 +2,28 @@
  * A service's queue of events waiting to be handled. Whatever arrives while a batch is being
  * handled forms the next batch (up to `max`); an event that arrives when nothing is in flight is
  * handled at once, so batching adds no wait when idle. Batches run one at a time, in arrival order.
+ * With `intervalMs`, a batch that would start sooner than that after the last one waits out the
+ * rest of the interval (unless it is full): under load, fewer and larger batches; still no wait
+ * after a quiet interval.
  */
 export class BatchQueue<T> {
 	private readonly waiting: Array<{ item: T; done: () => void; failed: (err: unknown) => void }> = [];
 	private running = false;
+	private lastStart = -Infinity;
+	/** Ends a paced wait early (the queue filled up meanwhile). */
+	private fill?: () => void;
 
 	constructor(
 		/** Handles one batch; a rejection fails every item of that batch. */
 		private readonly handle: (items: T[]) => Promise<void>,
 		private readonly max: number,
+		private readonly intervalMs = 0,
 	) {}
 
 	/** Resolves once every item has been handled (in this batch or the next ones). */
 	push(items: T[]): Promise<void> {
 		const settled = items.map(item => new Promise<void>((done, failed) => this.waiting.push({ item, done, failed })));
+		if (this.waiting.length >= this.max) this.fill?.();
 		void this.drain();
 		return Promise.all(settled).then(() => undefined);
 	}
@@ -30,6 +38,18 @@ export class BatchQueue<T> {
 		this.running = true;
 		try {
 			while (this.waiting.length > 0) {
+				const wait = this.lastStart + this.intervalMs - Date.now();
+				if (wait > 0 && this.waiting.length < this.max) {
+					await new Promise<void>(resolve => {
+						const timer = setTimeout(resolve, wait);
+						this.fill = () => {
+							clearTimeout(timer);
+							resolve();
+						};
+					});
+					this.fill = undefined;
+				}
+				this.lastStart = Date.now();
 				const batch = this.waiting.splice(0, this.max);
 				try {
 					await this.handle(batch.map(b => b.item));

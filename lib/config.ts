@@ -85,6 +85,8 @@ export interface Config {
 	eventMaxAttempts: number;
 	/** Most events a consumer handles in one transaction (1: one at a time). */
 	eventBatchMax: number;
+	/** Event sinks (audit log, notifications): at least this long between two batches in a row (0: off). */
+	sinkBatchIntervalMs: number;
 	outboxPollMs: number;
 	/** Embedded only: how often PGlite, which has no autovacuum, is vacuumed. */
 	embeddedVacuumMs: number;
@@ -256,6 +258,7 @@ export function loadConfig(env: Env = process.env): Config {
 		voucherTtlDays: integer(env, "VOUCHER_TTL_DAYS", 365, 1, 3650),
 		eventMaxAttempts: integer(env, "EVENT_MAX_ATTEMPTS", 5, 1, 100),
 		eventBatchMax: integer(env, "EVENT_BATCH_MAX", 100, 1, 1000),
+		sinkBatchIntervalMs: integer(env, "SINK_BATCH_INTERVAL_MS", 50, 0, 10000),
 		outboxPollMs: integer(env, "OUTBOX_POLL_MS", 1000, 10, 60000),
 		embeddedVacuumMs: integer(env, "EMBEDDED_VACUUM_MS", 10000, 100, 3600 * 1000),
 		lockTtlMs: integer(env, "LOCK_TTL_MS", 10000, 100, 600000),

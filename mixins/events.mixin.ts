@@ -106,6 +106,12 @@ export const typedHandler = <N extends EventName>(handler: BatchHandler<EventOf<
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
 	handlers?: Record<string, DeclaredHandler>;
+	/**
+	 * The service is an event sink: nothing waits on its effects (the audit log, notifications). Under
+	 * load its batches follow one another at most every SINK_BATCH_INTERVAL_MS, so they are fewer
+	 * and larger; an event that finds it idle is still handled at once.
+	 */
+	sink?: true;
 }
 
 /** How long an event took from its occurrence to its handling (consumer lag, either transport). */
@@ -317,7 +323,8 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 
 		created() {
 			// Events that arrive while a batch is in flight form the next one (see BatchQueue).
-			this.batches = new BatchQueue<Delivery>(deliveries => this.receiveBatch(deliveries), runtimeOf(this.broker).config.eventBatchMax);
+			const { config } = runtimeOf(this.broker);
+			this.batches = new BatchQueue<Delivery>(deliveries => this.receiveBatch(deliveries), config.eventBatchMax, opts.sink ? config.sinkBatchIntervalMs : 0);
 		},
 
 		async started() {

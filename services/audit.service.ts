@@ -61,7 +61,7 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				},
 			],
 		}),
-		EventsMixin({ handlers: Object.fromEntries(DOMAIN_EVENTS.map(name => [name, record])) }),
+		EventsMixin({ handlers: Object.fromEntries(DOMAIN_EVENTS.map(name => [name, record])), sink: true }),
 	],
 	actions: {
 		/** An order's domain events in the order they happened (SPEC: GET /orders/:id/timeline). */

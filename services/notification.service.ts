@@ -171,6 +171,7 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 		}),
 		EventsMixin({
 			handlers: Object.fromEntries(Object.keys(MESSAGES).map(name => [name, notifications])),
+			sink: true,
 		}),
 	],
 

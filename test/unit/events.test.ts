@@ -59,6 +59,28 @@ describe("BatchQueue", () => {
 		expect(batches).toEqual([[1], [2, 3, 4], [5]]); // at most 3 a batch, arrival order kept
 	});
 
+	it("paced: what follows a batch within the interval waits for it, unless the batch is full; idle events go at once", async () => {
+		jest.useFakeTimers();
+		try {
+			const batches: number[][] = [];
+			const queue = new BatchQueue<number>(async items => void batches.push(items), 3, 1000);
+			await queue.push([1]); // idle: no wait, no timer advanced
+			const paced = [queue.push([2]), queue.push([3])];
+			await jest.advanceTimersByTimeAsync(999);
+			expect(batches).toEqual([[1]]);
+			await jest.advanceTimersByTimeAsync(1);
+			await Promise.all(paced);
+			expect(batches).toEqual([[1], [2, 3]]);
+			await Promise.all([queue.push([4]), queue.push([5]), queue.push([6])]); // full: goes without the timer
+			expect(batches).toEqual([[1], [2, 3], [4, 5, 6]]);
+			await jest.advanceTimersByTimeAsync(5000);
+			await queue.push([7]); // after a quiet interval: at once
+			expect(batches).toEqual([[1], [2, 3], [4, 5, 6], [7]]);
+		} finally {
+			jest.useRealTimers();
+		}
+	});
+
 	it("fails the items of a failing batch, and goes on with the next", async () => {
 		const queue = new BatchQueue<string>(async items => {
 			if (items.includes("bad")) throw new Error("boom");
