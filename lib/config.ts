@@ -39,6 +39,8 @@ export interface Config {
 	kafkaBrokers?: string[];
 	kafkaTopicPrefix: string;
 	kafkaSessionTimeoutMs: number;
+	/** A consumer commits its partitions' offsets at most this often, together (0: after every chunk). */
+	kafkaCommitIntervalMs: number;
 	paymentGatewayUrl?: string;
 	paymentTimeoutMs: number;
 	paymentRetries: number;
@@ -220,6 +222,7 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaBrokers: kafkaBrokers(env),
 		kafkaTopicPrefix: read(env, "KAFKA_TOPIC_PREFIX") ?? "checkout.",
 		kafkaSessionTimeoutMs: integer(env, "KAFKA_SESSION_TIMEOUT_MS", 30000, 6000, 300000),
+		kafkaCommitIntervalMs: integer(env, "KAFKA_COMMIT_INTERVAL_MS", 100, 0, 60000),
 		paymentGatewayUrl: url(env, "PAYMENT_GATEWAY_URL", ["http:", "https:"]),
 		paymentTimeoutMs: integer(env, "PAYMENT_TIMEOUT_MS", 5000, 50, 120000),
 		paymentRetries: integer(env, "PAYMENT_RETRIES", 3, 0, 10),

@@ -2,6 +2,7 @@ import type { Service, ServiceSchema } from "moleculer";
 import type { Consumer, IHeaders } from "kafkajs";
 import { runtimeOf } from "../lib/runtime";
 import type { OutboxMessage } from "../lib/events/relay";
+import { OffsetCommits } from "../lib/events/offset-commits";
 
 /** Receives raw Kafka records in their order; resolves once each is processed or dead-lettered. */
 export type KafkaBatchHandler = (records: Array<{ topic: string; value: string }>) => Promise<void>;
@@ -13,13 +14,14 @@ export interface KafkaBridgeMethods {
 	kafkaDeadLetter(topic: string, value: string, error: Error, headers?: IHeaders): Promise<void>;
 	kafkaUnsubscribe(): Promise<void>;
 }
-type BridgeService = Service & KafkaBridgeMethods & { kafkaConsumer?: Consumer };
+type BridgeService = Service & KafkaBridgeMethods & { kafkaConsumer?: Consumer; kafkaOffsets?: OffsetCommits };
 
 /**
  * The Kafka side of the event backbone (SPEC section 7): topic = prefix + event name, key = the
  * aggregate id, the envelope as JSON value with `eventId`/`eventName` headers, the node's
  * idempotent producer; one consumer group per service that commits an offset only after the
- * handler's transaction committed (or the record went to `<topic>.dlq`).
+ * handler's transaction committed (or the record went to `<topic>.dlq`), the offsets of all its
+ * partitions together at most every `KAFKA_COMMIT_INTERVAL_MS`.
  */
 export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 	return {
@@ -55,6 +57,13 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					maxWaitTimeInMs: 500,
 				});
 				this.kafkaConsumer = consumer;
+				// One OffsetCommit request per chunk cost the broker more CPU than the records did.
+				const offsets = new OffsetCommits(
+					list => consumer.commitOffsets(list),
+					runtime.config.kafkaCommitIntervalMs,
+					err => this.logger.warn(`Kafka offsets of ${this.name} not committed (their records come again, the inbox skips them): ${err.message}`),
+				);
+				this.kafkaOffsets = offsets;
 				const { GROUP_JOIN, REBALANCING, CRASH } = consumer.events;
 				consumer.on(GROUP_JOIN, e => this.logger.info(`Kafka group ${this.name} joined in ${e.payload.duration} ms`));
 				consumer.on(REBALANCING, () => this.logger.warn(`Kafka group ${this.name} is rebalancing`));
@@ -80,8 +89,8 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 					eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
 						const { topic, partition } = batch;
 						// A fetched batch is handed over in chunks of at most `chunk` records (one transaction
-						// each on the service's side), each chunk's offset committed after it: a crash or
-						// rebalance redelivers at most one chunk, which the inbox skips.
+						// each on the service's side), each chunk's offset committed after it (OffsetCommits): a
+						// crash or rebalance redelivers what was not committed yet, which the inbox skips.
 						for (let i = 0; i < batch.messages.length; i += chunk) {
 							if (!isRunning() || isStale()) break;
 							const messages = batch.messages.slice(i, i + chunk);
@@ -95,7 +104,7 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 							}
 							const last = messages[messages.length - 1].offset;
 							resolveOffset(last);
-							await consumer.commitOffsets([{ topic, partition, offset: (BigInt(last) + 1n).toString() }]);
+							await offsets.add({ topic, partition, offset: (BigInt(last) + 1n).toString() });
 							await heartbeat();
 						}
 					},
@@ -111,8 +120,11 @@ export function KafkaBridgeMixin(): Partial<ServiceSchema> {
 
 			async kafkaUnsubscribe(this: BridgeService): Promise<void> {
 				const consumer = this.kafkaConsumer;
-				this.kafkaConsumer = undefined;
-				// disconnect() lets the record in hand finish and commit before leaving the group.
+				const offsets = this.kafkaOffsets;
+				this.kafkaConsumer = this.kafkaOffsets = undefined;
+				// What was handled is committed before the group is left; disconnect() lets the chunk in
+				// hand finish, and its offset is committed at once.
+				await offsets?.close().catch(err => this.logger.warn(`Kafka offsets of ${this.name} not committed on leaving: ${(err as Error).message}`));
 				await consumer?.disconnect();
 			},
 		},

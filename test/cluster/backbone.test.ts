@@ -239,18 +239,20 @@ describe("a cluster of node processes", () => {
 		expect(await effectsOf(poison)).toEqual([]);
 	});
 
+	/** The probe consumer group's committed offsets, summed over the partitions. */
+	const groupOffsets = async () => {
+		const admin = kafka.admin();
+		await admin.connect();
+		try {
+			const [topic] = await admin.fetchOffsets({ groupId: "probe-consumer", topics: [`${env.KAFKA_TOPIC_PREFIX}${PROBE_EVENT}`] });
+			return topic.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+		} finally {
+			await admin.disconnect();
+		}
+	};
+
 	it("redelivers to another consumer an event whose consumer died before committing the offset, with one effect", async () => {
 		const orderId = "2a4c6e8f-0b1d-4f3a-9c5e-7a9b1c3d5e7f";
-		const groupOffsets = async () => {
-			const admin = kafka.admin();
-			await admin.connect();
-			try {
-				const [topic] = await admin.fetchOffsets({ groupId: "probe-consumer", topics: [`${env.KAFKA_TOPIC_PREFIX}${PROBE_EVENT}`] });
-				return topic.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
-			} finally {
-				await admin.disconnect();
-			}
-		};
 		// The only consumer left is one that kills itself right after its transaction commits.
 		const nodeB = nodes.find(n => n.name === "node-b")!;
 		const crasher = await start("node-c", { SERVICES: "none", PROBES: "consumer", PROBE_CRASH_AFTER_COMMIT: "1" });
@@ -263,8 +265,25 @@ describe("a cluster of node processes", () => {
 		await start("node-d", { SERVICES: "none", PROBES: "consumer" });
 		const [after] = await call<string[]>("probe-producer.emit", { data: { note: "after-crash", orderId } });
 		await eventually("node-d to process past the crashed offset", async () => (await effectsOf(after)).length === 1, 60000);
-		expect(await groupOffsets()).toBe(committedBefore + 2); // the crashed record was consumed again, then the next
+		// The crashed record was consumed again, then the next (committed within KAFKA_COMMIT_INTERVAL_MS).
+		await eventually("the offsets of both committed", async () => (await groupOffsets()) === committedBefore + 2, 10000);
 		expect(await effectsOf(id)).toHaveLength(1);
+	});
+
+	it("commits a consumer's offsets at most once per interval, and what it handled when it leaves", async () => {
+		const orderId = "3b5d7f9a-1c2e-4a4b-8d6f-8b0c2d4e6f80";
+		await nodes.find(n => n.name === "node-d")!.stop("SIGTERM");
+		const before = await groupOffsets();
+		const slow = await start("node-f", { SERVICES: "none", PROBES: "consumer", KAFKA_COMMIT_INTERVAL_MS: "60000" });
+		const [first] = await call<string[]>("probe-producer.emit", { data: { note: "first", orderId } });
+		await eventually("the first event handled", async () => (await effectsOf(first)).length === 1, 60000);
+		await eventually("the consumer's first offset committed at once", async () => (await groupOffsets()) === before + 1, 10000);
+		const [second] = await call<string[]>("probe-producer.emit", { data: { note: "second", orderId } });
+		await eventually("the second event handled", async () => (await effectsOf(second)).length === 1, 60000);
+		expect(await groupOffsets()).toBe(before + 1); // held: the interval has not passed
+		await slow.stop("SIGTERM");
+		expect(await groupOffsets()).toBe(before + 2); // committed on leaving the group
+		await start("node-g", { SERVICES: "none", PROBES: "consumer" }); // the consumer for the tests below
 	});
 
 	it("keeps events in the outbox while Kafka is down and publishes them when it is back", async () => {

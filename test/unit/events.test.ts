@@ -2,6 +2,7 @@ import { aggregateKey, createEnvelope, isDomainEvent } from "../../lib/events/en
 import { backoffDelay } from "../../lib/events/backoff";
 import { BatchQueue, GroupCommit, applyBisecting } from "../../lib/batch";
 import { verdictOf } from "../../lib/sweep";
+import { OffsetCommits, type PartitionOffset } from "../../lib/events/offset-commits";
 
 const producer = { service: "order", nodeID: "n1" };
 
@@ -87,6 +88,77 @@ describe("BatchQueue", () => {
 		}, 10);
 		const results = await Promise.allSettled([queue.push(["bad"]), queue.push(["ok"])]);
 		expect(results.map(r => r.status)).toEqual(["rejected", "fulfilled"]);
+	});
+});
+
+describe("OffsetCommits", () => {
+	const at = (partition: number, offset: number): PartitionOffset => ({ topic: "t", partition, offset: String(offset) });
+
+	it("commits at most once per interval, the latest offset of each partition in one request, the rest by a timer", async () => {
+		jest.useFakeTimers();
+		try {
+			const commits: PartitionOffset[][] = [];
+			const errors: Error[] = [];
+			const offsets = new OffsetCommits(async list => void commits.push(list), 100, err => errors.push(err));
+			await offsets.add(at(0, 1)); // the first: at once
+			expect(commits).toEqual([[at(0, 1)]]);
+			await offsets.add(at(0, 2));
+			await offsets.add(at(1, 7));
+			await offsets.add(at(0, 3));
+			await jest.advanceTimersByTimeAsync(99);
+			expect(commits).toHaveLength(1); // held
+			await jest.advanceTimersByTimeAsync(1);
+			expect(commits).toEqual([[at(0, 1)], [at(0, 3), at(1, 7)]]);
+			await jest.advanceTimersByTimeAsync(1000);
+			await offsets.add(at(1, 8)); // after a quiet interval: at once
+			expect(commits).toHaveLength(3);
+			expect(errors).toEqual([]);
+		} finally {
+			jest.useRealTimers();
+		}
+	});
+
+	it("commits every offset at once with no interval, and after close", async () => {
+		const commits: PartitionOffset[][] = [];
+		const unpaced = new OffsetCommits(async list => void commits.push(list), 0, () => undefined);
+		await unpaced.add(at(0, 1));
+		await unpaced.add(at(0, 2));
+		expect(commits).toEqual([[at(0, 1)], [at(0, 2)]]);
+		commits.length = 0;
+		const paced = new OffsetCommits(async list => void commits.push(list), 60_000, () => undefined);
+		await paced.add(at(0, 1));
+		await paced.add(at(0, 2)); // held for a minute…
+		expect(commits).toEqual([[at(0, 1)]]);
+		await paced.close(); // …until the consumer leaves
+		await paced.add(at(0, 3)); // a chunk that finishes while it leaves
+		expect(commits).toEqual([[at(0, 1)], [at(0, 2)], [at(0, 3)]]);
+	});
+
+	it("reports a commit the timer started that failed, and commits later offsets again", async () => {
+		jest.useFakeTimers();
+		try {
+			const errors: string[] = [];
+			const sent: PartitionOffset[][] = [];
+			let fail = true;
+			const offsets = new OffsetCommits(
+				async list => {
+					sent.push(list);
+					if (fail && sent.length === 2) throw new Error("rebalancing");
+				},
+				100,
+				err => errors.push(err.message),
+			);
+			await offsets.add(at(0, 1));
+			await offsets.add(at(0, 2));
+			await jest.advanceTimersByTimeAsync(100);
+			expect(errors).toEqual(["rebalancing"]);
+			fail = false;
+			await jest.advanceTimersByTimeAsync(100);
+			await offsets.add(at(0, 3));
+			expect(sent).toEqual([[at(0, 1)], [at(0, 2)], [at(0, 3)]]);
+		} finally {
+			jest.useRealTimers();
+		}
 	});
 });
 
