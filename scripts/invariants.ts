@@ -27,19 +27,20 @@ export async function unsettledOrders(pg: Client): Promise<number> {
 	return rows[0].n;
 }
 
-/** Every service's table `name` (each service owns a schema), quoted. */
-const tablesNamed = async (pg: Client, name: string) =>
-	(await pg.query<{ s: string }>(`SELECT table_schema AS s FROM information_schema.tables WHERE table_name = $1`, [name])).rows.map(r => `"${r.s.replace(/"/g, '""')}".${name}`);
+/** Every service's tables of these names (each service owns a schema), quoted; one query, as a pg Client runs one at a time. */
+const tablesNamed = async (pg: Client, ...names: string[]) =>
+	(await pg.query<{ s: string; t: string }>(`SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_name = ANY($1::text[]) ORDER BY array_position($1::text[], table_name::text), table_schema`, [names])).rows.map(
+		r => `"${r.s.replace(/"/g, '""')}".${r.t}`,
+	);
 
 /**
  * Every service's events still in flight: written and not yet published, and handled so far (inbox
  * records, and the rows of the consumers that are their own inboxes: the audit log, the notifications).
  */
 export async function eventTraffic(pg: Client): Promise<{ unpublished: number; handled: number }> {
-	const tables = async (...names: string[]) => (await Promise.all(names.map(name => tablesNamed(pg, name)))).flat();
 	const count = async (sql: string) => (sql ? Number((await pg.query<{ n: string }>(sql)).rows[0].n) : 0);
-	const unpublished = (await tables("outbox")).map(t => `(SELECT count(*) FROM ${t} WHERE published_at IS NULL)`).join(" + ");
-	const handled = (await tables("processed_events", "audit_log", "notifications")).map(t => `(SELECT count(*) FROM ${t})`).join(" + ");
+	const unpublished = (await tablesNamed(pg, "outbox")).map(t => `(SELECT count(*) FROM ${t} WHERE published_at IS NULL)`).join(" + ");
+	const handled = (await tablesNamed(pg, "processed_events", "audit_log", "notifications")).map(t => `(SELECT count(*) FROM ${t})`).join(" + ");
 	return { unpublished: await count(unpublished && `SELECT ${unpublished} AS n`), handled: await count(handled && `SELECT ${handled} AS n`) };
 }
 
