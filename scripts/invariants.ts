@@ -29,7 +29,7 @@ export async function unsettledOrders(pg: Client): Promise<number> {
 
 /** Every service's tables of these names (each service owns a schema), quoted; one query, as a pg Client runs one at a time. */
 const tablesNamed = async (pg: Client, ...names: string[]) =>
-	(await pg.query<{ s: string; t: string }>(`SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_name = ANY($1::text[]) ORDER BY array_position($1::text[], table_name::text), table_schema`, [names])).rows.map(
+	(await pg.query<{ s: string; t: string }>(`SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_name = ANY($1::text[])`, [names])).rows.map(
 		r => `"${r.s.replace(/"/g, '""')}".${r.t}`,
 	);
 
