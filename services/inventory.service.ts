@@ -15,6 +15,7 @@ import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
 import { beforeCommit, type Transaction } from "../lib/transactions";
 import { GroupCommit } from "../lib/batch";
+import { CacheVersions, versionedKeygen } from "../lib/cache-versions";
 
 interface ProductRow {
 	id: string;
@@ -81,6 +82,8 @@ type InventoryThis = EventsService &
 		sweep?: Periodic;
 		/** Availability reads: those that arrive while one runs are read together (one SELECT). */
 		availabilityReads: GroupCommit<string[], CatalogueEntry[]>;
+		/** The versions the cached reads' keys name: a stock change makes the changed products' entries old. */
+		cacheVersions: CacheVersions;
 		readAvailability(groups: string[][]): Promise<CatalogueEntry[][]>;
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
@@ -181,7 +184,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	actions: {
 		/** The public catalogue: active products, filtered, sorted and paged. */
 		list: {
-			cache: { keys: ["category", "search", "minPrice", "maxPrice", "sort", "page", "pageSize"], ttl: 5 },
+			cache: { keys: ["category", "search", "minPrice", "maxPrice", "sort", "page", "pageSize"], ttl: 5, keygen: versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll()) },
 			params: {
 				category: { type: "string", max: 100, optional: true },
 				search: { type: "string", max: 200, optional: true },
@@ -206,16 +209,16 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		},
 
 		get: {
-			cache: { keys: ["id"], ttl: 5 },
+			cache: { keys: ["id"], ttl: 5, keygen: versionedKeygen((s: InventoryThis, p: { id: string }) => s.cacheVersions.of([p.id])) },
 			params: { id: { type: "uuid" } },
 			async handler(ctx: Context<{ id: string }>) {
 				return toProduct(await this.productRow(ctx.params.id));
 			},
 		},
 
-		/** What validation reads: price, state and availability of some products (cached, invalidated on every stock change). */
+		/** What validation reads: price, state and availability of some products (cached until one of them changes). */
 		availability: {
-			cache: { keys: ["productIds"], ttl: 5 },
+			cache: { keys: ["productIds"], ttl: 5, keygen: versionedKeygen((s: InventoryThis, p: { productIds: string[] }) => s.cacheVersions.of(p.productIds)) },
 			params: { productIds: { type: "array", items: { type: "uuid" }, min: 1, max: 100 } },
 			handler(ctx: Context<{ productIds: string[] }>): Promise<CatalogueEntry[]> {
 				return this.availabilityReads.submit(ctx.params.productIds);
@@ -408,9 +411,9 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	},
 
 	events: {
-		/** A hint that cached availability is stale: every inventory node drops its cached reads. */
-		async "inventory.cache.invalidated"() {
-			await this.broker.cacher?.clean(`${this.name}.**`);
+		/** A hint that some products changed: every inventory node stops reading their cached entries. */
+		"inventory.cache.invalidated"(ctx: Context<{ productIds: string[] }>) {
+			if (ctx.nodeID !== this.broker.nodeID) this.cacheVersions.changed(ctx.params.productIds);
 		},
 	},
 
@@ -460,7 +463,11 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 						this.publishEvent(tx, "stock.updated", { productId: r.id, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved }, { key: r.id, causedBy: c, correlationId: c?.correlationId ?? r.id });
 					}
 				});
-				tx.afterCommit(() => void this.broker.broadcast("inventory.cache.invalidated"));
+				tx.afterCommit(() => {
+					// Here at once (no read on this node after the commit hits an old entry), then on the others.
+					this.cacheVersions.changed(latest.keys());
+					void this.broker.broadcast("inventory.cache.invalidated", { productIds: [...latest.keys()] });
+				});
 			}
 			for (const row of rows) changed.set(row.id, { row, cause });
 		},
@@ -700,6 +707,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	},
 
 	created() {
+		this.cacheVersions = new CacheVersions();
 		this.availabilityReads = new GroupCommit(groups => this.readAvailability(groups), runtimeOf(this.broker).config.eventBatchMax);
 	},
 

@@ -1,10 +1,12 @@
 /**
  * No oversell across nodes: 200 concurrent orders for one product with stock 50, balanced over two
- * inventory nodes that share PostgreSQL and lock through Redis (Redlock).
+ * inventory nodes that share PostgreSQL and lock through Redis (Redlock); and their cached reads.
  */
 import { randomUUID } from "node:crypto";
 import { Client } from "pg";
+import Redis from "ioredis";
 import { startCluster, type TestCluster } from "../../scripts/harness/cluster";
+import { eventually } from "../../scripts/harness/node";
 
 let cluster: TestCluster;
 const call = <T = any>(action: string, params: Record<string, any> = {}) => cluster.call<T>(action, params);
@@ -50,5 +52,24 @@ it("reserves and commits exactly the stock there is, never below zero", async ()
 		}
 	} finally {
 		await pg.end();
+	}
+});
+
+it("keeps each node's cached reads fresh across nodes without scanning Redis for them", async () => {
+	const p = await call("inventory.create", { sku: "CACHED-1", name: "Cached", category: "x", price: 100, stock: 5 });
+	const onEach = <T = any>(action: string, params: Record<string, any>) => Promise.all(["inventory-1", "inventory-2"].map(nodeID => cluster.client.call<T, Record<string, any>>(action, params, { nodeID })));
+	const read = async () => [...(await onEach("inventory.get", { id: p.id })).map(r => r.available), ...(await onEach<any[]>("inventory.availability", { productIds: [p.id] })).map(r => r[0].available)];
+	expect(await read()).toEqual([5, 5, 5, 5]); // now cached on both nodes
+	const redis = new Redis(cluster.env.REDIS_URL);
+	const scans = async () => Number((await redis.info("commandstats")).match(/cmdstat_scan:calls=(\d+)/)?.[1] ?? 0);
+	try {
+		const before = await scans();
+		await cluster.client.call("inventory.restock", { productId: p.id, quantity: 2 }, { nodeID: "inventory-1" });
+		// The node that changed it reads fresh at once; the other once it heard (a broadcast).
+		expect((await cluster.client.call<any, Record<string, any>>("inventory.get", { id: p.id }, { nodeID: "inventory-1" })).available).toBe(7);
+		await eventually("both nodes to read the new level", async () => (await read()).every(a => a === 7), 5000, 50);
+		expect(await scans()).toBe(before);
+	} finally {
+		redis.disconnect();
 	}
 });

@@ -182,11 +182,22 @@ describe("reservations", () => {
 		expect(await levels(p.id)).toMatchObject({ onHand: 10, reserved: 10, available: 0 });
 	});
 
-	it("drops cached availability as soon as stock changes", async () => {
-		const p = await product(4);
+	it("reads fresh availability as soon as stock changes, and keeps the other products' cached", async () => {
+		const [p, other] = [await product(4), await product(9)];
 		expect((await call("inventory.availability", { productIds: [p.id] }))[0].available).toBe(4);
+		expect((await call("inventory.get", { id: p.id })).available).toBe(4);
+		expect((await call("inventory.get", { id: other.id })).available).toBe(9);
+		// Renamed behind the cache's back: a cached read of `other` still has the old name, one of `p` must be fresh.
+		const inventory = node.broker.getLocalService("inventory") as any;
+		await inventory.sql(`UPDATE ${inventory.table("products")} SET name = 'Renamed' WHERE id = :id`, { id: other.id });
 		await call("inventory.reserve", { orderId: randomUUID(), items: [{ productId: p.id, quantity: 3 }] });
-		await eventually("fresh availability", async () => (await call("inventory.availability", { productIds: [p.id] }))[0].available === 1, 2000, 20);
+		expect((await call("inventory.availability", { productIds: [p.id] }))[0].available).toBe(1);
+		expect((await call("inventory.get", { id: p.id })).available).toBe(1);
+		expect((await call("inventory.get", { id: other.id })).name).not.toBe("Renamed");
+		expect((await call("inventory.availability", { productIds: [p.id, other.id] })).map((e: any) => [e.available, e.name === "Renamed"])).toEqual([
+			[1, false],
+			[9, true],
+		]);
 	});
 
 	it("commits one order and releases an expired one in the same batch, and announces the product's level as the batch leaves it", async () => {
