@@ -198,7 +198,9 @@ export class OutboxRelay {
 	 * when another node holds the lock (a CTE with a volatile function is evaluated once, before the
 	 * rows are read); the lock lasts as long as `tx`, or this statement without one. Kafka marks its
 	 * batch `published_at`; the bus marks it `handed_at`, and in the same statement marks published
-	 * the rows whose hand-over resolved since the last round.
+	 * the rows whose hand-over resolved since the last round. The statement's snapshot is taken
+	 * before the lock: a relay that got the lock just as another committed its batch still sees
+	 * that batch unmarked, so the UPDATE checks the mark again on the row's latest version.
 	 */
 	private async markBatch(mark: "published_at" | "handed_at", tx?: Transaction, take = BATCH): Promise<OutboxMessage[]> {
 		const bus = mark === "handed_at";
@@ -209,7 +211,9 @@ export class OutboxRelay {
 				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
 				      ${bus ? `handled AS (UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:handled]::bigint[]) AND published_at IS NULL),` : ""}
 				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take})
-				 UPDATE ${this.table} o SET ${mark} = now() FROM batch WHERE o.seq = batch.seq RETURNING o.seq, o.aggregate_key, o.envelope`,
+				 UPDATE ${this.table} o SET ${mark} = now() FROM batch
+				 WHERE o.seq = batch.seq AND o.published_at IS NULL ${bus ? "AND o.handed_at IS NULL" : ""}
+				 RETURNING o.seq, o.aggregate_key, o.envelope`,
 				{ name: `outbox:${this.schema}`, ...(bus ? { handled } : {}) },
 				tx,
 			);
