@@ -464,9 +464,10 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					}
 				});
 				tx.afterCommit(() => {
+					const productIds = [...latest.keys()];
 					// Here at once (no read on this node after the commit hits an old entry), then on the others.
-					this.cacheVersions.changed(latest.keys());
-					void this.broker.broadcast("inventory.cache.invalidated", { productIds: [...latest.keys()] });
+					this.cacheVersions.changed(productIds);
+					void this.broker.broadcast("inventory.cache.invalidated", { productIds });
 				});
 			}
 			for (const row of rows) changed.set(row.id, { row, cause });
