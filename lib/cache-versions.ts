@@ -15,12 +15,22 @@ import type { ActionCacheOptions, Cachers, Context } from "moleculer";
  * before a change it has heard of. So nodes do not share entries, which only costs a miss each.
  */
 export class CacheVersions {
-	private readonly node = randomUUID().slice(0, 8);
+	private node = randomUUID().slice(0, 8);
 	private all = 0;
 	private readonly records = new Map<string, number>();
 
-	/** Some records changed (committed): their entries, and those of whole-collection reads, are old. */
-	changed(ids: Iterable<string>): void {
+	/**
+	 * Some records changed (committed): their entries, and those of whole-collection reads, are old.
+	 * Without a list, any record may have (a hint from a node that does not name them): every entry is.
+	 */
+	changed(ids?: Iterable<string>): void {
+		if (!ids) {
+			// A new name retires every version this node has given; the counters restart under it.
+			this.node = randomUUID().slice(0, 8);
+			this.records.clear();
+			this.all = 0;
+			return;
+		}
 		this.all++;
 		for (const id of ids) this.records.set(id, (this.records.get(id) ?? 0) + 1);
 	}

@@ -411,9 +411,12 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	},
 
 	events: {
-		/** A hint that some products changed: every inventory node stops reading their cached entries. */
-		"inventory.cache.invalidated"(ctx: Context<{ productIds: string[] }>) {
-			if (ctx.nodeID !== this.broker.nodeID) this.cacheVersions.changed(ctx.params.productIds);
+		/**
+		 * A hint that some products changed: every inventory node stops reading their cached entries.
+		 * A node of a version before the list (a rolling upgrade) sends none: then all of them.
+		 */
+		"inventory.cache.invalidated"(ctx: Context<{ productIds?: string[] } | undefined>) {
+			if (ctx.nodeID !== this.broker.nodeID) this.cacheVersions.changed(ctx.params?.productIds);
 		},
 	},
 

@@ -73,3 +73,21 @@ it("keeps each node's cached reads fresh across nodes without scanning Redis for
 		redis.disconnect();
 	}
 });
+
+it("drops every cached read when a node of an earlier version hints at a change without naming products", async () => {
+	const p = await call("inventory.create", { sku: "CACHED-2", name: "Cached", category: "x", price: 100, stock: 5 });
+	const onEach = () => Promise.all(["inventory-1", "inventory-2"].map(nodeID => cluster.client.call<any, Record<string, any>>("inventory.get", { id: p.id }, { nodeID })));
+	expect((await onEach()).map(r => r.available)).toEqual([5, 5]); // now cached on both nodes
+	// What a node of the earlier version does: commit a change, then broadcast the hint alone.
+	const pg = new Client({ connectionString: cluster.env.DATABASE_URL });
+	await pg.connect();
+	try {
+		await pg.query("UPDATE inventory.products SET on_hand = 9 WHERE id = $1", [p.id]);
+	} finally {
+		await pg.end();
+	}
+	expect((await onEach()).map(r => r.available)).toEqual([5, 5]); // still the cached entries
+	await cluster.client.broadcast("inventory.cache.invalidated");
+	// Well inside the entries' 5 s TTL: fresh because of the hint, not because they expired.
+	await eventually("both nodes to read the new level", async () => (await onEach()).every(r => r.available === 9), 2000, 50);
+});

@@ -26,4 +26,13 @@ describe("CacheVersions", () => {
 		expect(one.of(["a"])).not.toBe(two.of(["a"]));
 		expect(one.ofAll()).not.toBe(two.ofAll());
 	});
+
+	it("retires every version when told only that something changed (a hint that names no records)", () => {
+		const v = new CacheVersions();
+		const seen = new Set([v.of(["a"]), v.of(["b"]), v.ofAll()]);
+		v.changed(["a"]);
+		seen.add(v.of(["a"]));
+		v.changed();
+		for (const version of [v.of(["a"]), v.of(["b"]), v.ofAll()]) expect(seen.has(version)).toBe(false);
+	});
 });
