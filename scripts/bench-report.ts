@@ -2,6 +2,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ProfileSummary } from "./cpu-profile";
+import { stepsLine } from "./order-steps";
 
 type Trio = { p50: number; p95: number; p99: number };
 
@@ -17,6 +18,8 @@ export interface Run {
 	confirmedPerSecond: number;
 	postOrdersMs: Trio;
 	orderToConfirmedMs: Trio;
+	/** Each step of a confirmed order (`CREATED → PAYMENT_PENDING`, …) in ms; runs before 2026-12-06 have none. */
+	stepsMs?: Record<string, Trio>;
 	errors: Record<string, number>;
 	cpuPercent: { avg: number; max: number };
 	processes: Record<string, { cpuAvg: number; cpuMax: number; rssMaxMb: number; system: boolean }>;
@@ -59,6 +62,10 @@ ${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}, ${r.payment ??
 ### Bursts
 
 ${runs.filter(r => r.burst).map(r => `- **${r.file}** (${r.date.slice(0, 16).replace("T", " ")}): ${r.burst!.accepted} of ${r.burst!.orders} orders accepted in ${r.burst!.postedSeconds} s (${r.burst!.doorPerSecond}/s at the door); the last settled ${r.burst!.drainSeconds} s after the first was posted: **${r.confirmedPerSecond} confirmed/s** over the drain; order → CONFIRMED p50 / p99 ${r.orderToConfirmedMs.p50} / ${r.orderToConfirmedMs.p99} ms; longest stretch without a confirmation ${r.burst!.longestWithoutConfirmationSeconds} s; unsettled at the end ${r.burst!.unsettled}.`).join("\n") || "No burst run kept: `BENCH_PROFILES=burst npm run bench`."}
+
+### Where a confirmed order's time goes, step by step (p50/p95 ms, from each order's own status history; "customer": until its stream showed CONFIRMED)
+
+${runs.filter(r => r.stepsMs).map(r => `- **${r.file}**: ${stepsLine(r.stepsMs)}`).join("\n") || "No run with steps kept yet."}
 
 ### Per process (CPU % of one core avg / max, RSS max MB; a group's RSS is the sum of its processes', so PostgreSQL's shared buffers count once per backend)
 

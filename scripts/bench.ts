@@ -30,6 +30,7 @@ import { eventually, freePort } from "./harness/node";
 import { spawnNode } from "./harness/cluster";
 import { summarizeProfile, type CpuProfile } from "./cpu-profile";
 import { writeReport } from "./bench-report";
+import { addSteps, stepsLine, type StepTimes } from "./order-steps";
 import { postBurst } from "./burst";
 import { profileBetween, type StatementProfile } from "../lib/pglite-profile";
 
@@ -149,6 +150,7 @@ function runResult(r: {
 	rate: number | null;
 	orderLatency: number[];
 	confirmLatency: number[];
+	steps: StepTimes;
 	errors: Record<string, number>;
 	errorSamples: Record<string, string>;
 	watched: Watched[];
@@ -167,6 +169,7 @@ function runResult(r: {
 		confirmed: r.confirmLatency.length,
 		postOrdersMs: summarize(r.orderLatency),
 		orderToConfirmedMs: summarize(r.confirmLatency),
+		stepsMs: Object.fromEntries(Object.entries(r.steps).map(([step, ms]) => [step, summarize(ms)])),
 		errors: r.errors,
 		errorSamples: r.errorSamples,
 		...usageOf(r.watched, r.samples),
@@ -212,6 +215,7 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 
 	const orderLatency: number[] = [];
 	const confirmLatency: number[] = [];
+	const steps: StepTimes = {};
 	const errors: Record<string, number> = {};
 	const perSecond = new Map<number, { confirmed: number; latencies: number[] }>();
 	const start = Date.now();
@@ -247,6 +251,7 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 		const last = seen.events.at(-1)?.data;
 		if (last?.status === "CONFIRMED") {
 			confirmLatency.push(Date.now() - t0);
+			addSteps(steps, t0, last.order?.statusHistory ?? [], Date.now());
 			bucket().confirmed++;
 		} else fail(last ? (last.order?.failureCode ?? last.failureCode ?? last.status) : `STREAM_${seen.status}`);
 	};
@@ -292,7 +297,7 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 	const pglite = pgliteProfile ? profileBetween(pgliteBefore, readPglite()) : undefined;
 	clearInterval(ticker);
 	const elapsed = (Date.now() - start) / 1000;
-	const result = runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } });
+	const result = runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, steps, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } });
 	return pglite ? { ...result, pglite: pgliteSummary(pglite, result.confirmed) } : result;
 }
 
@@ -338,6 +343,7 @@ async function runBurst(base: string, watched: Watched[]) {
 	clearInterval(ticker);
 	// Every order's outcome and its time to CONFIRMED, from its own status history.
 	const confirmLatency: number[] = [];
+	const steps: StepTimes = {};
 	const confirmedAt: number[] = [];
 	let lastSettledAt = start;
 	for (let i = 0; i < orders.length; i += CONCURRENCY) {
@@ -349,6 +355,7 @@ async function runBurst(base: string, watched: Watched[]) {
 				if (last && !["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS"].includes(last.status)) lastSettledAt = Math.max(lastSettledAt, Date.parse(last.at));
 				if (confirmed) {
 					confirmLatency.push(Date.parse(confirmed.at) - o.postedAt);
+					addSteps(steps, o.postedAt, body.statusHistory);
 					confirmedAt.push(Date.parse(confirmed.at));
 				} else errors[body.failureCode ?? body.status] = (errors[body.failureCode ?? body.status] ?? 0) + 1;
 			}),
@@ -373,7 +380,7 @@ async function runBurst(base: string, watched: Watched[]) {
 		quiet = Math.max(quiet, run);
 	}
 	return {
-		...runResult({ profile: "burst", seconds: drainSeconds, rate: null, orderLatency, confirmLatency, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } }),
+		...runResult({ profile: "burst", seconds: drainSeconds, rate: null, orderLatency, confirmLatency, steps, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } }),
 		burst: {
 			orders: BURST_ORDERS,
 			accepted: orders.length,
@@ -526,6 +533,7 @@ async function main() {
 			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers (${PAYMENT} payments)${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
 			const r = await runProfile(system.base, system.watched, profile, system.pgliteProfile);
 			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
+			console.log(`  steps of a confirmed order, p50/p95 ms: ${stepsLine(r.stepsMs)}`);
 			for (const [code, sample] of Object.entries(r.errorSamples ?? {})) console.log(`  ${code}, e.g.: ${sample}`);
 			const { burst } = r as Partial<Awaited<ReturnType<typeof runBurst>>>;
 			if (burst) console.log(`  burst: ${JSON.stringify({ ...burst, backlog: burst.backlog.map(b => `${b.second}s:${b.pending}/${b.confirmed}`).join(" ") })}`);
