@@ -251,7 +251,8 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 		const last = seen.events.at(-1)?.data;
 		if (last?.status === "CONFIRMED") {
 			confirmLatency.push(Date.now() - t0);
-			addSteps(steps, t0, last.order?.statusHistory ?? [], Date.now());
+			// The stream opens with the order as it is (its history in it), then a status event per change (the order in `order`).
+			addSteps(steps, t0, (last.order ?? last).statusHistory ?? [], Date.now());
 			bucket().confirmed++;
 		} else fail(last ? (last.order?.failureCode ?? last.failureCode ?? last.status) : `STREAM_${seen.status}`);
 	};
