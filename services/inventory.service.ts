@@ -208,6 +208,16 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			},
 		},
 
+		/** The categories of the active products, by name, with how many each holds: the storefront's filter. */
+		categories: {
+			cache: { keys: ["page", "pageSize"], ttl: 5, keygen: versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll()) },
+			params: { ...pageParams },
+			handler(ctx: Context<{ page: number; pageSize: number }>) {
+				const table = `(SELECT category AS name, count(*) AS products FROM ${this.table("products")} WHERE active GROUP BY category) AS categories`;
+				return this.paged({ table, orderBy: "name" }, {}, ctx.params, (r: { name: string; products: string }) => ({ name: r.name, products: Number(r.products) }));
+			},
+		},
+
 		get: {
 			cache: { keys: ["id"], ttl: 5, keygen: versionedKeygen((s: InventoryThis, p: { id: string }) => s.cacheVersions.of([p.id])) },
 			params: { id: { type: "uuid" } },

@@ -92,6 +92,8 @@ function components(actions: Map<string, Record<string, unknown>>): Record<strin
 		Error: obj({ error: obj({ code: { ...S.string, example: "OUT_OF_STOCK" }, message: S.string, details: { description: "what the code needs: the fields of a 400, the lines of a 422 …" } }, ["code", "message"]) }),
 		Product: obj({ id: S.uuid, sku: S.string, name: S.string, description: S.string, category: S.string, price: S.money, currency: S.currency, imageUrl: nullable({ type: "string", format: "uri" }), available: S.int, active: S.bool }, ["id", "sku", "name", "description", "category", "price", "currency", "imageUrl", "available"]),
 		ProductPage: page("Product"),
+		Category: obj({ name: S.string, products: { ...S.int, minimum: 1 } }),
+		CategoryPage: page("Category"),
 		StockLevel: obj({ productId: S.uuid, sku: S.string, name: S.string, onHand: S.int, reserved: S.int, available: S.int }),
 		StockLevelPage: page("StockLevel"),
 		OrderLine: obj({ productId: S.uuid, sku: S.string, name: S.string, quantity: { ...S.int, minimum: 1 }, unitPrice: S.money, lineTotal: S.money }),

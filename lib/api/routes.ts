@@ -55,10 +55,11 @@ const PAYMENT_BODY = ["method", "cardToken"];
 const SESSION_BODY = ["successUrl", "cancelUrl"];
 const PROMOTION_BODY = ["code", "type", "value", "minSubtotal", "startsAt", "endsAt", "maxRedemptions"];
 
-/** Every route of SPEC section 4 under /api; nothing else is published. */
+/** Every route under /api: SPEC section 4's and those the README names beyond it; nothing else is published. */
 export const API_ROUTES: ApiRoute[] = [
 	// Catalogue and inventory
 	{ method: "GET", path: "/products", action: "inventory.list", access: "public", tag: "Catalogue", summary: "List active products", query: PRODUCT_QUERY, response: "ProductPage", params: r => pick(r.query, PRODUCT_QUERY) },
+	{ method: "GET", path: "/categories", action: "inventory.categories", access: "public", tag: "Catalogue", summary: "The active products' categories, with their product counts", query: PAGE, response: "CategoryPage", params: r => pick(r.query, PAGE) },
 	{ method: "GET", path: "/products/:id", action: "inventory.get", access: "public", tag: "Catalogue", summary: "One product", response: "Product", params: r => ({ id: r.params.id }) },
 	{ method: "POST", path: "/products", action: "inventory.create", access: "admin", tag: "Catalogue", summary: "Create a product", status: 201, body: PRODUCT_BODY, response: "Product", params: r => pick(r.body, PRODUCT_BODY) },
 	{ method: "PATCH", path: "/products/:id", action: "inventory.update", access: "admin", tag: "Catalogue", summary: "Change a product", body: PRODUCT_PATCH, response: "Product", params: r => ({ ...pick(r.body, PRODUCT_PATCH), id: r.params.id }) },

@@ -108,6 +108,8 @@ describe("the storefront", () => {
 		await page.goto(`${base}/#/`);
 		await heading(page, "Shop");
 		await page.locator(".product").first().waitFor();
+		// Every category of the catalogue, with its count (GET /api/categories), not just the first page's.
+		expect(await page.locator('select option[value="books"]').textContent()).toMatch(/^books \(\d+\)$/);
 		await page.getByLabel("Category").selectOption("books");
 		await page.getByRole("button", { name: "Filter" }).click();
 		await page.waitForFunction(() => Array.from((globalThis as any).document.querySelectorAll(".product .muted") as Array<{ textContent: string }>).every(e => e.textContent === "books"));

@@ -11,7 +11,8 @@ export function Catalogue() {
 	const [filters, setFilters] = useState({ search: "", category: "", minPrice: "", maxPrice: "", sort: "name" as Sort, page: 1 });
 	const [draft, setDraft] = useState(filters);
 	const toCents = (euros: string) => (euros.trim() === "" ? undefined : Math.round(Number(euros) * 100));
-	const categories = useLoad(async () => [...new Set((await must(api.GET("/api/products", { params: { query: { pageSize: 100 } } }))).rows.map(p => p.category))].sort(), []);
+	// The first 100 categories by name (a select with more would be the wrong control anyway).
+	const categories = useLoad(async () => (await must(api.GET("/api/categories", { params: { query: { pageSize: 100 } } }))).rows, []);
 	const products = useLoad(
 		() =>
 			must(
@@ -38,8 +39,8 @@ export function Catalogue() {
 					<select value={draft.category} onChange={e => setDraft({ ...draft, category: e.currentTarget.value })}>
 						<option value="">All</option>
 						{categories.data?.map(c => (
-							<option key={c} value={c}>
-								{c}
+							<option key={c.name} value={c.name}>
+								{c.name} ({c.products})
 							</option>
 						))}
 					</select>
