@@ -7,7 +7,7 @@ import { ConflictError, NotFoundError } from "../lib/errors";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { queueVerdict, type QueueProgress } from "../lib/domain/backlog";
 import { countMetric, observeMetric } from "../lib/metrics";
-import type { OrderStatus } from "../lib/domain/order-status";
+import { transitionTime, type OrderStatus } from "../lib/domain/order-status";
 import type { EventPayloads } from "../lib/events/catalogue";
 import {
 	EVENT_FACTS,
@@ -177,11 +177,11 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		 */
 		async applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]) {
 			const changed = new Map<string, { row: OrderRow; deadline: Deadline | "keep" }>();
-			const history: Array<{ orderId: string; status: OrderStatus; reason: string | null }> = [];
+			const history: Array<{ orderId: string; status: OrderStatus; reason: string | null; at: Date }> = [];
 			const after: Array<() => void> = [];
 			// The time of the changes, set here rather than by the database, so the broadcast below
 			// carries the order exactly as written (its updatedAt, its history's `at`).
-			const at = new Date();
+			const now = new Date();
 			for (const { orderId, decide, cause, ctx } of steps) {
 				const order = orders.get(orderId);
 				if (!order) {
@@ -193,12 +193,13 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 				if (!allowed(order.status, decision)) {
 					throw new ConflictError("ILLEGAL_TRANSITION", `An order cannot go from ${order.status} to ${decision.to}`, { from: order.status, to: decision.to });
 				}
+				const at = transitionTime(now, new Date(order.updated_at));
 				const to = decision.to ?? order.status;
 				const row: OrderRow = { ...order, ...(decision.set as Partial<OrderRow>), status: to, redrives: decision.to ? 0 : order.redrives, updated_at: at };
 				orders.set(orderId, row);
 				changed.set(orderId, { row, deadline: deadlineOf(decision, to, row.payment_status) ?? changed.get(orderId)?.deadline ?? "keep" });
 				if (decision.to) {
-					history.push({ orderId, status: to, reason: decision.reason ?? null });
+					history.push({ orderId, status: to, reason: decision.reason ?? null, at });
 					const eventName = STATUS_EVENT[to];
 					if (eventName) this.publishEvent(tx, eventName, statusEventData(row, decision), { key: orderId, correlationId: orderId, causedBy: cause });
 					const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
@@ -231,6 +232,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					courier: row.courier,
 					tracking_number: row.tracking_number,
 					redrives: row.redrives,
+					updated_at: row.updated_at,
 					deadline: typeof deadline === "string" ? deadline : null,
 					deadline_after: typeof deadline === "string" ? null : deadline.after,
 				}));
@@ -238,20 +240,20 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					`UPDATE ${this.table("orders")} o SET status = v.status, payment_status = v.payment_status, payment_method = v.payment_method, payment_session_id = v.payment_session_id,
 					   payment_id = v.payment_id, card_token = v.card_token,
 					   payment_failure_reason = v.payment_failure_reason, failure_code = v.failure_code, failure_reason = v.failure_reason, failure_details = v.failure_details,
-					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = :at,
+					   courier = v.courier, tracking_number = v.tracking_number, redrives = v.redrives, updated_at = v.updated_at,
 					   step_deadline = CASE WHEN v.deadline_after IS NOT NULL THEN v.deadline_after + make_interval(secs => :s)
 					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
 					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_method text, payment_session_id text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
-					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, deadline text, deadline_after timestamptz)
+					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, updated_at timestamptz, deadline text, deadline_after timestamptz)
 					 WHERE o.id = v.id`,
-					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000, at },
+					{ rows: JSON.stringify(rows), s: this.stepTimeoutMs() / 1000 },
 					tx,
 				);
 			}
 			if (history.length > 0) {
 				this.queueSql(
-					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason, at) SELECT *, CAST(:at AS timestamptz) FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[])`,
-					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason), at },
+					`INSERT INTO ${this.table("order_status_history")} (order_id, status, reason, at) SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:statuses]::text[], ARRAY[:reasons]::text[], ARRAY[:ats]::timestamptz[])`,
+					{ ids: history.map(h => h.orderId), statuses: history.map(h => h.status), reasons: history.map(h => h.reason), ats: history.map(h => h.at) },
 					tx,
 				);
 			}

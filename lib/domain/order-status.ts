@@ -29,6 +29,15 @@ export function canTransition(from: OrderStatus, to: OrderStatus): boolean {
 	return NEXT[from].includes(to);
 }
 
+/**
+ * When a transition happened: now by the deciding node's clock, but never before the order's last
+ * change, which another node's clock or the database's (an order's CREATED) may have dated. So an
+ * order's history reads in order however far the clocks differ.
+ */
+export function transitionTime(now: Date, lastChange: Date): Date {
+	return now.getTime() >= lastChange.getTime() ? now : new Date(lastChange.getTime());
+}
+
 export function isTerminal(status: OrderStatus): boolean {
 	return NEXT[status].length === 0;
 }

@@ -251,6 +251,22 @@ describe("compensations", () => {
 		expect((await call("wallet.transactions", { userId: "ravi", pageSize: 10 })).rows.filter((t: any) => t.reason === "REFUND")).toHaveLength(1);
 	});
 
+	it("dates a transition no earlier than the order's last change, when that clock was ahead of this node's", async () => {
+		const p = await product(300, 2);
+		const o = await place("tilda", [{ productId: p.id, quantity: 1 }]);
+		await untilStatus(o.id, ["PAYMENT_PENDING"]);
+		// As another node with a clock an hour ahead (or the database's, which dates CREATED) left it.
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await sequelize.query(`UPDATE "order".orders SET updated_at = updated_at + interval '1 hour' WHERE id = :id`, { replacements: { id: o.id } });
+		await sequelize.query(`UPDATE "order".order_status_history SET at = at + interval '1 hour' WHERE order_id = :id`, { replacements: { id: o.id } });
+		const cancelled = await call("order.cancel", { orderId: o.id, userId: "tilda" });
+		const times = cancelled.statusHistory.map((h: { at: string }) => Date.parse(h.at));
+		expect(cancelled.statusHistory.map((h: { status: string }) => h.status)).toEqual(["CREATED", "PAYMENT_PENDING", "CANCELLED"]);
+		expect(times).toEqual([...times].sort((a, b) => a - b));
+		expect(Date.parse(cancelled.updatedAt)).toBe(times[2]);
+		expect((await order(o.id)).statusHistory.map((h: { at: string }) => Date.parse(h.at))).toEqual(times);
+	});
+
 	it("re-drives an order whose order.created was lost, and fails one whose stock is gone", async () => {
 		const p = await product(400, 1);
 		await fund("wally", 400);

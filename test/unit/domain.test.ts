@@ -2,7 +2,7 @@ import { divRoundHalfUp, formatMoney, percentOf, sumCents } from "../../lib/doma
 import { checkCart, type CatalogueEntry } from "../../lib/domain/cart";
 import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/promotion";
 import { computeTotals } from "../../lib/domain/totals";
-import { ORDER_STATUSES, canTransition, isTerminal } from "../../lib/domain/order-status";
+import { ORDER_STATUSES, canTransition, isTerminal, transitionTime } from "../../lib/domain/order-status";
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
 import fc from "fast-check";
 import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
@@ -158,6 +158,12 @@ describe("order state machine", () => {
 		expect(canTransition("CREATED", "CONFIRMED")).toBe(false);
 		expect(canTransition("CONFIRMED", "PAYMENT_PENDING")).toBe(false);
 		expect(canTransition("DISPATCHED", "CANCELLED")).toBe(false);
+	});
+	it("dates a transition now, or at the order's last change when a clock behind says earlier", () => {
+		const last = new Date("2026-12-06T03:00:00.500Z");
+		expect(transitionTime(new Date("2026-12-06T03:00:01Z"), last)).toEqual(new Date("2026-12-06T03:00:01Z"));
+		expect(transitionTime(new Date("2026-12-06T03:00:00Z"), last)).toEqual(last);
+		fc.assert(fc.property(fc.date({ noInvalidDate: true }), fc.date({ noInvalidDate: true }), (now, change) => transitionTime(now, change).getTime() === Math.max(now.getTime(), change.getTime())));
 	});
 	it("has no way out of a terminal state", () => {
 		for (const s of ["COMPLETED", "FAILED", "PAYMENT_FAILED", "CANCELLED"] as const) {
