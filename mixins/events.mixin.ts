@@ -66,8 +66,18 @@ export interface LockingHandler<E extends DomainEvent = DomainEvent> {
  * `(event_id uuid, envelope jsonb)` per new event, and takes effect only through it. A batch's run
  * of such events costs one statement (the audit log: one multi-row insert per batch).
  */
-export interface SetStatementHandler extends OwnInbox {
+export interface SetStatementHandler extends OwnInbox, Concerns {
 	setStatement: (this: EventsService) => string;
+}
+
+/** A handler that can tell from an event alone that it has nothing to do. */
+export interface Concerns {
+	/**
+	 * Whether the event can have an effect here (from its data alone). One that cannot is
+	 * acknowledged without a transaction or an inbox record: it would change nothing, the first time
+	 * or again (the voucher service and a confirmation whose order holds no voucher).
+	 */
+	concerns?: (event: DomainEvent) => boolean;
 }
 
 /** A handler whose effect is idempotent by event id needs no inbox record. */
@@ -252,6 +262,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 						continue;
 					}
 					observeDelay(this, event as DomainEvent);
+					if (typeof declared === "object" && "concerns" in declared && declared.concerns?.(event as DomainEvent) === false) continue;
 					valid.push({ event: event as DomainEvent, ctx, declared });
 				}
 				await applyBisecting(valid, batch => this.applyBatch(batch), async one => void (await this.deliverOne(one)));

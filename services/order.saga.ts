@@ -94,7 +94,7 @@ export const stateOf = (o: OrderRow): OrderState => ({
 
 /** The data of the event a transition announces (SPEC section 7). */
 function statusEventData(o: OrderRow, decision: Decision): EventPayloads[OrderStatusEvent] {
-	const data = { orderId: o.id, userId: o.user_id, total: Number(o.total), currency: o.currency };
+	const data = { orderId: o.id, userId: o.user_id, total: Number(o.total), currency: o.currency, voucherCodes: o.voucher_codes };
 	if (o.status === "FAILED" || o.status === "PAYMENT_FAILED") return { ...data, code: o.failure_code ?? decision.reason ?? o.status, reason: o.failure_reason ?? decision.reason ?? o.status };
 	if (o.status === "DISPATCHED") return { ...data, courier: o.courier, trackingNumber: o.tracking_number };
 	if (o.status === "CANCELLED") return { ...data, reason: decision.reason ?? "CANCELLED" };

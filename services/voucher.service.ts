@@ -8,6 +8,7 @@ import { BusinessRuleError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../lib/domain/voucher";
 import type { DomainEvent } from "../lib/events/envelope";
+import type { EventPayloads } from "../lib/events/catalogue";
 
 interface VoucherRow {
 	id: string;
@@ -88,8 +89,9 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				async "order.dispatched"(event, { tx }) {
 					await (this as VoucherThis).issueFor(event, tx);
 				},
-				// Redeems what the order held.
+				// Redeems what the order held (nothing to do, and no transaction, when it held no voucher).
 				"order.confirmed": {
+					concerns: event => (event.data as EventPayloads["order.confirmed"]).voucherCodes?.length !== 0,
 					setStatement() {
 						return `UPDATE ${this.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by IN (SELECT (envelope->'data'->>'orderId')::uuid FROM inbox) AND status = 'ACTIVE'`;
 					},

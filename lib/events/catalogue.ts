@@ -9,6 +9,8 @@ interface OrderStatusData {
 	userId: string;
 	total: number;
 	currency: string;
+	/** The voucher codes the order holds (beyond SPEC's fields; absent from a producer of an earlier version). */
+	voucherCodes?: string[];
 }
 interface RefundData {
 	orderId: string;

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { QueryTypes } from "sequelize";
 import { runtimeOf } from "../../lib/runtime";
 import { ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
@@ -183,6 +184,22 @@ describe("vouchers", () => {
 		expect((await validate({ items: [{ productId: tenEuro.id, quantity: 1 }], voucherCodes: [code], userId: "hana" })).errors[0].message).toMatch(/has been used/);
 		await emit("order.cancelled", { orderId: orderA, userId: "hana", total: 1000, reason: "customer" });
 		await eventually("ACTIVE again", async () => (await vouchersOf("hana"))[0].status === "ACTIVE");
+	});
+
+	it("takes no transaction for a confirmation whose order holds no voucher, and redeems when the event does not say (an earlier producer)", async () => {
+		const code = await voucherFor("quinn");
+		const [held, other] = [randomUUID(), randomUUID()];
+		await call("voucher.hold", { userId: "quinn", codes: [code], orderId: held });
+		// The event says the order holds none: the service skips it, so (against the facts, to see it) nothing is redeemed.
+		await emit("order.confirmed", { orderId: held, userId: "quinn", total: 1000, currency: "EUR", voucherCodes: [] });
+		// A later event of the same consumer, handled once everything before it was (its inbox record).
+		const [later] = await emit("order.failed", { orderId: other, userId: "quinn", total: 1000, currency: "EUR", code: "OUT_OF_STOCK", reason: "out of stock" });
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await eventually("the later event handled", async () => (await sequelize.query("SELECT 1 FROM voucher.processed_events WHERE event_id = :later", { replacements: { later }, type: QueryTypes.SELECT })).length > 0);
+		expect((await vouchersOf("quinn"))[0].status).toBe("ACTIVE");
+		// Without the field (a producer of the version before it), the confirmation is applied.
+		await emit("order.confirmed", { orderId: held, userId: "quinn", total: 1000, currency: "EUR" });
+		await eventually("REDEEMED", async () => (await vouchersOf("quinn"))[0].status === "REDEEMED");
 	});
 
 	it("restores a held voucher when its order fails", async () => {
