@@ -55,9 +55,9 @@ function traceParent(broker: import("moleculer").ServiceBroker, event: DomainEve
 /** A domain event handler: runs inside the transaction that also records the event as processed. */
 export type DomainEventHandler<E extends DomainEvent = DomainEvent> = (this: EventsService, event: E, tools: { tx: Transaction; ctx: Context }) => Promise<void>;
 
-/** A handler that needs locks: they are taken before its transaction opens and freed after it ends. */
-export interface LockingHandler<E extends DomainEvent = DomainEvent> {
-	lock: (event: E) => string[];
+/** A handler of one event at a time, with options: locks (taken before its transaction opens, freed after it ends), `concerns`. */
+export interface HandlerWithOptions<E extends DomainEvent = DomainEvent> extends Concerns<E> {
+	lock?: (event: E) => string[];
 	handle: DomainEventHandler<E>;
 }
 
@@ -71,13 +71,13 @@ export interface SetStatementHandler extends OwnInbox, Concerns {
 }
 
 /** A handler that can tell from an event alone that it has nothing to do. */
-export interface Concerns {
+export interface Concerns<E extends DomainEvent = DomainEvent> {
 	/**
-	 * Whether the event can have an effect here (from its data alone). One that cannot is
-	 * acknowledged without a transaction or an inbox record: it would change nothing, the first time
-	 * or again (the voucher service and a confirmation whose order holds no voucher).
+	 * Whether the event can have an effect here (from its data and the service's settings alone).
+	 * One that cannot is acknowledged without a transaction or an inbox record: it would change
+	 * nothing, the first time or again (the voucher service and an order that holds no voucher).
 	 */
-	concerns?: (event: DomainEvent) => boolean;
+	concerns?: (this: EventsService, event: E) => boolean;
 }
 
 /** A handler whose effect is idempotent by event id needs no inbox record. */
@@ -99,19 +99,19 @@ export interface OwnInbox {
  * one run. `lock`, if given, names the distributed locks an event needs (taken before the
  * transaction, for the whole batch).
  */
-export interface BatchHandler<E extends DomainEvent = DomainEvent> extends OwnInbox {
+export interface BatchHandler<E extends DomainEvent = DomainEvent> extends OwnInbox, Concerns<E> {
 	/** `contexts[i]` is the context of `events[i]`'s handling (it continues the event's trace). */
 	batch: (this: EventsService, events: E[], tools: { tx: Transaction; contexts: Context[] }) => Promise<void>;
 	lock?: (event: E) => string[];
 }
 
-type DeclaredHandler = DomainEventHandler | LockingHandler | SetStatementHandler | BatchHandler;
+type DeclaredHandler = DomainEventHandler | HandlerWithOptions | SetStatementHandler | BatchHandler;
 /** Handlers whose consecutive events in a batch are applied together. */
 type RunHandler = SetStatementHandler | BatchHandler;
 const isRunHandler = (declared: DeclaredHandler): declared is RunHandler => typeof declared === "object" && ("setStatement" in declared || "batch" in declared);
 
 /** A handler of the event `N`: it reads the event's data typed by its name (lib/events/catalogue). */
-export const typedHandler = <N extends EventName>(handler: BatchHandler<EventOf<N>> | LockingHandler<EventOf<N>> | DomainEventHandler<EventOf<N>>): DeclaredHandler => handler as unknown as DeclaredHandler;
+export const typedHandler = <N extends EventName>(handler: BatchHandler<EventOf<N>> | HandlerWithOptions<EventOf<N>> | DomainEventHandler<EventOf<N>>): DeclaredHandler => handler as unknown as DeclaredHandler;
 
 export interface EventsMixinOptions {
 	/** Event name → handler. Declared once; Kafka or the Moleculer bus carries them. */
@@ -136,7 +136,7 @@ const oneSetStatement = (batch: Valid[]): SetStatementHandler | undefined => {
 	return "setStatement" in declared && isOwnInbox(declared) && batch.every(b => b.declared === declared) ? declared : undefined;
 };
 
-const handlerOf = (declared: DomainEventHandler | LockingHandler) => (typeof declared === "function" ? declared : declared.handle);
+const handlerOf = (declared: DomainEventHandler | HandlerWithOptions) => (typeof declared === "function" ? declared : declared.handle);
 
 /** How one delivery of `event` is attempted: once per eventId, under the handler's locks if any. */
 function attemptFor(service: EventsService, declared: DeclaredHandler, event: DomainEvent, ctx: Context): () => Promise<"processed" | "duplicate"> {
@@ -163,7 +163,8 @@ function attemptFor(service: EventsService, declared: DeclaredHandler, event: Do
 			{ onRetry: readAheadRetried(service) },
 		);
 	// Locks before the transaction, as everywhere: no holder ever waits on a lock inside one.
-	return typeof declared === "function" ? once : () => lockedFor(service.broker, service.name, declared.lock(event), once);
+	const lock = typeof declared === "function" ? undefined : declared.lock;
+	return lock ? () => lockedFor(service.broker, service.name, lock(event), once) : once;
 }
 
 /**
@@ -262,7 +263,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 						continue;
 					}
 					observeDelay(this, event as DomainEvent);
-					if (typeof declared === "object" && "concerns" in declared && declared.concerns?.(event as DomainEvent) === false) continue;
+					if (typeof declared === "object" && declared.concerns?.call(this, event as DomainEvent) === false) continue;
 					valid.push({ event: event as DomainEvent, ctx, declared });
 				}
 				await applyBisecting(valid, batch => this.applyBatch(batch), async one => void (await this.deliverOne(one)));

@@ -2,11 +2,11 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
 import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
-import { EventsMixin, type EventsService } from "../mixins/events.mixin";
+import { EventsMixin, typedHandler, type EventsService, type HandlerWithOptions } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
 import { BusinessRuleError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
-import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../lib/domain/voucher";
+import { generateVoucherCode, mayHoldVouchers, qualifiesForVoucher, voucherExpiry } from "../lib/domain/voucher";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { EventPayloads } from "../lib/events/catalogue";
 
@@ -53,6 +53,14 @@ type VoucherThis = EventsService & {
 	restore(orderId: string, tx: Transaction): Promise<void>;
 };
 
+/** An order that ended gives back what it held (nothing to do, and no transaction, when it held none). */
+const restoreHeld: HandlerWithOptions<DomainEvent & { data: { orderId: string; voucherCodes?: string[] } }> = {
+	concerns: event => mayHoldVouchers(event.data.voucherCodes),
+	async handle(event, { tx }) {
+		await (this as VoucherThis).restore(event.data.orderId, tx);
+	},
+};
+
 /**
  * Vouchers (SPEC section 6): one per qualifying order when it is dispatched, with a crypto-random
  * code; held by an order that uses it, REDEEMED when that order is confirmed, ACTIVE again if it
@@ -86,22 +94,23 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 		}),
 		EventsMixin({
 			handlers: {
-				async "order.dispatched"(event, { tx }) {
-					await (this as VoucherThis).issueFor(event, tx);
-				},
-				// Redeems what the order held (nothing to do, and no transaction, when it held no voucher).
+				"order.dispatched": typedHandler<"order.dispatched">({
+					concerns(event) {
+						return qualifiesForVoucher(event.data.total, runtimeOf(this.broker).config.voucherThresholdCents);
+					},
+					async handle(event, { tx }) {
+						await (this as VoucherThis).issueFor(event, tx);
+					},
+				}),
+				// Redeems what the order held.
 				"order.confirmed": {
-					concerns: event => (event.data as EventPayloads["order.confirmed"]).voucherCodes?.length !== 0,
+					concerns: event => mayHoldVouchers((event.data as EventPayloads["order.confirmed"]).voucherCodes),
 					setStatement() {
 						return `UPDATE ${this.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by IN (SELECT (envelope->'data'->>'orderId')::uuid FROM inbox) AND status = 'ACTIVE'`;
 					},
 				},
-				async "order.failed"(event, { tx }) {
-					await (this as VoucherThis).restore(event.data.orderId, tx);
-				},
-				async "order.cancelled"(event, { tx }) {
-					await (this as VoucherThis).restore(event.data.orderId, tx);
-				},
+				"order.failed": typedHandler<"order.failed">(restoreHeld),
+				"order.cancelled": typedHandler<"order.cancelled">(restoreHeld),
 			},
 		}),
 	],
@@ -175,11 +184,10 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			await this.sql(`UPDATE ${this.table("vouchers")} SET status = 'ACTIVE', held_by = NULL, redeemed_by = NULL WHERE held_by = :orderId`, { orderId }, tx);
 		},
 
-		/** One voucher per qualifying order; a unique code, drawn again on the rare collision. */
+		/** A dispatched order's voucher (the handler's `concerns` lets only qualifying orders through): one per order; a unique code, drawn again on the rare collision. */
 		async issueFor(event: DomainEvent, tx: Transaction) {
 			const { config } = runtimeOf(this.broker);
-			const { orderId, userId, total } = event.data as { orderId: string; userId: string; total: number };
-			if (!qualifiesForVoucher(total, config.voucherThresholdCents)) return;
+			const { orderId, userId } = event.data as { orderId: string; userId: string };
 			const issuedAt = new Date();
 			for (let attempt = 1; ; attempt++) {
 				const id = randomUUID();

@@ -5,6 +5,14 @@ export function qualifiesForVoucher(orderTotal: number, thresholdCents: number):
 	return orderTotal > thresholdCents;
 }
 
+/**
+ * Whether an order may hold vouchers, from the codes its event carries: none means none. An event
+ * without the list (from a producer of an earlier version) may.
+ */
+export function mayHoldVouchers(voucherCodes: readonly string[] | undefined): boolean {
+	return voucherCodes === undefined || voucherCodes.length > 0;
+}
+
 /** Unambiguous letters and digits (no 0/O, 1/I/L). */
 const ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 

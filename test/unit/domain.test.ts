@@ -3,7 +3,7 @@ import { checkCart, type CatalogueEntry } from "../../lib/domain/cart";
 import { applyPromotion, normalizeCode, type Promotion } from "../../lib/domain/promotion";
 import { computeTotals } from "../../lib/domain/totals";
 import { ORDER_STATUSES, canTransition, isTerminal, transitionTime } from "../../lib/domain/order-status";
-import { generateVoucherCode, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
+import { generateVoucherCode, mayHoldVouchers, qualifiesForVoucher, voucherExpiry } from "../../lib/domain/voucher";
 import fc from "fast-check";
 import { allocate, findShortages, mergeLines } from "../../lib/domain/stock";
 import { CircuitBreaker } from "../../lib/circuit-breaker";
@@ -174,6 +174,12 @@ describe("order state machine", () => {
 });
 
 describe("voucher rule", () => {
+	it("tells from an order's event whether it may hold vouchers: an empty list means none, no list may", () => {
+		expect(mayHoldVouchers([])).toBe(false);
+		expect(mayHoldVouchers(["VCH-AAAA-BBBB-CCCC"])).toBe(true);
+		expect(mayHoldVouchers(undefined)).toBe(true);
+	});
+
 	it("issues for strictly more than the threshold", () => {
 		expect(qualifiesForVoucher(10000, 10000)).toBe(false);
 		expect(qualifiesForVoucher(10001, 10000)).toBe(true);
