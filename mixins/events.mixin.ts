@@ -136,6 +136,15 @@ const oneSetStatement = (batch: Valid[]): SetStatementHandler | undefined => {
 	return "setStatement" in declared && isOwnInbox(declared) && batch.every(b => b.declared === declared) ? declared : undefined;
 };
 
+/** Whether `event` may have an effect for its handler; one whose test throws (a malformed payload) is handled, and dead-lettered if it fails there. */
+function concerned(service: EventsService, declared: DeclaredHandler, event: DomainEvent): boolean {
+	try {
+		return typeof declared === "function" || declared.concerns?.call(service, event) !== false;
+	} catch {
+		return true;
+	}
+}
+
 const handlerOf = (declared: DomainEventHandler | HandlerWithOptions) => (typeof declared === "function" ? declared : declared.handle);
 
 /** How one delivery of `event` is attempted: once per eventId, under the handler's locks if any. */
@@ -263,7 +272,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 						continue;
 					}
 					observeDelay(this, event as DomainEvent);
-					if (typeof declared === "object" && declared.concerns?.call(this, event as DomainEvent) === false) continue;
+					if (!concerned(this, declared, event as DomainEvent)) continue;
 					valid.push({ event: event as DomainEvent, ctx, declared });
 				}
 				await applyBisecting(valid, batch => this.applyBatch(batch), async one => void (await this.deliverOne(one)));

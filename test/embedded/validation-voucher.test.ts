@@ -209,6 +209,12 @@ describe("vouchers", () => {
 		await eventually("REDEEMED", async () => (await vouchersOf("quinn"))[0].status === "REDEEMED");
 	});
 
+	it("handles an event whose data its handler's test cannot read (and so cannot skip), instead of failing its batch", async () => {
+		const [id] = await emit("order.confirmed", { orderId: randomUUID(), userId: "quinn", total: 1000, currency: "EUR", voucherCodes: null });
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await eventually("handled", async () => (await sequelize.query("SELECT 1 FROM voucher.processed_events WHERE event_id = :id", { replacements: { id }, type: QueryTypes.SELECT })).length > 0);
+	});
+
 	it("restores a held voucher when its order fails", async () => {
 		const code = await voucherFor("fred");
 		const orderId = randomUUID();
