@@ -14,8 +14,11 @@ import type { ActionCacheOptions, Cachers, Context } from "moleculer";
  * different orders, and a version that only ever grows on one node never names an entry written
  * before a change it has heard of. So nodes do not share entries, which only costs a miss each.
  */
+/** A node's name for its versions: new at start and whenever all of them are retired. */
+const versionsName = () => randomUUID().slice(0, 8);
+
 export class CacheVersions {
-	private node = randomUUID().slice(0, 8);
+	private node = versionsName();
 	private all = 0;
 	private readonly records = new Map<string, number>();
 
@@ -26,7 +29,7 @@ export class CacheVersions {
 	changed(ids?: Iterable<string>): void {
 		if (!ids) {
 			// A new name retires every version this node has given; the counters restart under it.
-			this.node = randomUUID().slice(0, 8);
+			this.node = versionsName();
 			this.records.clear();
 			this.all = 0;
 			return;

@@ -105,6 +105,9 @@ type InventoryThis = EventsService &
  * many nodes nor concurrent orders can oversell. Levels never go negative (CHECK constraints), and a
  * stock movement ledger records every change of `onHand`.
  */
+/** The cache key of a read that depends on the whole catalogue (a list, the categories): any product change renews it. */
+const catalogueKeygen = versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll());
+
 const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, InventoryThis> = {
 	name: "inventory",
 	mixins: [
@@ -184,7 +187,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 	actions: {
 		/** The public catalogue: active products, filtered, sorted and paged. */
 		list: {
-			cache: { keys: ["category", "search", "minPrice", "maxPrice", "sort", "page", "pageSize"], ttl: 5, keygen: versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll()) },
+			cache: { keys: ["category", "search", "minPrice", "maxPrice", "sort", "page", "pageSize"], ttl: 5, keygen: catalogueKeygen },
 			params: {
 				category: { type: "string", max: 100, optional: true },
 				search: { type: "string", max: 200, optional: true },
@@ -210,7 +213,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 		/** The categories of the active products, by name, with how many each holds: the storefront's filter. */
 		categories: {
-			cache: { keys: ["page", "pageSize"], ttl: 5, keygen: versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll()) },
+			cache: { keys: ["page", "pageSize"], ttl: 5, keygen: catalogueKeygen },
 			params: { ...pageParams },
 			handler(ctx: Context<{ page: number; pageSize: number }>) {
 				const table = `(SELECT category AS name, count(*) AS products FROM ${this.table("products")} WHERE active GROUP BY category) AS categories`;

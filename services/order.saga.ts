@@ -193,7 +193,8 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 				if (!allowed(order.status, decision)) {
 					throw new ConflictError("ILLEGAL_TRANSITION", `An order cannot go from ${order.status} to ${decision.to}`, { from: order.status, to: decision.to });
 				}
-				const at = transitionTime(now, new Date(order.updated_at));
+				const lastChange = new Date(order.updated_at);
+				const at = transitionTime(now, lastChange);
 				const to = decision.to ?? order.status;
 				const row: OrderRow = { ...order, ...(decision.set as Partial<OrderRow>), status: to, redrives: decision.to ? 0 : order.redrives, updated_at: at };
 				orders.set(orderId, row);
@@ -202,7 +203,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					history.push({ orderId, status: to, reason: decision.reason ?? null, at });
 					const eventName = STATUS_EVENT[to];
 					if (eventName) this.publishEvent(tx, eventName, statusEventData(row, decision), { key: orderId, correlationId: orderId, causedBy: cause });
-					const stepSeconds = (Date.now() - new Date(order.updated_at).getTime()) / 1000;
+					const stepSeconds = (Date.now() - lastChange.getTime()) / 1000;
 					after.push(() => {
 						observeMetric(this.broker, "sagaStep", { status: to }, stepSeconds);
 						if (FINAL_STEPS.has(to)) countMetric(this.broker, "orders", { status: to });

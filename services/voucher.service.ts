@@ -53,9 +53,12 @@ type VoucherThis = EventsService & {
 	restore(orderId: string, tx: Transaction): Promise<void>;
 };
 
-/** An order that ended gives back what it held (nothing to do, and no transaction, when it held none). */
-const restoreHeld: HandlerWithOptions<DomainEvent & { data: { orderId: string; voucherCodes?: string[] } }> = {
-	concerns: event => mayHoldVouchers(event.data.voucherCodes),
+/** Whether an order's status event may touch its vouchers (its `voucherCodes`): nothing to do, and no transaction, when it holds none. */
+const holdsVouchers = (event: DomainEvent) => mayHoldVouchers((event.data as EventPayloads["order.confirmed"]).voucherCodes);
+
+/** An order that ended gives back what it held. */
+const restoreHeld: HandlerWithOptions = {
+	concerns: holdsVouchers,
 	async handle(event, { tx }) {
 		await (this as VoucherThis).restore(event.data.orderId, tx);
 	},
@@ -104,7 +107,7 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				}),
 				// Redeems what the order held.
 				"order.confirmed": {
-					concerns: event => mayHoldVouchers((event.data as EventPayloads["order.confirmed"]).voucherCodes),
+					concerns: holdsVouchers,
 					setStatement() {
 						return `UPDATE ${this.table("vouchers")} SET status = 'REDEEMED', redeemed_by = held_by WHERE held_by IN (SELECT (envelope->'data'->>'orderId')::uuid FROM inbox) AND status = 'ACTIVE'`;
 					},
