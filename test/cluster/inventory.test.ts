@@ -91,3 +91,18 @@ it("drops every cached read when a node of an earlier version hints at a change 
 	// Well inside the entries' 5 s TTL: fresh because of the hint, not because they expired.
 	await eventually("both nodes to read the new level", async () => (await onEach()).every(r => r.available === 9), 2000, 50);
 });
+
+it("shows a new category on every node at once, though each node cached the list before", async () => {
+	const categoriesOn = (nodeID: string) => cluster.client.call<{ rows: Array<{ name: string; products: number }> }, Record<string, any>>("inventory.categories", { pageSize: 100 }, { nodeID });
+	const nodes = ["inventory-1", "inventory-2"];
+	const category = `new-${randomUUID().slice(0, 8)}`;
+	for (const nodeID of nodes) expect((await categoriesOn(nodeID)).rows.map(c => c.name)).not.toContain(category); // now cached on both
+	await cluster.client.call("inventory.create", { sku: `CAT-${randomUUID().slice(0, 8)}`, name: "New", category, price: 100, stock: 1 }, { nodeID: "inventory-1" });
+	// Well inside the entries' 5 s TTL: renewed by the change's broadcast, not by their expiry.
+	await eventually(
+		"both nodes to list the new category",
+		async () => (await Promise.all(nodes.map(categoriesOn))).every(page => page.rows.some(c => c.name === category && c.products === 1)),
+		2000,
+		50,
+	);
+});
