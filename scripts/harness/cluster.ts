@@ -166,6 +166,11 @@ export async function startCluster(nodes: Array<{ name: string; env: Record<stri
 	const counts = new Map<string, number>();
 	for (const n of nodes) for (const s of n.env.SERVICES.split(",")) counts.set(s, (counts.get(s) ?? 0) + 1);
 	for (const [service, count] of counts) if (service !== "none") await waitForService(client, service, count);
+	// A node learns of the others from their INFO or its next heartbeat: a test that goes through one
+	// node (the gateway's order calling inventory, say) must not start before it knows them all. A
+	// burst once met an order node that did not know inventory yet, and the circuit breaker opened.
+	const services = [...counts.keys()].filter(s => s !== "none");
+	await Promise.all(nodes.map(n => waitForServicesOn(client, n.name, services)));
 	return {
 		env: clusterVars,
 		client,
