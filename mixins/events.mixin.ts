@@ -242,7 +242,7 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 				const ctx = contextOf(tx);
 				const trace = ctx ? traceOf(ctx) : undefined;
 				const event = writeToOutbox(this.sequelize, this.name, tx, eventName, data, { service: this.name, nodeID: this.broker.nodeID }, { trace, ...publishOpts });
-				tx.afterCommit(() => this.relay?.notify());
+				tx.afterCommit(() => this.relay?.committed(event));
 				return event;
 			},
 
@@ -359,9 +359,9 @@ export function EventsMixin(opts: EventsMixinOptions = {}): Partial<ServiceSchem
 						// Resolves once this node's consumers handled them and the other nodes' were sent (fire and forget), rejects if a send failed.
 						handOver: events => Promise.all(events.map(event => this.broker.emit(event.eventName, event, { parentCtx: traceParent(this.broker, event), throwError: true }))),
 					};
-			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs, backlog =>
-				setMetric(this.broker, "outboxBacklog", { service: this.name }, backlog),
-			);
+			// Embedded, the node is the database's one process: its commits can be handed over as they happen.
+			const mode = !kafka && !runtime.config.databaseUrl ? "direct" : "rounds";
+			this.relay = new OutboxRelay(this.sequelize, this.name, publish, this.logger, runtime.config.outboxPollMs, backlog => setMetric(this.broker, "outboxBacklog", { service: this.name }, backlog), mode);
 			// On the bus, once every service of the node has started: a consumer registers its handlers
 			// only then, and an event handed over to no one would be marked published all the same.
 			if (kafka || this.broker.started) this.relay.start();

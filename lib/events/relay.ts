@@ -26,6 +26,16 @@ export type PublishBatch = (messages: OutboxMessage[]) => Promise<void>;
  */
 export type Publisher = PublishBatch | { handOver: (events: DomainEvent[]) => Promise<unknown> };
 
+/**
+ * Embedded (one process on PGlite, which runs one transaction at a time, so rows commit in `seq`
+ * order), a bus relay hands a transaction's events over as it commits, from memory, and marks the
+ * handled ones published together on its timer: no relay round (lock, mark, read back) between a
+ * commit and its consumers. It first hands over what an earlier run left unpublished, in order,
+ * and only then goes direct. A node killed before the mark hands them over again on its next
+ * start (consumers deduplicate by eventId), as in rounds.
+ */
+export type RelayMode = "rounds" | "direct";
+
 /** Events written in a transaction and not yet inserted: one multi-row insert at its end. */
 const pending = new WeakMap<Transaction, Array<{ event: DomainEvent; key: string }>>();
 
@@ -64,6 +74,8 @@ export function writeToOutbox(
 }
 
 const BATCH = 200;
+/** Direct: how long a row stays unpublished before a live round hands it over again. */
+const STALE_S = 10;
 
 /**
  * Publishes committed outbox rows in commit order. One relay per service is active in the whole
@@ -71,7 +83,8 @@ const BATCH = 200;
  * order they were written; a publisher that confirms (Kafka) has its rows marked in the transaction
  * that published them, so a crash before the mark republishes (at least once) and consumers
  * deduplicate by eventId (see Publisher for the bus).
- * It is woken after each commit and also sweeps on a timer for what a crash left behind.
+ * It is woken after each commit (direct, see RelayMode: hands the commit's events over itself) and
+ * also sweeps on a timer for what a crash left behind.
  */
 export class OutboxRelay {
 	private running = false;
@@ -81,10 +94,15 @@ export class OutboxRelay {
 	private failures = 0;
 	private lastCleanup = 0;
 	private lastBacklogReport = 0;
-	/** On the bus: rows handed over whose hand-over resolved, marked published by the next round. */
+	/** On the bus: event ids of rows whose hand-over resolved, marked published by the next round. */
 	private handled: string[] = [];
 	/** On the bus: whether this relay has given back what an earlier run handed over and never saw handled. */
 	private recovered = false;
+	/** Direct: the last row handed over while catching up, and whether commits are now handed over as they happen. */
+	private caughtUpTo = "0";
+	private live = false;
+	/** Direct: event ids whose hand-over has not settled yet. */
+	private readonly inFlight = new Set<string>();
 	private readonly table: string;
 
 	constructor(
@@ -95,17 +113,26 @@ export class OutboxRelay {
 		private readonly pollMs: number,
 		/** Told the backlog after each round (for the outbox backlog gauge). */
 		private readonly onBacklog?: (backlog: number) => void,
+		private readonly mode: RelayMode = "rounds",
 	) {
+		if (mode === "direct" && typeof publisher === "function") throw new Error("direct hand-over is for the bus");
 		this.table = `${quoteIdent(schema)}.outbox`;
 	}
 
 	start(): void {
 		if (this.running) return;
 		this.running = true;
+		this.caughtUpTo = "0"; // what a hand-over of the last run left unpublished, again
 		this.loop = this.run();
 	}
 
-	/** Called after a commit that wrote events: publish now instead of at the next sweep. */
+	/** Called after a commit that wrote `event`: handed over now (direct), or published by a round started now. */
+	committed(event: DomainEvent): void {
+		if (this.live && this.running) this.handOver([event]);
+		else this.notify();
+	}
+
+	/** Publish now instead of at the next sweep. */
 	notify(): void {
 		this.pending = true;
 		this.wake?.();
@@ -115,7 +142,9 @@ export class OutboxRelay {
 		this.running = false;
 		this.wake?.();
 		await this.loop;
-		if (this.handled.length > 0) await this.markBatch("handed_at", undefined, 0).catch(() => undefined); // else handed over again on the next start: harmless
+		this.live = false;
+		// Else handed over again on the next start: harmless.
+		if (this.handled.length > 0) await (this.mode === "direct" ? this.markHandledAndRead("false") : this.markBatch("handed_at", undefined, 0)).catch(() => undefined);
 	}
 
 	/** Rows written but not yet published (the outbox backlog). */
@@ -129,7 +158,10 @@ export class OutboxRelay {
 			this.pending = false;
 			let wait = this.pollMs;
 			try {
-				await this.drain();
+				if (this.live) await this.sweep();
+				else await this.drain();
+				// Caught up with nothing committed meanwhile: from now on commits are handed over as they happen.
+				if (this.mode === "direct" && !this.pending) this.live = true;
 				await this.cleanup();
 				await this.reportBacklog();
 				if (this.failures > 0) this.logger.info(`Outbox of ${this.schema} publishes again.`);
@@ -168,13 +200,19 @@ export class OutboxRelay {
 							if (messages.length > 0) await publisher(messages);
 							return messages.length;
 						})
-					: await this.handOverBatch(publisher);
+					: await this.handOverBatch();
 			if (published < BATCH) return;
 		}
 	}
 
-	/** The bus: the next batch marked as handed over, handed over, and remembered as handled once `handOver` resolves. */
-	private async handOverBatch(publisher: Exclude<Publisher, PublishBatch>): Promise<number> {
+	/** The bus: the next batch marked as handed over (direct: read), handed over, and remembered as handled once `handOver` resolves. */
+	private async handOverBatch(): Promise<number> {
+		if (this.mode === "direct") {
+			const messages = await this.markHandledAndRead("seq > :after", { after: this.caughtUpTo });
+			if (messages.length > 0) this.caughtUpTo = messages[messages.length - 1].seq;
+			this.handOver(messages.map(m => m.event));
+			return messages.length;
+		}
 		if (!this.recovered) {
 			// Handed over and never seen handled: by a node that was killed, again. (In a cluster, rows
 			// in flight on another node's relay are handed over a second time: consumers deduplicate.)
@@ -182,15 +220,54 @@ export class OutboxRelay {
 			this.recovered = true;
 		}
 		const messages = await this.markBatch("handed_at");
-		if (messages.length > 0) {
-			const seqs = messages.map(m => m.seq);
-			// A hand-over that failed leaves its rows handed over, unpublished: the next start hands them over again.
-			void publisher.handOver(messages.map(m => m.event)).then(
-				() => this.handled.push(...seqs),
-				() => undefined,
-			);
-		}
+		this.handOver(messages.map(m => m.event));
 		return messages.length;
+	}
+
+	/** Hands events over on the bus; remembered as handled once the hand-over resolves (one that fails leaves its rows unpublished). */
+	private handOver(events: DomainEvent[]): void {
+		const { publisher } = this;
+		if (events.length === 0 || typeof publisher === "function") return;
+		const ids = events.map(e => e.eventId);
+		for (const id of ids) this.inFlight.add(id);
+		void publisher
+			.handOver(events)
+			.then(
+				() => this.handled.push(...ids),
+				() => undefined,
+			)
+			.finally(() => ids.forEach(id => this.inFlight.delete(id)));
+	}
+
+	/**
+	 * Direct: a live round marks published what was handled since the last one, and hands over
+	 * again what stayed unpublished for STALE_S with no hand-over of this run holding it (one that
+	 * failed, a commit whose after-commit work never ran).
+	 */
+	private async sweep(): Promise<void> {
+		const stale = await this.markHandledAndRead(`created_at < now() - make_interval(secs => ${STALE_S})`);
+		this.handOver(stale.filter(m => !this.inFlight.has(m.event.eventId)).map(m => m.event));
+	}
+
+	/**
+	 * Direct: the rows handled since the last round marked published, and in the same message the
+	 * unpublished rows that match `where` (not those just marked: the read does not see the mark).
+	 */
+	private async markHandledAndRead(where: string, params: Record<string, unknown> = {}): Promise<OutboxMessage[]> {
+		const handled = this.handled.splice(0);
+		try {
+			const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+				this.sequelize,
+				`WITH handled AS (UPDATE ${this.table} SET published_at = now() WHERE event_id = ANY(ARRAY[:handled]::uuid[]) AND published_at IS NULL)
+				 SELECT seq, aggregate_key, envelope FROM ${this.table}
+				 WHERE published_at IS NULL AND ${where} AND event_id <> ALL(ARRAY[:handled]::uuid[]) ORDER BY seq LIMIT ${BATCH}`,
+				{ ...params, handled },
+			);
+			return rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope }));
+		} catch (err) {
+			this.handled.unshift(...handled);
+			throw err;
+		}
 	}
 
 	/**
@@ -209,7 +286,7 @@ export class OutboxRelay {
 			const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
 				this.sequelize,
 				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
-				      ${bus ? `handled AS (UPDATE ${this.table} SET published_at = now() WHERE seq = ANY(ARRAY[:handled]::bigint[]) AND published_at IS NULL),` : ""}
+				      ${bus ? `handled AS (UPDATE ${this.table} SET published_at = now() WHERE event_id = ANY(ARRAY[:handled]::uuid[]) AND published_at IS NULL),` : ""}
 				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take})
 				 UPDATE ${this.table} o SET ${mark} = now() FROM batch
 				 WHERE o.seq = batch.seq AND o.published_at IS NULL ${bus ? "AND o.handed_at IS NULL" : ""}

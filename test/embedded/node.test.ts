@@ -464,14 +464,68 @@ describe("embedded node", () => {
 		expect(handed).toEqual([event.eventId]); // and not handed over twice by one run
 	});
 
-	it("publishes rows a crash left in the outbox on its next sweep", async () => {
+	it("hands a transaction's events over as it commits, with no relay round reading them back, and marks them published on its timer", async () => {
+		const svc = node.broker.getLocalService("probe-producer") as any;
+		const { sequelize } = await runtimeOf(node.broker).database();
+		const { result: id, messages } = await messagesWhile(async () => {
+			const [emitted] = await call<string[]>("probe-producer.emit", { data: { note: "direct" } });
+			await eventually("the event handled", async () => (await effects()).some(r => r.eventId === emitted));
+			return emitted;
+		}, 80);
+		// The producer's outbox is written once (with the COMMIT) and not read: no round between the commit and its consumer.
+		const outboxStatements = messages.flat().filter(sql => sql.includes('"probe-producer".outbox'));
+		expect(outboxStatements).toEqual([expect.stringMatching(/^INSERT INTO "probe-producer".outbox/)]);
+		await eventually("the event marked published", async () => (await sqlQuery<{ published: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS published FROM ${svc.table("outbox")} WHERE event_id = :id`, { id }))[0].published);
+	});
+
+	it("hands over again a row left unpublished with no hand-over holding it (one that failed, a commit whose after-commit work never ran)", async () => {
 		const svc = node.broker.getLocalService("probe-producer") as any;
 		const event = createEnvelope(PROBE_EVENT, { note: "left-behind" }, { service: "probe-producer", nodeID: "crashed" });
-		// Written as a transaction would, but the relay is never woken, as after a crash.
-		await svc.sequelize.query(`INSERT INTO ${svc.table("outbox")} (event_id, event_name, aggregate_key, envelope) VALUES (:id, :name, :id, :envelope)`, {
+		// Written as a transaction would, but nothing is told of its commit; it has been waiting longer than a live round lets a row wait.
+		await svc.sequelize.query(`INSERT INTO ${svc.table("outbox")} (event_id, event_name, aggregate_key, envelope, created_at) VALUES (:id, :name, :id, :envelope, now() - interval '1 minute')`, {
 			replacements: { id: event.eventId, name: PROBE_EVENT, envelope: JSON.stringify(event) },
 		});
 		await eventually("the swept event", async () => (await effects()).some(r => r.eventId === event.eventId));
+	});
+
+	it("on its own database, a relay hands over what an earlier run left unpublished in order before it hands over commits as they happen, and again a hand-over that failed", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await runMigrations(sequelize, "directprobe", EVENT_TABLE_MIGRATIONS);
+		const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
+		const write = (note: string) => inTransaction(sequelize, async tx => writeToOutbox(sequelize, "directprobe", tx, "probe.direct", { note }, { service: "directprobe", nodeID: "t" }));
+		const left = [await write("left-1"), await write("left-2")];
+		const handed: string[][] = [];
+		let failNext = false;
+		const relay = new OutboxRelay(sequelize, "directprobe", {
+			handOver: async events => {
+				handed.push(events.map(e => e.data.note));
+				if (failNext) {
+					failNext = false;
+					throw new Error("consumer down");
+				}
+			},
+		}, quiet, 20, undefined, "direct");
+		relay.start();
+		try {
+			await eventually("the earlier run's rows handed over", async () => handed.flat().length === 2);
+			// Live: the commit's event is handed over by the commit itself.
+			failNext = true;
+			const failed = await inTransaction(sequelize, async tx => {
+				const event = writeToOutbox(sequelize, "directprobe", tx, "probe.direct", { note: "live" }, { service: "directprobe", nodeID: "t" });
+				tx.afterCommit(() => relay.committed(event));
+				return event;
+			});
+			expect(handed.flat()).toEqual(["left-1", "left-2", "live"]);
+			const published = async (id: string) => (await sqlQuery<{ p: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS p FROM "directprobe".outbox WHERE event_id = :id`, { id }))[0].p;
+			await eventually("the handled rows marked published", async () => (await published(left[0].eventId)) && (await published(left[1].eventId)));
+			// The failed hand-over is given again once the row has waited long enough.
+			expect(await published(failed.eventId)).toBe(false);
+			await sqlQuery(sequelize, `UPDATE "directprobe".outbox SET created_at = now() - interval '1 minute' WHERE event_id = :id`, { id: failed.eventId });
+			await eventually("the failed hand-over given again and marked", async () => published(failed.eventId));
+			expect(handed.flat()).toEqual(["left-1", "left-2", "live", "live"]);
+		} finally {
+			await relay.stop();
+		}
 	});
 
 	it("records domain events in the audit log once, as the order timeline", async () => {
