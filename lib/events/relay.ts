@@ -147,10 +147,10 @@ export class OutboxRelay {
 		if (this.handled.length > 0) await (this.mode === "direct" ? this.markHandledAndRead("false") : this.markBatch("handed_at", undefined, 0)).catch(() => undefined);
 	}
 
-	/** Rows written but not yet published (the outbox backlog). */
+	/** Rows written but not yet published (the outbox backlog); handled ones waiting for their mark are not. */
 	async backlog(): Promise<number> {
 		const [row] = await sqlQuery<{ n: string }>(this.sequelize, `SELECT count(*) AS n FROM ${this.table} WHERE published_at IS NULL`);
-		return Number(row.n);
+		return Math.max(0, Number(row.n) - this.handled.length);
 	}
 
 	private async run(): Promise<void> {
