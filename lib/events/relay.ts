@@ -230,8 +230,8 @@ export class OutboxRelay {
 		if (events.length === 0 || typeof publisher === "function") return;
 		const ids = events.map(e => e.eventId);
 		for (const id of ids) this.inFlight.add(id);
-		void publisher
-			.handOver(events)
+		// A hand-over that throws at once fails like one that rejects (never into the committer's after-commit work).
+		void new Promise(resolve => resolve(publisher.handOver(events)))
 			.then(
 				() => this.handled.push(...ids),
 				() => undefined,
