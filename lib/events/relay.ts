@@ -73,6 +73,9 @@ export function writeToOutbox(
 	return event;
 }
 
+type OutboxRow = { seq: string; aggregate_key: string; envelope: DomainEvent };
+const toMessage = (r: OutboxRow): OutboxMessage => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope });
+
 const BATCH = 200;
 /** Direct: how long a row stays unpublished before a live round hands it over again. */
 const STALE_S = 10;
@@ -104,6 +107,8 @@ export class OutboxRelay {
 	/** Direct: event ids whose hand-over has not settled yet. */
 	private readonly inFlight = new Set<string>();
 	private readonly table: string;
+	/** A statement's CTE that marks published the rows handled since the last round (`:handled`). */
+	private readonly markHandled: string;
 
 	constructor(
 		private readonly sequelize: Sequelize,
@@ -117,6 +122,7 @@ export class OutboxRelay {
 	) {
 		if (mode === "direct" && typeof publisher === "function") throw new Error("direct hand-over is for the bus");
 		this.table = `${quoteIdent(schema)}.outbox`;
+		this.markHandled = `handled AS (UPDATE ${this.table} SET published_at = now() WHERE event_id = ANY(ARRAY[:handled]::uuid[]) AND published_at IS NULL)`;
 	}
 
 	start(): void {
@@ -253,17 +259,23 @@ export class OutboxRelay {
 	 * Direct: the rows handled since the last round marked published, and in the same message the
 	 * unpublished rows that match `where` (not those just marked: the read does not see the mark).
 	 */
-	private async markHandledAndRead(where: string, params: Record<string, unknown> = {}): Promise<OutboxMessage[]> {
-		const handled = this.handled.splice(0);
-		try {
-			const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+	private markHandledAndRead(where: string, params: Record<string, unknown> = {}): Promise<OutboxMessage[]> {
+		return this.withHandled(async handled => {
+			const rows = await sqlQuery<OutboxRow>(
 				this.sequelize,
-				`WITH handled AS (UPDATE ${this.table} SET published_at = now() WHERE event_id = ANY(ARRAY[:handled]::uuid[]) AND published_at IS NULL)
-				 SELECT seq, aggregate_key, envelope FROM ${this.table}
+				`WITH ${this.markHandled} SELECT seq, aggregate_key, envelope FROM ${this.table}
 				 WHERE published_at IS NULL AND ${where} AND event_id <> ALL(ARRAY[:handled]::uuid[]) ORDER BY seq LIMIT ${BATCH}`,
 				{ ...params, handled },
 			);
-			return rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope }));
+			return rows.map(toMessage);
+		});
+	}
+
+	/** Runs `fn` with the event ids handled since the last round, which stay for the next round if it fails. */
+	private async withHandled<T>(fn: (handled: string[]) => Promise<T>): Promise<T> {
+		const handled = this.handled.splice(0);
+		try {
+			return await fn(handled);
 		} catch (err) {
 			this.handled.unshift(...handled);
 			throw err;
@@ -281,12 +293,11 @@ export class OutboxRelay {
 	 */
 	private async markBatch(mark: "published_at" | "handed_at", tx?: Transaction, take = BATCH): Promise<OutboxMessage[]> {
 		const bus = mark === "handed_at";
-		const handled = bus ? this.handled.splice(0) : [];
-		try {
-			const rows = await sqlQuery<{ seq: string; aggregate_key: string; envelope: DomainEvent }>(
+		const run = async (handled: string[]) => {
+			const rows = await sqlQuery<OutboxRow>(
 				this.sequelize,
 				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
-				      ${bus ? `handled AS (UPDATE ${this.table} SET published_at = now() WHERE event_id = ANY(ARRAY[:handled]::uuid[]) AND published_at IS NULL),` : ""}
+				      ${bus ? `${this.markHandled},` : ""}
 				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take})
 				 UPDATE ${this.table} o SET ${mark} = now() FROM batch
 				 WHERE o.seq = batch.seq AND o.published_at IS NULL ${bus ? "AND o.handed_at IS NULL" : ""}
@@ -295,11 +306,9 @@ export class OutboxRelay {
 				tx,
 			);
 			rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
-			return rows.map(r => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope }));
-		} catch (err) {
-			this.handled.unshift(...handled);
-			throw err;
-		}
+			return rows.map(toMessage);
+		};
+		return bus ? this.withHandled(run) : run([]);
 	}
 
 	/** The backlog gauge, at most once per poll interval (not after every commit's wake-up). */
