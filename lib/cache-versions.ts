@@ -1,6 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { ActionCacheOptions, Cachers, Context } from "moleculer";
 
+/** A node's name for its versions: new at start and whenever all of them are retired. */
+const versionsName = () => randomUUID().slice(0, 8);
+
 /**
  * Versioned cache keys, instead of deleting cached reads when what they read changes. A change gives
  * the changed records (and the collection as a whole) a new version on each node that hears of it,
@@ -14,9 +17,6 @@ import type { ActionCacheOptions, Cachers, Context } from "moleculer";
  * different orders, and a version that only ever grows on one node never names an entry written
  * before a change it has heard of. So nodes do not share entries, which only costs a miss each.
  */
-/** A node's name for its versions: new at start and whenever all of them are retired. */
-const versionsName = () => randomUUID().slice(0, 8);
-
 export class CacheVersions {
 	private node = versionsName();
 	private all = 0;

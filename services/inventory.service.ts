@@ -99,15 +99,15 @@ type InventoryThis = EventsService &
 		seedCatalogue(): Promise<number>;
 	};
 
+/** The cache key of a read that depends on the whole catalogue (a list, the categories): any product change renews it. */
+const catalogueKeygen = versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll());
+
 /**
  * Catalogue, stock levels and reservations (SPEC sections 5 and 6). A reservation takes every line
  * or none, under the Redlock of each product (sorted keys) and the products' row locks, so neither
  * many nodes nor concurrent orders can oversell. Levels never go negative (CHECK constraints), and a
  * stock movement ledger records every change of `onHand`.
  */
-/** The cache key of a read that depends on the whole catalogue (a list, the categories): any product change renews it. */
-const catalogueKeygen = versionedKeygen((s: InventoryThis) => s.cacheVersions.ofAll());
-
 const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, InventoryThis> = {
 	name: "inventory",
 	mixins: [
