@@ -20,6 +20,12 @@ let node: TestNode;
 
 const call = <T = any>(action: string, params: Record<string, any> = {}) => node.broker.call<T, Record<string, any>>(action, params);
 const effects = () => call<Array<{ eventId: string; note: string }>>("probe-consumer.effects");
+const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
+/** Whether event `id`'s row in `outbox` (a quoted schema.table) is marked published. */
+async function isPublished(outbox: string, id: string): Promise<boolean> {
+	const { sequelize } = await runtimeOf(node.broker).database();
+	return (await sqlQuery<{ p: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS p FROM ${outbox} WHERE event_id = :id`, { id }))[0].p;
+}
 
 beforeAll(async () => {
 	node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
@@ -445,7 +451,6 @@ describe("embedded node", () => {
 
 		await runMigrations(sequelize, "busprobe", EVENT_TABLE_MIGRATIONS);
 		const event = await inTransaction(sequelize, async tx => writeToOutbox(sequelize, "busprobe", tx, "probe.bus", {}, { service: "busprobe", nodeID: "t" }));
-		const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
 		// Its consumer never finishes: the node is killed while it works.
 		const killed = new OutboxRelay(sequelize, "busprobe", { handOver: () => new Promise(() => {}) }, quiet, 60000);
 		const { messages } = await messagesWhile(() => killed.drain(), 2000);
@@ -466,8 +471,7 @@ describe("embedded node", () => {
 
 	it("hands a transaction's events over as it commits, with no relay round reading them back, and marks them published on its timer", async () => {
 		const svc = node.broker.getLocalService("probe-producer") as any;
-		const { sequelize } = await runtimeOf(node.broker).database();
-		const published = async (id: string) => (await sqlQuery<{ p: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS p FROM ${svc.table("outbox")} WHERE event_id = :id`, { id }))[0].p;
+		const published = (id: string) => isPublished(svc.table("outbox"), id);
 		const emitHandled = async (note: string) => {
 			const [emitted] = await call<string[]>("probe-producer.emit", { data: { note } });
 			await eventually("the event handled", async () => (await effects()).some(r => r.eventId === emitted), 20000, 5);
@@ -497,7 +501,6 @@ describe("embedded node", () => {
 	it("on its own database, a relay hands over what an earlier run left unpublished in order before it hands over commits as they happen, and again a hand-over that failed", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();
 		await runMigrations(sequelize, "directprobe", EVENT_TABLE_MIGRATIONS);
-		const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
 		const write = (note: string) => inTransaction(sequelize, async tx => writeToOutbox(sequelize, "directprobe", tx, "probe.direct", { note }, { service: "directprobe", nodeID: "t" }));
 		const left = [await write("left-1"), await write("left-2")];
 		const handed: string[][] = [];
@@ -524,7 +527,7 @@ describe("embedded node", () => {
 				return event;
 			});
 			expect(handed.flat()).toEqual(["left-1", "left-2", "live"]);
-			const published = async (id: string) => (await sqlQuery<{ p: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS p FROM "directprobe".outbox WHERE event_id = :id`, { id }))[0].p;
+			const published = (id: string) => isPublished('"directprobe".outbox', id);
 			await eventually("the handled rows marked published", async () => (await published(left[0].eventId)) && (await published(left[1].eventId)));
 			// The failed hand-over is given again once the row has waited long enough.
 			expect(await published(failed.eventId)).toBe(false);
@@ -538,7 +541,6 @@ describe("embedded node", () => {
 
 	it("counts no row in a direct relay's backlog once its hand-over resolved, though its mark waits for the next round (or the stop)", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();
-		const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
 		const handed: string[] = [];
 		const relay = new OutboxRelay(sequelize, "directprobe", { handOver: async events => void handed.push(...events.map(e => e.eventId)) }, quiet, 60000, undefined, "direct");
 		relay.start();
@@ -548,7 +550,7 @@ describe("embedded node", () => {
 			return written;
 		});
 		await eventually("the hand-over", async () => handed.includes(event.eventId));
-		const published = async () => (await sqlQuery<{ p: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS p FROM "directprobe".outbox WHERE event_id = :id`, { id: event.eventId }))[0].p;
+		const published = () => isPublished('"directprobe".outbox', event.eventId);
 		expect(await published()).toBe(false);
 		expect(await relay.backlog()).toBe(0);
 		await relay.stop();
