@@ -1,7 +1,9 @@
 /**
  * A service's queue of events waiting to be handled. Whatever arrives while a batch is being
  * handled forms the next batch (up to `max`); an event that arrives when nothing is in flight is
- * handled at once, so batching adds no wait when idle. Batches run one at a time, in arrival order.
+ * handled in the same turn of the event loop, once the turn's other arrivals have joined it
+ * (`setImmediate`: the requests of one socket read, the records of one Kafka fetch), so batching
+ * adds no wait when idle. Batches run one at a time, in arrival order.
  * With `intervalMs`, a batch that would start sooner than that after the last one waits out the
  * rest of the interval (unless it is full): under load, fewer and larger batches; still no wait
  * after a quiet interval.
@@ -24,7 +26,10 @@ export class BatchQueue<T> {
 	push(items: T[]): Promise<void> {
 		const settled = items.map(item => new Promise<void>((done, failed) => this.waiting.push({ item, done, failed })));
 		if (this.waiting.length >= this.max) this.fill?.();
-		void this.drain();
+		if (!this.running) {
+			this.running = true;
+			setImmediate(() => void this.drain());
+		}
 		return Promise.all(settled).then(() => undefined);
 	}
 
@@ -33,9 +38,8 @@ export class BatchQueue<T> {
 		return this.waiting.length;
 	}
 
+	/** Runs batches until none is waiting; `running` is set by the push that scheduled it. */
 	private async drain(): Promise<void> {
-		if (this.running) return;
-		this.running = true;
 		try {
 			while (this.waiting.length > 0) {
 				const wait = this.lastStart + this.intervalMs - Date.now();

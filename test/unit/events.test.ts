@@ -44,24 +44,29 @@ describe("backoffDelay", () => {
 });
 
 describe("BatchQueue", () => {
-	it("handles an event at once when idle, and what arrives meanwhile as the next batch, in order", async () => {
+	/** One turn of the event loop: what was pushed in it has started as a batch. */
+	const nextTurn = () => new Promise<void>(resolve => setImmediate(resolve));
+
+	it("handles what arrives in one turn together when idle, and what arrives meanwhile as the next batch, in order", async () => {
 		const batches: number[][] = [];
 		let release!: () => void;
 		const queue = new BatchQueue<number>(async items => {
 			batches.push(items);
 			if (batches.length === 1) await new Promise<void>(r => (release = r));
 		}, 3);
-		const first = queue.push([1]);
-		const rest = [queue.push([2]), queue.push([3, 4]), queue.push([5])];
-		expect(batches).toEqual([[1]]); // the first went at once
+		const first = [queue.push([1]), queue.push([2])];
+		expect(batches).toEqual([]); // joined by the rest of the turn
+		await nextTurn();
+		expect(batches).toEqual([[1, 2]]); // no wait beyond the turn
+		const rest = [queue.push([3]), queue.push([4, 5]), queue.push([6])];
 		expect(queue.depth).toBe(4);
 		release();
-		await Promise.all([first, ...rest]);
-		expect(batches).toEqual([[1], [2, 3, 4], [5]]); // at most 3 a batch, arrival order kept
+		await Promise.all([...first, ...rest]);
+		expect(batches).toEqual([[1, 2], [3, 4, 5], [6]]); // at most 3 a batch, arrival order kept
 	});
 
 	it("paced: what follows a batch within the interval waits for it, unless the batch is full; idle events go at once", async () => {
-		jest.useFakeTimers();
+		jest.useFakeTimers({ doNotFake: ["setImmediate"] });
 		try {
 			const batches: number[][] = [];
 			const queue = new BatchQueue<number>(async items => void batches.push(items), 3, 1000);
@@ -86,7 +91,9 @@ describe("BatchQueue", () => {
 		const queue = new BatchQueue<string>(async items => {
 			if (items.includes("bad")) throw new Error("boom");
 		}, 10);
-		const results = await Promise.allSettled([queue.push(["bad"]), queue.push(["ok"])]);
+		const bad = queue.push(["bad"]);
+		await nextTurn();
+		const results = await Promise.allSettled([bad, queue.push(["ok"])]);
 		expect(results.map(r => r.status)).toEqual(["rejected", "fulfilled"]);
 	});
 });
@@ -173,6 +180,7 @@ describe("GroupCommit", () => {
 			return items.map(i => (i === "refused" ? new Error("refused alone") : i.toUpperCase()));
 		}, 10);
 		const first = group.submit("a");
+		await new Promise<void>(resolve => setImmediate(resolve)); // "a" is being written
 		const rest = ["b", "refused", "crash", "c"].map(i => group.submit(i));
 		release();
 		const results = await Promise.allSettled([first, ...rest]);
