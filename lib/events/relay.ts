@@ -93,6 +93,7 @@ export class OutboxRelay {
 	private running = false;
 	private loop?: Promise<void>;
 	private wake?: () => void;
+	private wakeScheduled = false;
 	private pending = false;
 	private failures = 0;
 	private lastCleanup = 0;
@@ -138,10 +139,18 @@ export class OutboxRelay {
 		else this.notify();
 	}
 
-	/** Publish now instead of at the next sweep. */
+	/**
+	 * Publish now instead of at the next sweep: on the next turn of the event loop, so that the
+	 * commits finishing in this turn share one round (one lock, one read, one produce request).
+	 */
 	notify(): void {
 		this.pending = true;
-		this.wake?.();
+		if (this.wakeScheduled) return;
+		this.wakeScheduled = true;
+		setImmediate(() => {
+			this.wakeScheduled = false;
+			this.wake?.();
+		});
 	}
 
 	async stop(): Promise<void> {
