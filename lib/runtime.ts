@@ -57,7 +57,9 @@ export class Runtime {
 
 	redis(): Redis | undefined {
 		if (!this.config.redisUrl) return undefined;
-		this.redisClient ??= new Redis(this.config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
+		// Auto-pipelining: commands issued in one turn (the rate checks of requests read together,
+		// Redlock's scripts) go in one write, and those issued while a write is in flight in the next.
+		this.redisClient ??= new Redis(this.config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true, enableAutoPipelining: true });
 		return this.redisClient;
 	}
 

@@ -3,6 +3,8 @@
  * and two gateway nodes share one rate limit through Redis.
  */
 import { randomUUID } from "node:crypto";
+import Redis from "ioredis";
+import { RedisRateStore } from "../../lib/api/rate-limit";
 import { eventually, freePort } from "../../scripts/harness/node";
 import { startCluster, waitForActionsOn, type TestCluster } from "../../scripts/harness/cluster";
 import { http, readEvents, tokenFor } from "../../scripts/harness/http";
@@ -59,4 +61,23 @@ it("counts one user's requests across both gateway nodes in one window", async (
 	const limited = await http(gw1, "GET", "/api/wallet", { token: user });
 	expect(limited.headers.get("retry-after")).toMatch(/^\d+$/);
 	expect((await http(gw2, "GET", "/api/wallet", { token: tokenFor("someone-else") })).status).toBe(200);
+});
+
+it("counts hits sent together exactly once each, and starts a new window when one ends", async () => {
+	const redis = new Redis(cluster.env.REDIS_URL, { enableAutoPipelining: true });
+	const store = new RedisRateStore(redis, `test:rate:${randomUUID()}:`);
+	try {
+		// Issued in one turn: one pipelined write, one script run per hit.
+		const hits = await Promise.all(Array.from({ length: 20 }, () => store.hit("user", 400)));
+		expect(hits.map(h => h.count).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+		for (const h of hits) {
+			expect(h.resetInMs).toBeGreaterThan(0);
+			expect(h.resetInMs).toBeLessThanOrEqual(400);
+		}
+		await new Promise(r => setTimeout(r, 500));
+		expect(await store.hit("user", 400)).toMatchObject({ count: 1 });
+		expect(await store.hit("other", 400)).toMatchObject({ count: 1 });
+	} finally {
+		redis.disconnect();
+	}
 });
