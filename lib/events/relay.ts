@@ -77,6 +77,8 @@ type OutboxRow = { seq: string; aggregate_key: string; envelope: DomainEvent };
 const toMessage = (r: OutboxRow): OutboxMessage => ({ seq: String(r.seq), key: r.aggregate_key, event: r.envelope });
 
 const BATCH = 200;
+/** How soon a relay that found the lock held tries again (not at its next sweep, up to OUTBOX_POLL_MS later). */
+const LOCK_RETRY_MS = 20;
 /** Direct: how long a row stays unpublished before a live round hands it over again. */
 const STALE_S = 10;
 
@@ -94,6 +96,8 @@ export class OutboxRelay {
 	private loop?: Promise<void>;
 	private wake?: () => void;
 	private wakeScheduled = false;
+	/** The last round found another node's relay holding the lock. */
+	private lockedOut = false;
 	private pending = false;
 	private failures = 0;
 	private lastCleanup = 0;
@@ -171,6 +175,7 @@ export class OutboxRelay {
 	private async run(): Promise<void> {
 		while (this.running) {
 			this.pending = false;
+			this.lockedOut = false;
 			let wait = this.pollMs;
 			try {
 				if (this.live) await this.sweep();
@@ -181,6 +186,9 @@ export class OutboxRelay {
 				await this.reportBacklog();
 				if (this.failures > 0) this.logger.info(`Outbox of ${this.schema} publishes again.`);
 				this.failures = 0;
+				// Another node's relay holds the lock: its round may have read its batch before this
+				// node's commit, so this relay tries again shortly instead of at the next sweep.
+				if (this.lockedOut) wait = Math.min(wait, LOCK_RETRY_MS);
 			} catch (err) {
 				this.failures++;
 				wait = backoffDelay(this.failures, 200, 5000);
@@ -303,19 +311,24 @@ export class OutboxRelay {
 	private async markBatch(mark: "published_at" | "handed_at", tx?: Transaction, take = BATCH): Promise<OutboxMessage[]> {
 		const bus = mark === "handed_at";
 		const run = async (handled: string[]) => {
-			const rows = await sqlQuery<OutboxRow>(
+			// One row at least: whether the lock was had, and the marked rows beside it.
+			const rows = await sqlQuery<{ ok: boolean } & Partial<OutboxRow>>(
 				this.sequelize,
 				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
 				      ${bus ? `${this.markHandled},` : ""}
-				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take})
-				 UPDATE ${this.table} o SET ${mark} = now() FROM batch
-				 WHERE o.seq = batch.seq AND o.published_at IS NULL ${bus ? "AND o.handed_at IS NULL" : ""}
-				 RETURNING o.seq, o.aggregate_key, o.envelope`,
+				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take}),
+				      marked AS (
+				        UPDATE ${this.table} o SET ${mark} = now() FROM batch
+				        WHERE o.seq = batch.seq AND o.published_at IS NULL ${bus ? "AND o.handed_at IS NULL" : ""}
+				        RETURNING o.seq, o.aggregate_key, o.envelope)
+				 SELECT relay.ok, marked.* FROM relay LEFT JOIN marked ON true`,
 				{ name: `outbox:${this.schema}`, ...(bus ? { handled } : {}) },
 				tx,
 			);
-			rows.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
-			return rows.map(toMessage);
+			if (!rows[0]?.ok) this.lockedOut = true;
+			const marked = rows.filter((r): r is { ok: boolean } & OutboxRow => r.seq != null);
+			marked.sort((a, b) => Number(a.seq) - Number(b.seq)); // RETURNING keeps no order
+			return marked.map(toMessage);
 		};
 		return bus ? this.withHandled(run) : run([]);
 	}

@@ -10,6 +10,7 @@ import { EVENT_TABLE_MIGRATIONS } from "../../lib/events/tables";
 import { OutboxRelay, writeToOutbox, type OutboxMessage } from "../../lib/events/relay";
 import { inTransaction } from "../../lib/transactions";
 import { freshDatabase } from "../../scripts/harness/cluster";
+import { eventually } from "../../scripts/harness/node";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Logger;
 let db: Awaited<ReturnType<typeof freshDatabase>>;
@@ -28,10 +29,9 @@ afterAll(async () => {
 	await db?.drop();
 });
 
-const write = (n: number) =>
-	inTransaction(a, async tx => {
-		for (let i = 0; i < n; i++) writeToOutbox(a, "relayed", tx, "probe.happened", { i }, { service: "relayed", nodeID: "t" }, { key: "k" });
-	});
+/** `n` events in one transaction through node `on`'s connection; their ids. */
+const write = (n: number, on: Sequelize = a) =>
+	inTransaction(on, async tx => Array.from({ length: n }, (_, i) => writeToOutbox(on, "relayed", tx, "probe.happened", { i }, { service: "relayed", nodeID: "t" }, { key: "k" }).eventId));
 const unpublished = async () => Number(((await a.query(`SELECT count(*) AS n FROM relayed.outbox WHERE published_at IS NULL`, { plain: true })) as any).n);
 
 it("publishes in commit order, and only one of two nodes' relays publishes at a time", async () => {
@@ -91,4 +91,34 @@ it("on the bus, hands a batch over once per run of the relay, marks it published
 	await restarted.drain();
 	expect(await unpublished()).toBe(0);
 	expect(handed).toHaveLength(3);
+});
+
+it("a relay that finds another node's relay holding the lock tries again soon, not at its next sweep", async () => {
+	const published: string[] = [];
+	let release!: () => void;
+	const released = new Promise<void>(r => (release = r));
+	let publishing!: () => void;
+	const inPublish = new Promise<void>(r => (publishing = r));
+	// Node a's relay holds the lock in a slow publish of what it read before node b's commit.
+	const slow = new OutboxRelay(a, "relayed", async messages => {
+		publishing();
+		await released;
+		published.push(...messages.map(m => m.event.eventId));
+	}, quiet, 60000);
+	const fast = new OutboxRelay(b, "relayed", async messages => void published.push(...messages.map(m => m.event.eventId)), quiet, 60000);
+	const [first] = await write(1, a);
+	slow.start();
+	await inPublish;
+	const [second] = await write(1, b);
+	fast.start(); // its first round finds the lock held
+	await new Promise(r => setTimeout(r, 100));
+	release();
+	try {
+		// Both sweep only every 60 s: the second event is published within a second only if node b's relay retried.
+		await eventually("node b's event to be published", async () => published.includes(second), 1000, 20);
+		expect(published).toContain(first);
+		expect(await unpublished()).toBe(0);
+	} finally {
+		await Promise.all([slow.stop(), fast.stop()]);
+	}
 });
