@@ -34,7 +34,9 @@ async function checkDatabase(url: string): Promise<void> {
 		await client.query("SELECT 1");
 	} catch (err) {
 		const u = new URL(url);
-		throw new ConfigError("DATABASE_URL", `cannot connect to ${u.hostname}:${u.port || 5432}${u.pathname} (${reason(err)})`);
+		// A Unix socket's directory, where the URL's `host` parameter names one.
+		const server = u.searchParams.get("host") ?? `${u.hostname}:${u.port || 5432}`;
+		throw new ConfigError("DATABASE_URL", `cannot connect to ${server}${u.pathname} (${reason(err)})`);
 	} finally {
 		await client.end().catch(() => undefined);
 	}

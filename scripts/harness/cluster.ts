@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { Client } from "pg";
@@ -10,27 +11,39 @@ import { TEST_ENV, eventually } from "./node";
 
 export const ROOT = path.resolve(__dirname, "../..");
 
+/**
+ * Where Debian and Ubuntu's PostgreSQL keeps its Unix socket. A local server is reached through
+ * it when it is there, as libpq does by default: each message costs less than on loopback TCP
+ * (bench/ANALYSIS.md, "A local PostgreSQL through its socket").
+ */
+const LOCAL_PG_SOCKETS = "/var/run/postgresql";
+const localDatabaseUrl = () =>
+	existsSync(`${LOCAL_PG_SOCKETS}/.s.PGSQL.5432`) ? `postgres://postgres@localhost/test?host=${LOCAL_PG_SOCKETS}` : "postgres://postgres@127.0.0.1:5432/test";
+
 /** The servers the cluster suite talks to: the environment's, else the local defaults. */
 export const SERVERS = {
-	DATABASE_URL: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
+	DATABASE_URL: process.env.DATABASE_URL ?? localDatabaseUrl(),
 	REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
 	TRANSPORTER: process.env.TRANSPORTER ?? "nats://127.0.0.1:4222",
 	KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? "127.0.0.1:9092",
 };
 
-function reachable(host: string, port: number): Promise<void> {
+function reachable(where: { host: string; port: number } | { path: string }): Promise<void> {
 	return new Promise((resolve, reject) => {
-		const s = net.connect({ host, port, timeout: 3000 });
+		const s = net.connect({ ...where, timeout: 3000 });
 		s.once("connect", () => (s.destroy(), resolve()));
 		s.once("timeout", () => (s.destroy(), reject(new Error("timeout"))));
 		s.once("error", reject);
 	});
 }
 
-function hostPort(url: string, defaultPort: number): [string, number] {
+/** A server's address in its URL: a Unix socket where PostgreSQL's `host` parameter names its directory. */
+function addressOf(url: string, defaultPort: number): { host: string; port: number } | { path: string } {
 	if (!url.includes("://")) url = `tcp://${url.split(",")[0]}`;
 	const u = new URL(url);
-	return [u.hostname, Number(u.port || defaultPort)];
+	const port = Number(u.port || defaultPort);
+	const socketDir = u.searchParams.get("host");
+	return socketDir?.startsWith("/") ? { path: `${socketDir}/.s.PGSQL.${port}` } : { host: u.hostname, port };
 }
 
 /** One line per server of SERVERS that does not answer, naming it and its variable. */
@@ -43,11 +56,12 @@ export async function missingServers(): Promise<string[]> {
 	];
 	const missing: string[] = [];
 	for (const [name, variable, port] of servers) {
-		const [host, p] = hostPort(SERVERS[variable], port);
+		const address = addressOf(SERVERS[variable], port);
 		try {
-			await reachable(host, p);
+			await reachable(address);
 		} catch (err) {
-			missing.push(`${name} is not reachable at ${host}:${p} (${variable}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+			const at = "path" in address ? address.path : `${address.host}:${address.port}`;
+			missing.push(`${name} is not reachable at ${at} (${variable}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
 		}
 	}
 	return missing;

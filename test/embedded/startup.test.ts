@@ -64,6 +64,7 @@ describe("npm start (bin/node.ts)", () => {
 	it.each([
 		[{ TRANSPORTER: "bogus://x" }, /^checkout: configuration error: TRANSPORTER: must be a nats:\/\/ or tls:\/\/ URL, got "bogus:\/\/x"$/],
 		[{ DATABASE_URL: "postgres://postgres@127.0.0.1:1/nowhere" }, /^checkout: configuration error: DATABASE_URL: cannot connect to 127\.0\.0\.1:1\/nowhere \(ECONNREFUSED/],
+		[{ DATABASE_URL: "postgres://postgres@localhost/nowhere?host=/nonexistent" }, /^checkout: configuration error: DATABASE_URL: cannot connect to \/nonexistent\/nowhere \(ENOENT/],
 		[{ REDIS_URL: "redis://127.0.0.1:1" }, /^checkout: configuration error: REDIS_URL: cannot connect to 127\.0\.0\.1:1 \(/],
 		[{ SERVICES: "gateway", TRANSPORTER: "nats://127.0.0.1:1" }, /^checkout: configuration error: TRANSPORTER: cannot connect to 127\.0\.0\.1:1 \(ECONNREFUSED/],
 		[{ KAFKA_BROKERS: "127.0.0.1:1" }, /^checkout: configuration error: KAFKA_BROKERS: cannot connect to 127\.0\.0\.1:1 \(ECONNREFUSED/],
