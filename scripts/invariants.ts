@@ -144,12 +144,15 @@ export async function checkInvariants(pg: Client, charges: Charge[], accepted: S
 	const out: Invariant[] = [];
 	const check = (name: string, ok: boolean, detail: string) => out.push({ name, ok, detail });
 
-	const orders = await q(`SELECT id, status, payment_status, payment_method, total::bigint AS total, items FROM "order".orders`);
+	const orders = await q(`SELECT id, status, payment_status, payment_method, total::bigint AS total, items, failure_code FROM "order".orders`);
 	const byStatus: Record<string, number> = {};
 	for (const o of orders) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
+	// Why the orders that failed did: what a fault cost, and whether it cost what it should.
+	const failedBy: Record<string, number> = {};
+	for (const o of orders.filter(o => o.status === "FAILED" || o.status === "PAYMENT_FAILED")) failedBy[`${o.status}:${o.failure_code}`] = (failedBy[`${o.status}:${o.failure_code}`] ?? 0) + 1;
 	const open = orders.filter(o => !TERMINAL.includes(o.status));
 	const unanswered = orders.filter(o => !accepted.has(o.id)).slice(0, 3).map(o => `${o.id} ${o.status}`);
-	check("no lost order", open.length === 0 && [...accepted].every(id => orders.some(o => o.id === id)), `${orders.length} orders (${accepted.size} accepted over HTTP; not answered 2xx, e.g. ${unanswered.join(", ") || "none"}), ${JSON.stringify(byStatus)}, ${open.length} not settled`);
+	check("no lost order", open.length === 0 && [...accepted].every(id => orders.some(o => o.id === id)), `${orders.length} orders (${accepted.size} accepted over HTTP; not answered 2xx, e.g. ${unanswered.join(", ") || "none"}), ${JSON.stringify(byStatus)}, failed by code ${JSON.stringify(failedBy)}, ${open.length} not settled`);
 	const refundPending = orders.filter(o => o.payment_status === "REFUND_PENDING");
 	const stuck = refundPending.length ? `; ${(await describeOrders(pg, refundPending.slice(0, 5).map(o => o.id), charges)).join("; ")}` : "";
 	check("refunds settled", refundPending.length === 0, `${refundPending.length} still REFUND_PENDING, ${orders.filter(o => o.payment_status === "REFUND_FAILED").length} REFUND_FAILED${stuck}`);
