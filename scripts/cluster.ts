@@ -16,11 +16,10 @@
 import { createInterface } from "node:readline";
 import { startMockGateway } from "../lib/mock-gateway";
 import { missingServers, startCluster, waitForServicesOn } from "./harness/cluster";
-import { loadConfig } from "../lib/config";
+import { OWN_PORTS } from "./harness/node";
 
 /** Four processes for two cores: the HTTP edge, the saga, the stock and money, the event sinks. */
 const LAYOUT = "gateway;order,validation,voucher;inventory,payment,wallet;notification,audit";
-const DEFAULTS = loadConfig({});
 
 async function main(): Promise<void> {
 	const missing = await missingServers();
@@ -33,16 +32,19 @@ async function main(): Promise<void> {
 		name: `node-${i + 1}-${services.split(",")[0]}`,
 		env: { SERVICES: services, ...(services.split(",").includes("gateway") ? { PORT: String(port++) } : {}) },
 	}));
-	const cluster = await startCluster(nodes, {
-		PAYMENT_GATEWAY_URL: gateway.url,
-		LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
-		RATE_LIMIT: process.env.RATE_LIMIT ?? "1000000",
-		// A deployment's sweep and retry settings, not the test harness's quicker ones: the benchmark
-		// measures what a deployed cluster does (a sweep every 100 ms was 80 relay rounds a second).
-		OUTBOX_POLL_MS: process.env.OUTBOX_POLL_MS ?? String(DEFAULTS.outboxPollMs),
-		EVENT_MAX_ATTEMPTS: process.env.EVENT_MAX_ATTEMPTS ?? String(DEFAULTS.eventMaxAttempts),
-		...(process.env.CLUSTER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.CLUSTER_NODE_OPTIONS } : {}),
-	});
+	const cluster = await startCluster(
+		nodes,
+		{
+			PAYMENT_GATEWAY_URL: gateway.url,
+			LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+			RATE_LIMIT: process.env.RATE_LIMIT ?? "1000000",
+			...(process.env.CLUSTER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.CLUSTER_NODE_OPTIONS } : {}),
+		},
+		// A deployment's settings (the configuration's defaults, or this process's environment), not the
+		// tests' quicker sweeps: the benchmark measures what a deployed cluster does (a sweep every 100 ms
+		// was 80 relay rounds a second).
+		OWN_PORTS,
+	);
 	// Ready means each gateway can reach every service (a node that started first learns of the
 	// slower ones by their next heartbeat).
 	const services = [...new Set(layout.flatMap(l => l.split(",")))];

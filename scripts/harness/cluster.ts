@@ -87,11 +87,11 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
 	};
 }
 
-/** One isolated cluster per test file: its own namespace, topic prefix and database. */
-export function clusterEnv(databaseUrl: string): Record<string, string> {
+/** One isolated cluster per test file: its own namespace, topic prefix and database, on `base` (the tests' settings unless told). */
+export function clusterEnv(databaseUrl: string, base: Record<string, string> = TEST_ENV): Record<string, string> {
 	const id = randomBytes(3).toString("hex");
 	return {
-		...TEST_ENV,
+		...base,
 		...SERVERS,
 		DATABASE_URL: databaseUrl,
 		NAMESPACE: `t${id}`,
@@ -172,9 +172,9 @@ export interface TestCluster {
  * A cluster of its own for one test file: a fresh database, node processes started together (so
  * their migrations race, as in production) and a client node that waits for their services.
  */
-export async function startCluster(nodes: Array<{ name: string; env: Record<string, string> }>, env: Record<string, string> = {}): Promise<TestCluster> {
+export async function startCluster(nodes: Array<{ name: string; env: Record<string, string> }>, env: Record<string, string> = {}, base?: Record<string, string>): Promise<TestCluster> {
 	const db = await freshDatabase();
-	const clusterVars = { ...clusterEnv(db.url), ...env };
+	const clusterVars = { ...clusterEnv(db.url, base), ...env };
 	const processes = await Promise.all(nodes.map(n => spawnNode(n.name, { ...clusterVars, ...n.env })));
 	const client = await startClient(clusterVars);
 	const counts = new Map<string, number>();

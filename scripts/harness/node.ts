@@ -15,9 +15,12 @@ export interface TestNode {
 }
 
 /** Settings that keep a test node quick and quiet; any of them can be overridden. */
+/** Ports of their own for nodes started side by side (the gateway's and the metrics'). */
+export const OWN_PORTS = { PORT: "0", METRICS_PORT: "0" };
+
+/** The tests' settings: quicker sweeps and fewer retries than a deployment's. */
 export const TEST_ENV = {
-	PORT: "0",
-	METRICS_PORT: "0",
+	...OWN_PORTS,
 	LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "fatal",
 	OUTBOX_POLL_MS: "100",
 	EVENT_MAX_ATTEMPTS: "3",
