@@ -525,8 +525,8 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 						`UPDATE ${this.table("payments")} p SET status = v.status, charge_id = v.charge_id, failure_code = v.failure_code, failure_reason = v.failure_reason, reconcile = v.reconcile,
 						   refund_next_at = CASE WHEN v.reconcile THEN now() ELSE p.refund_next_at END, updated_at = now()
 						 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, charge_id text, failure_code text, failure_reason text, reconcile boolean)
-						 WHERE p.id = v.id`,
-						{ rows: JSON.stringify(rows) },
+						 WHERE p.id = v.id AND p.id = ANY(ARRAY[:ids]::uuid[])`, // the ids: see applySteps in order.saga.ts
+						{ rows: JSON.stringify(rows), ids: rows.map(r => r.id) },
 						tx,
 					);
 				}
