@@ -99,6 +99,18 @@ describe("embedded node", () => {
 		});
 	});
 
+	it("refreshes the planner's statistics from a small sample, so that ANALYZE holds the one session only briefly", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await sqlQuery(sequelize, "CREATE SCHEMA IF NOT EXISTS anaprobe; CREATE TABLE anaprobe.t (id int PRIMARY KEY)");
+		await sqlQuery(sequelize, "INSERT INTO anaprobe.t SELECT i FROM generate_series(1, 1000) i");
+		// A histogram of 1,000 distinct values has as many buckets as the statistics target allows (100 by default).
+		const [stats] = await eventually("the table analyzed", async () => {
+			const rows = await sqlQuery<{ bounds: number }>(sequelize, "SELECT array_length(histogram_bounds, 1) AS bounds FROM pg_stats WHERE schemaname = 'anaprobe' AND attname = 'id'");
+			return rows.length > 0 ? rows : undefined;
+		});
+		expect(stats.bounds).toBe(11);
+	});
+
 	it("keeps each service's tables in its own schema", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const rows = await sequelize.query<{ table_schema: string; table_name: string }>(
