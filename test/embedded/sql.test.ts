@@ -5,6 +5,7 @@
  */
 import fc from "fast-check";
 import { PGlite } from "@electric-sql/pglite";
+import { escapeLiteral } from "pg";
 import { inlineSql, isUniqueViolation, preparedStatement } from "../../lib/sql";
 
 let db: PGlite;
@@ -23,6 +24,19 @@ describe("inlineSql", () => {
 				expect(await one<string>("SELECT :v::text AS v", { v: text })).toBe(text.replace(/\0/g, "\\0"));
 			}),
 			{ numRuns: 300 },
+		);
+	});
+
+	it("writes text exactly as pg's escapeLiteral does (its faster equal)", () => {
+		// Any text, and text made of the characters that need escaping.
+		const texts = fc.oneof(fc.string({ unit: "binary" }), fc.string({ unit: fc.constantFrom("'", "\\", '"', "\0", "{", ",", "a", "é") }));
+		fc.assert(
+			fc.property(texts, fc.array(texts), (text, list) => {
+				const noNul = (s: string) => s.replace(/\0/g, "\\0");
+				expect(inlineSql(":v", { v: text })).toBe(escapeLiteral(noNul(text)));
+				expect(inlineSql("ARRAY[:v]", { v: list })).toBe(list.length ? `ARRAY[${list.map(v => escapeLiteral(noNul(v))).join(", ")}]` : "ARRAY[]");
+			}),
+			{ numRuns: 1000 },
 		);
 	});
 
