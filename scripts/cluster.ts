@@ -1,7 +1,7 @@
 /**
  * `npm run cluster`: a local cluster of node processes on the servers of test:cluster (NATS,
  * PostgreSQL, Redis, Kafka: DATABASE_URL, TRANSPORTER, REDIS_URL, KAFKA_BROKERS or their local
- * defaults), in a fresh database that is dropped on exit, with the mock card gateway in this
+ * defaults), in a fresh database and topics of its own that are dropped on exit, with the mock card gateway in this
  * process, and the demo catalogue seeded. Runs until Ctrl-C (SIGINT/SIGTERM), then stops the nodes
  * with SIGTERM.
  *
@@ -54,12 +54,13 @@ async function main(): Promise<void> {
 	const ready = {
 		url: `http://127.0.0.1:${firstPort}`,
 		databaseUrl: cluster.databaseUrl,
+		topicPrefix: cluster.env.KAFKA_TOPIC_PREFIX,
 		seededProducts: seeded,
 		paymentGateway: gateway.url,
 		nodes: cluster.nodes.map((n, i) => ({ name: n.name, services: nodes[i].env.SERVICES, pid: n.child.pid })),
 	};
 	console.log(`cluster ready ${JSON.stringify(ready)}`);
-	console.log(`API ${ready.url}/api (demo catalogue: ${seeded} products), database ${cluster.databaseUrl} (dropped on exit); Ctrl-C stops it.`);
+	console.log(`API ${ready.url}/api (demo catalogue: ${seeded} products), database ${cluster.databaseUrl} and Kafka topics ${cluster.env.KAFKA_TOPIC_PREFIX}* (dropped on exit); Ctrl-C stops it.`);
 	let stopping = false;
 	const stop = async () => {
 		if (stopping) return;

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { Client } from "pg";
+import { Kafka, logLevel } from "kafkajs";
 import type { ServiceBroker } from "moleculer";
 import { loadConfig } from "../../lib/config";
 import { createNode } from "../../lib/node";
@@ -87,6 +88,31 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
 	};
 }
 
+/** The Kafka topics named with `prefix` (a cluster's own, see clusterEnv). */
+export async function topicsOf(prefix: string): Promise<string[]> {
+	return withKafkaAdmin(async admin => (await admin.listTopics()).filter(t => t.startsWith(prefix)));
+}
+
+/**
+ * Deletes a cluster's own topics (named with its `prefix`), as its database is dropped: every test
+ * file and local cluster makes about sixty partitions, which the broker would otherwise keep for ever.
+ */
+export async function dropTopics(prefix: string): Promise<void> {
+	if (!prefix) throw new Error("dropTopics needs a cluster's own topic prefix");
+	const topics = await topicsOf(prefix);
+	if (topics.length > 0) await withKafkaAdmin(admin => admin.deleteTopics({ topics }));
+}
+
+async function withKafkaAdmin<T>(fn: (admin: ReturnType<Kafka["admin"]>) => Promise<T>): Promise<T> {
+	const admin = new Kafka({ clientId: "harness", brokers: SERVERS.KAFKA_BROKERS.split(","), logLevel: logLevel.NOTHING }).admin();
+	await admin.connect();
+	try {
+		return await fn(admin);
+	} finally {
+		await admin.disconnect();
+	}
+}
+
 /** One isolated cluster per test file: its own namespace, topic prefix and database, on `base` (the tests' settings unless told). */
 export function clusterEnv(databaseUrl: string, base: Record<string, string> = TEST_ENV): Record<string, string> {
 	const id = randomBytes(3).toString("hex");
@@ -164,7 +190,7 @@ export interface TestCluster {
 	nodes: NodeProcess[];
 	databaseUrl: string;
 	call<T = any>(action: string, params?: Record<string, any>): Promise<T>;
-	/** Stops the nodes and drops the database, unless `keepDatabase` (to look into a failed run). */
+	/** Stops the nodes and drops the database and the Kafka topics, unless `keepDatabase` (to look into a failed run). */
 	stop(opts?: { keepDatabase?: boolean }): Promise<void>;
 }
 
@@ -194,7 +220,9 @@ export async function startCluster(nodes: Array<{ name: string; env: Record<stri
 		async stop({ keepDatabase = false } = {}) {
 			await client.stop();
 			await Promise.all(processes.map(p => p.stop("SIGKILL")));
-			if (!keepDatabase) await db.drop();
+			if (keepDatabase) return;
+			await db.drop();
+			if (clusterVars.KAFKA_BROKERS) await dropTopics(clusterVars.KAFKA_TOPIC_PREFIX);
 		},
 	};
 }

@@ -15,7 +15,7 @@ import type { ServiceBroker } from "moleculer";
 import { deadLettersOf, PROBE_EVENT } from "../fixtures/probe.services";
 import { createEnvelope } from "../../lib/events/envelope";
 import { eventually, freePort } from "../../scripts/harness/node";
-import { ROOT, SERVERS, clusterEnv, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../../scripts/harness/cluster";
+import { ROOT, SERVERS, clusterEnv, dropTopics, freshDatabase, spawnNode, startClient, waitForService, type NodeProcess } from "../../scripts/harness/cluster";
 
 const kafkaScript = (command: string) => execFileSync("bash", [path.join(ROOT, "scripts/kafka.sh"), command], { stdio: "pipe" });
 
@@ -88,6 +88,7 @@ afterAll(async () => {
 	await client?.stop();
 	await Promise.all(nodes.map(n => n.stop("SIGKILL")));
 	await db?.drop();
+	if (env) await dropTopics(env.KAFKA_TOPIC_PREFIX);
 });
 
 describe("a cluster of node processes", () => {

@@ -1,11 +1,11 @@
 /**
  * `npm run cluster` as the README and the benchmark use it: four node processes that serve a
  * checkout through the gateway, announced by one `cluster ready` line, and gone on Ctrl-C with
- * their database.
+ * their database and topics.
  */
 import { spawn } from "node:child_process";
 import { Client } from "pg";
-import { ROOT, SERVERS } from "../../scripts/harness/cluster";
+import { ROOT, SERVERS, topicsOf } from "../../scripts/harness/cluster";
 import { http, readEvents, tokenFor } from "../../scripts/harness/http";
 import { eventually, freePort } from "../../scripts/harness/node";
 
@@ -19,7 +19,7 @@ const databases = async () => {
 	}
 };
 
-it("starts, confirms a checkout through its gateway, and stops on SIGINT, dropping its database", async () => {
+it("starts, confirms a checkout through its gateway, and stops on SIGINT, dropping its database and its topics", async () => {
 	const before = await databases();
 	const port = await freePort();
 	const child = spawn(process.execPath, ["--import", "tsx", "scripts/cluster.ts"], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", CLUSTER_PORT: String(port) }, stdio: ["ignore", "pipe", "pipe"] });
@@ -51,10 +51,13 @@ it("starts, confirms a checkout through its gateway, and stops on SIGINT, droppi
 		expect(order.status).toBe(201);
 		const seen = await readEvents(`${ready.url}/api/orders/${order.body.id}/stream`, token, events => events.some(e => e.data.status === "CONFIRMED"), 30000);
 		expect(seen.events.map(e => e.data.status)).toContain("CONFIRMED");
+		expect(ready.topicPrefix).toMatch(/^t[0-9a-f]{6}\.$/);
+		expect(await topicsOf(ready.topicPrefix)).toContain(`${ready.topicPrefix}order.confirmed`);
 
 		child.kill("SIGINT");
 		expect(await exited).toBe(0);
 		expect(await databases()).not.toContain(ours[0]);
+		expect(await topicsOf(ready.topicPrefix)).toEqual([]);
 		for (const n of ready.nodes) expect(() => process.kill(n.pid, 0)).toThrow(); // every node is gone
 	} finally {
 		// A failed run must not leave its nodes behind to join the next test's consumer groups.
