@@ -34,7 +34,9 @@ function vacuumEmbedded(this: OpsThis): Periodic | undefined {
 			if (!runtime.usesDatabase) return; // no service of this node opened it
 			const { sequelize } = await runtime.database();
 			await sqlQuery(sequelize, "VACUUM");
-			if (++runs % ANALYZE_EVERY === 0) await sqlQuery(sequelize, `BEGIN; SET LOCAL default_statistics_target = ${EMBEDDED_STATISTICS_TARGET}; ANALYZE; COMMIT`);
+			// One message is one implicit transaction: SET LOCAL lasts for it, and a failing ANALYZE rolls
+			// back by itself (an explicit BEGIN would leave the one shared session in a failed transaction).
+			if (++runs % ANALYZE_EVERY === 0) await sqlQuery(sequelize, `SET LOCAL default_statistics_target = ${EMBEDDED_STATISTICS_TARGET}; ANALYZE`);
 		},
 		this.logger,
 		"Vacuuming the embedded database",
