@@ -287,3 +287,13 @@ export function loadConfig(env: Env = process.env): Config {
 export function usesDatabase(names: readonly ServiceName[]): boolean {
 	return names.some(n => n !== "gateway");
 }
+
+/**
+ * Where a PostgreSQL URL points, as libpq reads it: its `host` parameter wins over the URL's host,
+ * and names a Unix socket's directory when it is a path (`?host=/var/run/postgresql`).
+ */
+export function postgresServer(url: string): { host: string; port: number; socketDir?: string } {
+	const u = new URL(url);
+	const host = u.searchParams.get("host") ?? decodeURIComponent(u.hostname);
+	return { host, port: Number(u.port || 5432), ...(host.startsWith("/") ? { socketDir: host } : {}) };
+}

@@ -2,7 +2,7 @@ import net from "node:net";
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { Client } from "pg";
 import Redis from "ioredis";
-import { ConfigError, usesDatabase, type Config } from "./config";
+import { ConfigError, postgresServer, usesDatabase, type Config } from "./config";
 import { DataDirInUseError, dataDirHolder } from "./data-dir-lock";
 
 const TIMEOUT_MS = 4000;
@@ -33,10 +33,8 @@ async function checkDatabase(url: string): Promise<void> {
 		await client.connect();
 		await client.query("SELECT 1");
 	} catch (err) {
-		const u = new URL(url);
-		// A Unix socket's directory, where the URL's `host` parameter names one.
-		const server = u.searchParams.get("host") ?? `${u.hostname}:${u.port || 5432}`;
-		throw new ConfigError("DATABASE_URL", `cannot connect to ${server}${u.pathname} (${reason(err)})`);
+		const { host, port, socketDir } = postgresServer(url);
+		throw new ConfigError("DATABASE_URL", `cannot connect to ${socketDir ?? `${host}:${port}`}${new URL(url).pathname} (${reason(err)})`);
 	} finally {
 		await client.end().catch(() => undefined);
 	}

@@ -1,8 +1,8 @@
 /**
  * `npm run cluster`: a local cluster of node processes on the servers of test:cluster (NATS,
  * PostgreSQL, Redis, Kafka: DATABASE_URL, TRANSPORTER, REDIS_URL, KAFKA_BROKERS or their local
- * defaults), in a fresh database and topics of its own that are dropped on exit, with the mock card gateway in this
- * process, and the demo catalogue seeded. Runs until Ctrl-C (SIGINT/SIGTERM), then stops the nodes
+ * defaults), in a fresh database and Kafka topics of its own that are dropped on exit, with the mock
+ * card gateway in this process, and the demo catalogue seeded. Runs until Ctrl-C (SIGINT/SIGTERM), then stops the nodes
  * with SIGTERM.
  *
  *   CLUSTER_NODES  each node's SERVICES, separated by ";" (default: see LAYOUT)

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Client } from "pg";
 import { startPgliteThread } from "../lib/pglite-thread";
+import { postgresServer } from "../lib/config";
 import { freshDatabase } from "./harness/cluster";
 import { writeReport } from "./bench-report";
 
@@ -34,7 +35,8 @@ interface Floor {
  */
 async function pgbench(url: string, label: string, clients: number): Promise<Floor> {
 	const u = new URL(url);
-	const args = ["-n", "-M", "simple", "-f", SCRIPT, "-c", String(clients), "-j", "2", "-T", String(SECONDS), "-h", u.searchParams.get("host") ?? decodeURIComponent(u.hostname), "-p", u.port || "5432", "-U", decodeURIComponent(u.username || "postgres"), u.pathname.slice(1)];
+	const { host, port } = postgresServer(url);
+	const args = ["-n", "-M", "simple", "-f", SCRIPT, "-c", String(clients), "-j", "2", "-T", String(SECONDS), "-h", host, "-p", String(port), "-U", decodeURIComponent(u.username || "postgres"), u.pathname.slice(1)];
 	console.log(`floor: pgbench ${args.join(" ")}`);
 	const child = spawn("pgbench", args, { env: { ...process.env, PGPASSWORD: decodeURIComponent(u.password) } });
 	let out = "";

@@ -149,7 +149,10 @@ export async function checkInvariants(pg: Client, charges: Charge[], accepted: S
 	for (const o of orders) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
 	// Why the orders that failed did: what a fault cost, and whether it cost what it should.
 	const failedBy: Record<string, number> = {};
-	for (const o of orders.filter(o => o.status === "FAILED" || o.status === "PAYMENT_FAILED")) failedBy[`${o.status}:${o.failure_code}`] = (failedBy[`${o.status}:${o.failure_code}`] ?? 0) + 1;
+	for (const o of orders.filter(o => o.status === "FAILED" || o.status === "PAYMENT_FAILED")) {
+		const key = `${o.status}:${o.failure_code}`;
+		failedBy[key] = (failedBy[key] ?? 0) + 1;
+	}
 	const open = orders.filter(o => !TERMINAL.includes(o.status));
 	const unanswered = orders.filter(o => !accepted.has(o.id)).slice(0, 3).map(o => `${o.id} ${o.status}`);
 	check("no lost order", open.length === 0 && [...accepted].every(id => orders.some(o => o.id === id)), `${orders.length} orders (${accepted.size} accepted over HTTP; not answered 2xx, e.g. ${unanswered.join(", ") || "none"}), ${JSON.stringify(byStatus)}, failed by code ${JSON.stringify(failedBy)}, ${open.length} not settled`);

@@ -6,7 +6,7 @@ import path from "node:path";
 import { Client } from "pg";
 import { Kafka, logLevel } from "kafkajs";
 import type { ServiceBroker } from "moleculer";
-import { loadConfig } from "../../lib/config";
+import { loadConfig, postgresServer } from "../../lib/config";
 import { createNode } from "../../lib/node";
 import { TEST_ENV, eventually } from "./node";
 
@@ -38,13 +38,14 @@ function reachable(where: { host: string; port: number } | { path: string }): Pr
 	});
 }
 
-/** A server's address in its URL: a Unix socket where PostgreSQL's `host` parameter names its directory. */
-function addressOf(url: string, defaultPort: number): { host: string; port: number } | { path: string } {
-	if (!url.includes("://")) url = `tcp://${url.split(",")[0]}`;
-	const u = new URL(url);
-	const port = Number(u.port || defaultPort);
-	const socketDir = u.searchParams.get("host");
-	return socketDir?.startsWith("/") ? { path: `${socketDir}/.s.PGSQL.${port}` } : { host: u.hostname, port };
+/** A server's address in its URL (PostgreSQL's: a Unix socket where its `host` parameter names a directory). */
+function addressOf(variable: keyof typeof SERVERS, url: string, defaultPort: number): { host: string; port: number } | { path: string } {
+	if (variable === "DATABASE_URL") {
+		const { host, port, socketDir } = postgresServer(url);
+		return socketDir ? { path: `${socketDir}/.s.PGSQL.${port}` } : { host, port };
+	}
+	const u = new URL(url.includes("://") ? url : `tcp://${url.split(",")[0]}`);
+	return { host: u.hostname, port: Number(u.port || defaultPort) };
 }
 
 /** One line per server of SERVERS that does not answer, naming it and its variable. */
@@ -57,7 +58,7 @@ export async function missingServers(): Promise<string[]> {
 	];
 	const missing: string[] = [];
 	for (const [name, variable, port] of servers) {
-		const address = addressOf(SERVERS[variable], port);
+		const address = addressOf(variable, SERVERS[variable], port);
 		try {
 			await reachable(address);
 		} catch (err) {
@@ -88,9 +89,12 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
 	};
 }
 
+type KafkaAdmin = ReturnType<Kafka["admin"]>;
+const topicsWith = async (admin: KafkaAdmin, prefix: string) => (await admin.listTopics()).filter(t => t.startsWith(prefix));
+
 /** The Kafka topics named with `prefix` (a cluster's own, see clusterEnv). */
 export async function topicsOf(prefix: string): Promise<string[]> {
-	return withKafkaAdmin(async admin => (await admin.listTopics()).filter(t => t.startsWith(prefix)));
+	return withKafkaAdmin(admin => topicsWith(admin, prefix));
 }
 
 /**
@@ -99,11 +103,13 @@ export async function topicsOf(prefix: string): Promise<string[]> {
  */
 export async function dropTopics(prefix: string): Promise<void> {
 	if (!prefix) throw new Error("dropTopics needs a cluster's own topic prefix");
-	const topics = await topicsOf(prefix);
-	if (topics.length > 0) await withKafkaAdmin(admin => admin.deleteTopics({ topics }));
+	await withKafkaAdmin(async admin => {
+		const topics = await topicsWith(admin, prefix);
+		if (topics.length > 0) await admin.deleteTopics({ topics });
+	});
 }
 
-async function withKafkaAdmin<T>(fn: (admin: ReturnType<Kafka["admin"]>) => Promise<T>): Promise<T> {
+async function withKafkaAdmin<T>(fn: (admin: KafkaAdmin) => Promise<T>): Promise<T> {
 	const admin = new Kafka({ clientId: "harness", brokers: SERVERS.KAFKA_BROKERS.split(","), logLevel: logLevel.NOTHING }).admin();
 	await admin.connect();
 	try {

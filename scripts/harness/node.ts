@@ -14,11 +14,10 @@ export interface TestNode {
 	stop(): Promise<void>;
 }
 
-/** Settings that keep a test node quick and quiet; any of them can be overridden. */
 /** Ports of their own for nodes started side by side (the gateway's and the metrics'). */
 export const OWN_PORTS = { PORT: "0", METRICS_PORT: "0" };
 
-/** The tests' settings: quicker sweeps and fewer retries than a deployment's. */
+/** Settings that keep a test node quick and quiet (quicker sweeps, fewer retries than a deployment's); any of them can be overridden. */
 export const TEST_ENV = {
 	...OWN_PORTS,
 	LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "fatal",

@@ -1,4 +1,4 @@
-import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, loadConfig } from "../../lib/config";
+import { ALL_SERVICES, ConfigError, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, loadConfig, postgresServer } from "../../lib/config";
 import { createBrokerOptions } from "../../moleculer.config";
 import { Errors } from "moleculer";
 import { LockTimeoutError } from "../../lib/locks";
@@ -115,5 +115,14 @@ describe("loadConfig", () => {
 			paymentWebhookSecret: "whsec_a_real_secret_value",
 			paymentRedirectOrigins: ["https://shop.example.com", "https://m.shop.example.com"],
 		});
+	});
+});
+
+describe("postgresServer", () => {
+	it("reads a PostgreSQL URL as libpq does: its host and port, or the socket directory its host parameter names", () => {
+		expect(postgresServer("postgres://postgres@127.0.0.1:5433/checkout")).toEqual({ host: "127.0.0.1", port: 5433 });
+		expect(postgresServer("postgres://postgres@db/checkout")).toEqual({ host: "db", port: 5432 });
+		expect(postgresServer("postgres://postgres@localhost/test?host=/var/run/postgresql")).toEqual({ host: "/var/run/postgresql", port: 5432, socketDir: "/var/run/postgresql" });
+		expect(postgresServer("postgres://postgres@%2Ftmp%2Fpg:5432/postgres")).toEqual({ host: "/tmp/pg", port: 5432, socketDir: "/tmp/pg" });
 	});
 });
