@@ -558,19 +558,27 @@ describe("embedded node", () => {
 	it("counts no row in a direct relay's backlog once its hand-over resolved, though its mark waits for the next round (or the stop)", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const handed: string[] = [];
-		const relay = new OutboxRelay(sequelize, "directprobe", { handOver: async events => void handed.push(...events.map(e => e.eventId)) }, quiet, 60000, undefined, "direct");
+		// Its first round ends with the backlog reported; with nothing committed meanwhile, the relay is live (not catching up, which marks at once).
+		let firstRound!: () => void;
+		const live = new Promise<void>(resolve => (firstRound = resolve));
+		const relay = new OutboxRelay(sequelize, "directprobe", { handOver: async events => void handed.push(...events.map(e => e.eventId)) }, quiet, 60000, () => firstRound(), "direct");
 		relay.start();
-		const event = await inTransaction(sequelize, async tx => {
-			const written = writeToOutbox(sequelize, "directprobe", tx, "probe.direct", { note: "waits for its mark" }, { service: "directprobe", nodeID: "t" });
-			tx.afterCommit(() => relay.committed(written));
-			return written;
-		});
-		await eventually("the hand-over", async () => handed.includes(event.eventId));
-		const published = () => isPublished('"directprobe".outbox', event.eventId);
-		expect(await published()).toBe(false);
-		expect(await relay.backlog()).toBe(0);
-		await relay.stop();
-		expect(await published()).toBe(true);
+		try {
+			await live;
+			const event = await inTransaction(sequelize, async tx => {
+				const written = writeToOutbox(sequelize, "directprobe", tx, "probe.direct", { note: "waits for its mark" }, { service: "directprobe", nodeID: "t" });
+				tx.afterCommit(() => relay.committed(written));
+				return written;
+			});
+			await eventually("the hand-over", async () => handed.includes(event.eventId));
+			const published = () => isPublished('"directprobe".outbox', event.eventId);
+			expect(await published()).toBe(false);
+			expect(await relay.backlog()).toBe(0);
+			await relay.stop();
+			expect(await published()).toBe(true);
+		} finally {
+			await relay.stop();
+		}
 	});
 
 	it("records domain events in the audit log once, as the order timeline", async () => {
