@@ -103,11 +103,24 @@ export class CardGateway {
 		return this.request("POST", path, body, idempotencyKey);
 	}
 
+	/**
+	 * One request, tried again on 5xx, timeouts and network errors. The breaker counts requests, not
+	 * tries: one that got an answer in the end (tok_flaky's two 503s, then a charge) is a success,
+	 * and only one whose every try failed is a failure. Counted by tries, a few flaky cards in flight
+	 * together opened the circuit for every other customer's card.
+	 */
 	private async request(method: "GET" | "POST", path: string, body?: unknown, idempotencyKey?: string): Promise<Answer> {
+		const answer = await this.tries(method, path, body, idempotencyKey);
+		if (answer.kind === "unavailable" && answer.sent) this.breaker.failure();
+		return answer;
+	}
+
+	private async tries(method: "GET" | "POST", path: string, body?: unknown, idempotencyKey?: string): Promise<Answer> {
 		let reason = "";
 		let sent = false;
 		for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
 			if (attempt > 0) await sleep(backoffDelay(attempt, this.opts.retryBaseMs ?? 200, 5000));
+			// Open (or half-open with its trial taken): no further try; what was sent already stays a failed request.
 			if (!this.breaker.allow()) return { kind: "unavailable", reason: sent ? reason : "circuit open: the gateway failed too often", sent };
 			sent = true;
 			try {
@@ -119,14 +132,12 @@ export class CardGateway {
 				});
 				const answer = await res.json().catch(() => ({}));
 				if (res.status >= 500) {
-					this.breaker.failure();
 					reason = `HTTP ${res.status}`;
 					continue;
 				}
 				this.breaker.success();
 				return res.ok ? { kind: "ok", body: answer } : { kind: "refused", status: res.status, body: answer };
 			} catch (err) {
-				this.breaker.failure();
 				reason = (err as Error).name === "TimeoutError" ? `no answer in ${this.opts.timeoutMs} ms` : (err as Error).message;
 			}
 		}

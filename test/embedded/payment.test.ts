@@ -22,6 +22,8 @@ beforeAll(async () => {
 		PAYMENT_RETRIES: "3",
 		REFUND_MAX_ATTEMPTS: "3",
 		REFUND_RETRY_BASE_MS: "50",
+		// The three failed refund requests of tok_refundFail (below) open it.
+		PAYMENT_BREAKER_THRESHOLD: "3",
 		PAYMENT_BREAKER_OPEN_MS: "3000",
 	});
 	mock = (node.broker.getLocalService("payment") as any).mock;

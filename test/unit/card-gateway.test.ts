@@ -51,12 +51,24 @@ describe("mock gateway and its client", () => {
 		expect(mock.charges().some(c => c.idempotencyKey === `/charges:${key}`)).toBe(false);
 	});
 
-	it("stops calling a failing gateway while its circuit is open", async () => {
-		const g = gateway(new CircuitBreaker(3, 60000));
-		await charge("tok_timeout", randomUUID(), g); // 4 failures: the breaker opens
+	it("stops calling a failing gateway while its circuit is open: after that many requests failed in a row, each after its retries", async () => {
+		const g = gateway(new CircuitBreaker(2, 60000));
+		await charge("tok_timeout", randomUUID(), g); // four tries, one failed request
+		expect(g.breaker.state).toBe("closed");
+		await charge("tok_timeout", randomUUID(), g);
+		expect(g.breaker.state).toBe("open");
 		const key = randomUUID();
 		expect(await charge("tok_visa", key, g)).toEqual({ ok: false, code: "PROVIDER_UNAVAILABLE", reason: expect.stringMatching(/circuit open/), ambiguous: false });
 		expect(triesOf(key)).toBe(0);
+	});
+
+	it("keeps its circuit closed for flaky cards whose retries end in a charge, so other customers' cards still go through", async () => {
+		const g = gateway(new CircuitBreaker(2, 60000));
+		// Three flaky cards at once: six 503s, every request charged in the end.
+		const flaky = await Promise.all([1, 2, 3].map(() => charge("tok_flaky", randomUUID(), g)));
+		expect(flaky).toEqual([1, 2, 3].map(() => ({ ok: true, chargeId: expect.any(String) })));
+		expect(g.breaker.state).toBe("closed");
+		expect(await charge("tok_visa", randomUUID(), g)).toEqual({ ok: true, chargeId: expect.any(String) });
 	});
 
 	it("refunds a charge once per key, never more than was charged", async () => {
