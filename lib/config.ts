@@ -92,6 +92,8 @@ export interface Config {
 	outboxPollMs: number;
 	/** Embedded only: how often PGlite, which has no autovacuum, is vacuumed. */
 	embeddedVacuumMs: number;
+	/** Embedded only: WAL written since the last checkpoint (MB) that makes the housekeeping take one (PGlite has no checkpointer). */
+	embeddedCheckpointMb: number;
 	lockTtlMs: number;
 	lockWaitMs: number;
 	shutdownDrainMs: number;
@@ -264,6 +266,7 @@ export function loadConfig(env: Env = process.env): Config {
 		sinkBatchIntervalMs: integer(env, "SINK_BATCH_INTERVAL_MS", 50, 0, 10000),
 		outboxPollMs: integer(env, "OUTBOX_POLL_MS", 1000, 10, 60000),
 		embeddedVacuumMs: integer(env, "EMBEDDED_VACUUM_MS", 10000, 100, 3600 * 1000),
+		embeddedCheckpointMb: integer(env, "EMBEDDED_CHECKPOINT_MB", 256, 1, 64 * 1024),
 		lockTtlMs: integer(env, "LOCK_TTL_MS", 10000, 100, 600000),
 		lockWaitMs: integer(env, "LOCK_WAIT_MS", 5000, 0, 600000),
 		shutdownDrainMs: integer(env, "SHUTDOWN_DRAIN_MS", 0, 0, 60000),

@@ -28,7 +28,7 @@ async function isPublished(outbox: string, id: string): Promise<boolean> {
 }
 
 beforeAll(async () => {
-	node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
+	node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300", EMBEDDED_CHECKPOINT_MB: "1" }, [ProbeProducer, ProbeConsumer]);
 });
 
 afterAll(async () => {
@@ -96,6 +96,18 @@ describe("embedded node", () => {
 		await eventually("the table vacuumed", async () => {
 			const [row] = await stats();
 			return row.vacuumed && row.dead === 0;
+		});
+	});
+
+	it("takes a checkpoint once EMBEDDED_CHECKPOINT_MB of WAL was written, which PGlite, with no checkpointer, never took by itself", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await sqlQuery(sequelize, "CREATE SCHEMA IF NOT EXISTS walprobe; CREATE TABLE walprobe.t (id int PRIMARY KEY, pad text)");
+		await sqlQuery(sequelize, "INSERT INTO walprobe.t SELECT i, repeat('x', 500) FROM generate_series(1, 5000) i"); // about 3 MB of WAL
+		const [{ written }] = await sqlQuery<{ written: string }>(sequelize, "SELECT pg_current_wal_lsn()::text AS written");
+		// The checkpoint's redo point moves past the insert: a checkpoint started after it.
+		await eventually("a checkpoint after the insert", async () => {
+			const [row] = await sqlQuery<{ after: boolean }>(sequelize, "SELECT redo_lsn >= CAST(:written AS pg_lsn) AS after FROM pg_control_checkpoint()", { written });
+			return row.after;
 		});
 	});
 
@@ -645,7 +657,7 @@ describe("embedded node", () => {
 		await node.stop();
 		process.env.PROBE_CONSUMER_START_DELAY_MS = "1000";
 		try {
-			node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300" }, [ProbeProducer, ProbeConsumer]);
+			node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300", EMBEDDED_CHECKPOINT_MB: "1" }, [ProbeProducer, ProbeConsumer]);
 		} finally {
 			delete process.env.PROBE_CONSUMER_START_DELAY_MS;
 		}
