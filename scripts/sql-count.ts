@@ -58,17 +58,33 @@ async function main(): Promise<void> {
 			payment: method === "WALLET" ? { method } : { method, cardToken: "tok_visa" },
 		});
 	const confirmed = (id: string) => eventually("CONFIRMED", async () => (await status(id)) === "CONFIRMED", 120000, 20);
-	const results: Record<string, { statements: number; transactions: number; roundTrips: number }> = {};
+	// The WAL the database wrote: what PGlite's thread spends its file writes on (bench/ANALYSIS.md, the embedded WAL).
+	const wal = async () => {
+		await sqlQuery(sequelize, `${POLL} SELECT pg_stat_force_next_flush()`);
+		const [row] = await sqlQuery<{ bytes: string; fpi: string }>(sequelize, `${POLL} SELECT wal_bytes AS bytes, wal_fpi AS fpi FROM pg_stat_wal`);
+		return { bytes: Number(row.bytes), fpi: Number(row.fpi) };
+	};
+	const results: Record<string, { statements: number; transactions: number; roundTrips: number; walKb: number; fullPageImages: number }> = {};
 	const count = async (label: string, orders: number, run: () => Promise<void>) => {
 		shapes.clear();
 		messages = 0;
+		const walBefore = await wal();
 		counting = true;
 		await run();
 		counting = false;
+		const walAfter = await wal();
 		const total = [...shapes.values()].reduce((a, b) => a + b, 0);
 		const perOrder = (n: number) => Math.round((n / orders) * 10) / 10;
-		results[label] = { statements: perOrder(total), transactions: perOrder(shapes.get("BEGIN") ?? 0), roundTrips: perOrder(messages) };
-		console.log(`${label}: ${results[label].statements} statements in ${results[label].transactions} transactions and ${results[label].roundTrips} round trips per checkout`);
+		results[label] = {
+			statements: perOrder(total),
+			transactions: perOrder(shapes.get("BEGIN") ?? 0),
+			roundTrips: perOrder(messages),
+			walKb: perOrder((walAfter.bytes - walBefore.bytes) / 1024),
+			fullPageImages: perOrder(walAfter.fpi - walBefore.fpi),
+		};
+		console.log(
+			`${label}: ${results[label].statements} statements in ${results[label].transactions} transactions and ${results[label].roundTrips} round trips per checkout; ${results[label].walKb} KB of WAL (${results[label].fullPageImages} full-page images)`,
+		);
 		for (const [shape, n] of [...shapes].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${(n / orders).toFixed(1).padStart(5)}  ${shape}`);
 	};
 	for (const method of ["WALLET", "CARD"]) {
