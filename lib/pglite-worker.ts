@@ -10,9 +10,9 @@ const port = parentPort!;
 const send = (m: PgliteWorkerMessage) => port.postMessage(m);
 
 async function main(): Promise<void> {
-	// A new 16 MB WAL segment is not filled with zeros first: through PGlite's file system that is
-	// 2,048 writes from JavaScript per segment, one every few seconds under load, for a guarantee
-	// (space allocated ahead) that only matters with fsync, which PGlite runs without.
+	// A new 16 MB WAL segment is not filled with zeros first: through PGlite's file system those are
+	// 16 MB copied out of WASM and written from JavaScript, a segment every few seconds under load,
+	// for a guarantee (space allocated ahead) that only matters with fsync, which PGlite runs without.
 	const pglite = await PGlite.create(dataDir, { startParams: [...PGlite.defaultStartParams, "-c", "wal_init_zero=off"] });
 	const endProfile = profileFile ? profileStatements(pglite, profileFile) : undefined;
 	const server = new PGLiteSocketServer({ db: pglite, path: socketPath, maxConnections });

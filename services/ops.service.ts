@@ -6,7 +6,7 @@ import { watchIncarnations } from "../lib/incarnations";
 import { runEvery, type Periodic } from "../lib/periodic";
 import { sqlQuery } from "../lib/sql";
 
-type OpsThis = Service & { server?: http.Server; onNodeInfo: ReturnType<typeof watchIncarnations>; vacuuming?: Periodic };
+type OpsThis = Service & { server?: http.Server; onNodeInfo: ReturnType<typeof watchIncarnations>; housekeeping?: Periodic };
 
 /** Every how many vacuums the planner's statistics are refreshed too (once a minute by default). */
 const ANALYZE_EVERY = 6;
@@ -28,7 +28,7 @@ const EMBEDDED_STATISTICS_TARGET = 10;
  * EMBEDDED_CHECKPOINT_MB of WAL was written since the last one, it keeps the WAL on disk near
  * that size.
  */
-function vacuumEmbedded(this: OpsThis): Periodic | undefined {
+function embeddedHousekeeping(this: OpsThis): Periodic | undefined {
 	const runtime = runtimeOf(this.broker);
 	if (runtime.config.databaseUrl) return undefined; // a server's autovacuum does it
 	let runs = 0;
@@ -45,7 +45,7 @@ function vacuumEmbedded(this: OpsThis): Periodic | undefined {
 			if (++runs % ANALYZE_EVERY === 0) await sqlQuery(sequelize, `SET LOCAL default_statistics_target = ${EMBEDDED_STATISTICS_TARGET}; ANALYZE`);
 		},
 		this.logger,
-		"Vacuuming the embedded database",
+		"The embedded database's housekeeping",
 	);
 }
 
@@ -59,7 +59,7 @@ function nodeAnnounced(this: OpsThis, ctx: Context<{ node: Parameters<OpsThis["o
  * `readiness` for the REPL's `health`; with HEALTH_PORT, /health/live and /health/ready on that
  * port, so nodes without the gateway can be probed too; a node restarted under the same nodeID
  * has the requests of its previous process retried (lib/incarnations.ts); an embedded node's
- * database is vacuumed (vacuumEmbedded). Internal (`$`): not
+ * database is vacuumed and checkpointed (embeddedHousekeeping). Internal (`$`): not
  * balanced into the domain, not published over the API.
  */
 const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<string, any>, OpsThis> = {
@@ -89,7 +89,7 @@ const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Recor
 		this.onNodeInfo = watchIncarnations(this.broker);
 	},
 	async started(this: OpsThis) {
-		this.vacuuming = vacuumEmbedded.call(this);
+		this.housekeeping = embeddedHousekeeping.call(this);
 		const { healthPort } = runtimeOf(this.broker).config;
 		if (!healthPort) return;
 		this.server = http.createServer(async (req, res) => {
@@ -111,7 +111,7 @@ const OpsService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Recor
 		});
 	},
 	async stopped(this: OpsThis) {
-		await this.vacuuming?.stop();
+		await this.housekeeping?.stop();
 		await new Promise<void>(resolve => (this.server ? this.server.close(() => resolve()) : resolve()));
 	},
 };
