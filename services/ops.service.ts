@@ -38,7 +38,7 @@ function embeddedHousekeeping(this: OpsThis): Periodic | undefined {
 			if (!runtime.usesDatabase) return; // no service of this node opened it
 			const { sequelize } = await runtime.database();
 			await sqlQuery(sequelize, "VACUUM");
-			const [wal] = await sqlQuery<{ mb: number }>(sequelize, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), redo_lsn) / 1048576 AS mb FROM pg_control_checkpoint()");
+			const [wal] = await sqlQuery<{ mb: string }>(sequelize, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), redo_lsn) / 1048576 AS mb FROM pg_control_checkpoint()");
 			if (Number(wal.mb) >= runtime.config.embeddedCheckpointMb) await sqlQuery(sequelize, "CHECKPOINT");
 			// One message is one implicit transaction: SET LOCAL lasts for it, and a failing ANALYZE rolls
 			// back by itself (an explicit BEGIN would leave the one shared session in a failed transaction).
