@@ -18,6 +18,7 @@ import { MemoryRateStore, RedisRateStore, checkRate, type RateStore } from "../l
 import { DOCS_INIT_SCRIPT, buildOpenApi, renderDocsPage } from "../lib/api/openapi";
 import { badText, clientErrorAnswer, rawResponse, redactUrl } from "../lib/api/input";
 import { readWebhook } from "../lib/api/webhook";
+import { RecentOrders } from "../lib/api/recent-orders";
 import { streamMove, type OrderView, type StatusChange, type StatusStep } from "../lib/api/order-view";
 import { SIGNATURE_HEADER } from "../lib/webhook-signature";
 
@@ -39,6 +40,7 @@ type GatewayThis = Service<ApiSettingsSchema> & {
 	server: import("node:http").Server;
 	rateStore: RateStore;
 	streams: Map<string, Set<StreamSubscriber>>;
+	recentOrders: RecentOrders;
 	listeningPort(): number;
 	sendJson(req: Req, res: Res, status: number, body: unknown, headers?: Record<string, string>): void;
 	sendError(req: Req, res: Res, err: unknown): void;
@@ -87,6 +89,9 @@ function webHeaders(res: ServerResponse, file: string) {
 
 /** The media types parsed as JSON: application/json and every +json type (merge patches, …). */
 const JSON_TYPES = ["application/json", "application/*+json"];
+/** Orders answered lately whose streams start without a read (RecentOrders): a minute of checkouts at a few hundred a second. */
+const RECENT_ORDERS_MAX = 20_000;
+const RECENT_ORDERS_TTL_MS = 30_000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH"]);
 const ms = (start?: number[]) => {
@@ -158,7 +163,7 @@ async function orderStream(this: GatewayThis, req: Req, res: Res, next: (err?: u
 		if (open) this.logRequestLine(req, 200);
 	});
 	const first = (async () => {
-		const order = await req.$ctx.call<OrderView, Record<string, unknown>>("order.get", { orderId, userId });
+		const order = this.recentOrders.snapshot(orderId, userId) ?? (await req.$ctx.call<OrderView, Record<string, unknown>>("order.get", { orderId, userId }));
 		if (sub.closed) return;
 		res.writeHead(200, {
 			...SECURITY_HEADERS,
@@ -365,6 +370,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 						delete data.replayed;
 					}
 					ctx.meta.$statusCode = status;
+					if (req.$spec?.action === "order.create") this.recentOrders.remember(data);
 					// A created resource's address: its own GET route if it has one, else its collection (a
 					// resource under another, such as an order's payment session, carries its own `url`).
 					if (status === 201 && req.$spec && !req.$spec.path.includes(":")) {
@@ -423,6 +429,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 	events: {
 		/** Broadcast by the order service on every transition, on whichever node it runs. */
 		"order.status-changed"(this: GatewayThis, ctx: Context<StatusChange>) {
+			this.recentOrders.apply(ctx.params);
 			const subs = this.streams.get(ctx.params.orderId);
 			if (!subs) return;
 			for (const sub of subs) sub.chain = sub.chain.then(() => this.pushChange(ctx.params, sub));
@@ -525,6 +532,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, any, any, any> = {
 		const redis = runtime.redis();
 		this.rateStore = redis ? new RedisRateStore(redis, `${runtime.config.namespace}:rate:`) : new MemoryRateStore();
 		this.streams = new Map();
+		this.recentOrders = new RecentOrders(RECENT_ORDERS_MAX, RECENT_ORDERS_TTL_MS);
 	},
 
 	stopped(this: GatewayThis) {

@@ -498,6 +498,27 @@ describe("live tracking", () => {
 		]);
 	});
 
+	it("starts a stream opened right after the order was placed from the create answer and the transitions since, without reading the order", async () => {
+		const product = await newProduct(400, 5);
+		const dan = tokenFor("dan");
+		await fundWallet(dan, 400);
+		const orderReads = () =>
+			node.broker.metrics
+				.list({ includes: "moleculer.request.total" })
+				// The values are the metric's snapshot, an array (moleculer's typings say a Map).
+				.flatMap(m => m.values as unknown as Array<{ labels: Record<string, string>; value: number }>)
+				.filter(v => v.labels.action === "order.get")
+				.reduce((sum, v) => sum + v.value, 0);
+		const before = orderReads();
+		const created = await placeOrder(dan, product.id, 1, { payment: { method: "WALLET" } });
+		const { events } = await readEvents(`${node.url}/api/orders/${created.body.id}/stream`, dan, evs => evs.some(e => e.data.status === "CONFIRMED"));
+		const statuses = [...events[0].data.statusHistory.map((s: { status: string }) => s.status), ...events.slice(1).map(e => e.data.status)];
+		expect(statuses).toEqual(["CREATED", "PAYMENT_PENDING", "PAYMENT_SUCCESS", "CONFIRMED"]);
+		expect(orderReads()).toBe(before);
+		// Another customer's stream of it is still "not found", whatever this gateway remembers.
+		expect((await api("GET", `/api/orders/${created.body.id}/stream`, { token: tokenFor("eve") })).status).toBe(404);
+	});
+
 	it("answers an order and its history as of one moment, so a stream opened while the saga runs misses no transition", async () => {
 		const product = await newProduct(10, 100);
 		const carol = tokenFor("carol");
