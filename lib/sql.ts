@@ -351,9 +351,9 @@ export async function sqlQueryEach(sequelize: Sequelize, reads: Array<Statement 
 	});
 }
 
-/** A write nobody reads the result of, sent with the transaction's next statement or its COMMIT (Transaction.queue). */
-export function queueSql(sequelize: Sequelize, tx: Transaction, sql: string, replacements: Record<string, unknown>, kind?: "write" | "check"): void {
-	tx.queue(statementFor(sequelize, tx.connection, sql, replacements, false), kind);
+/** A write sent with the transaction's next statement or its COMMIT (Transaction.queue); `onRows` gets its rows then. */
+export function queueSql(sequelize: Sequelize, tx: Transaction, sql: string, replacements: Record<string, unknown>, kind?: "write" | "check", onRows?: (rows: unknown[]) => void): void {
+	tx.queue(statementFor(sequelize, tx.connection, sql, replacements, false), kind, onRows);
 }
 
 /** A unique constraint refused the write (SQLSTATE 23505, as `pg` reports it). */

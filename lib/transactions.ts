@@ -22,9 +22,10 @@ export interface Transaction {
 	/**
 	 * A write nobody reads the result of: sent in the same message as the transaction's next
 	 * statement, or its COMMIT. A `"check"` (a read's guard, an inbox record) is one that no later
-	 * read of the transaction needs to see, so reads may still be read ahead of it.
+	 * read of the transaction needs to see, so reads may still be read ahead of it. `onRows` gets
+	 * its rows (a RETURNING) once the message that carried it is answered.
 	 */
-	queue(text: string, kind?: "write" | "check"): void;
+	queue(text: string, kind?: "write" | "check", onRows?: (rows: unknown[]) => void): void;
 	/** Whether reads may still be sent ahead of the transaction (readAhead). */
 	readonly mayReadAhead: boolean;
 	/** Reads sent outside the transaction, before it begins: the rows of each (only while mayReadAhead). */
@@ -48,7 +49,7 @@ class PgTransaction implements Transaction {
 	begun = false;
 	/** Committed by queryAndCommit. */
 	private ended = false;
-	private queued: string[] = [];
+	private queued: Array<{ text: string; onRows?: (rows: unknown[]) => void }> = [];
 	private wrote = false;
 	constructor(
 		readonly connection: PgClient,
@@ -66,11 +67,11 @@ class PgTransaction implements Transaction {
 	async query(text: string): Promise<unknown[]> {
 		return (await this.queryEach([text]))[0];
 	}
-	async queryEach(texts: string[]): Promise<unknown[][]> {
-		return rowsOfEach(await this.connection.query(this.withPending(texts.join(SEPARATOR))), texts);
+	queryEach(texts: string[]): Promise<unknown[][]> {
+		return this.send(texts);
 	}
-	queue(text: string, kind: "write" | "check" = "write"): void {
-		this.queued.push(text);
+	queue(text: string, kind: "write" | "check" = "write", onRows?: (rows: unknown[]) => void): void {
+		this.queued.push({ text, onRows });
 		if (kind === "write") this.wrote = true;
 	}
 	afterCommit(fn: () => unknown): void {
@@ -78,7 +79,7 @@ class PgTransaction implements Transaction {
 	}
 	async queryAndCommit(text: string): Promise<unknown[]> {
 		await this.finish();
-		const [rows] = rowsOfEach(await this.connection.query(this.withPending(`${text}${SEPARATOR}COMMIT`)), [text, "COMMIT"]);
+		const [rows] = await this.send([text, "COMMIT"]);
 		this.ended = true;
 		return rows;
 	}
@@ -86,7 +87,7 @@ class PgTransaction implements Transaction {
 	async commit(): Promise<void> {
 		if (this.ended) return;
 		await this.finish();
-		if (this.begun || this.queued.length > 0) await this.connection.query(this.withPending("COMMIT"));
+		if (this.begun || this.queued.length > 0) await this.send(["COMMIT"]);
 	}
 
 	private async finish(): Promise<void> {
@@ -97,12 +98,16 @@ class PgTransaction implements Transaction {
 		}
 	}
 
-	private withPending(text: string): string {
+	/** `texts` in one message after BEGIN (if not sent yet) and what is queued: the rows of each of `texts`. */
+	private async send(texts: string[]): Promise<unknown[][]> {
 		if (this.ended) throw new Error("a statement after the transaction's commit");
-		const message = [...(this.begun ? [] : ["BEGIN"]), ...this.queued, text].join(SEPARATOR);
+		const pending = [...(this.begun ? [] : [{ text: "BEGIN" }]), ...this.queued];
 		this.begun = true;
 		this.queued = [];
-		return message;
+		const all = [...pending.map(p => p.text), ...texts];
+		const rows = rowsOfEach(await this.connection.query(all.join(SEPARATOR)), all);
+		pending.forEach((p, i) => p.onRows?.(rows[i]));
+		return rows.slice(pending.length);
 	}
 }
 

@@ -39,7 +39,7 @@ export interface DbMethods {
 	/** `R` names the rows of each read, e.g. `[OrderRow[], LineRow[]]`. */
 	sqlEach<R extends unknown[][] = unknown[][]>(reads: Array<Statement | LockedRead>, tx: Transaction): Promise<R>;
 	lockedRead(table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns?: string): LockedRead;
-	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction): void;
+	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction, onRows?: (rows: unknown[]) => void): void;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context, opts?: TransactionOptions): Promise<T>;
 	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
 }
@@ -118,11 +118,12 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 				return { schema: this.name, table: this.table(table), where, orderBy, columns, replacements };
 			},
 			/**
-			 * A write in `tx` whose result nobody reads: sent with the transaction's next statement or its
-			 * COMMIT, not as a message of its own (embedded, a transaction holds PGlite between its messages).
+			 * A write in `tx` whose result nobody waits for: sent with the transaction's next statement or
+			 * its COMMIT, not as a message of its own (embedded, a transaction holds PGlite between its
+			 * messages); `onRows` gets its rows (a RETURNING) then.
 			 */
-			queueSql(this: DbService, sql: string, replacements: Record<string, unknown>, tx: Transaction): void {
-				queueSql(this.sequelize, tx, sql, replacements);
+			queueSql(this: DbService, sql: string, replacements: Record<string, unknown>, tx: Transaction, onRows?: (rows: unknown[]) => void): void {
+				queueSql(this.sequelize, tx, sql, replacements, undefined, onRows);
 			},
 			/** A managed transaction (commits when `fn` resolves, rolls back when it throws), for `ctx`'s request. */
 			transaction<T>(this: DbService, fn: (tx: Transaction) => Promise<T>, ctx?: Context, opts?: TransactionOptions): Promise<T> {

@@ -1,5 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
+import { WITH_ROW_VERSION } from "../lib/sql";
+import { RecentMap } from "../lib/recent-map";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -116,6 +118,9 @@ const SAGA_CONSUMERS: Record<string, string[]> = {
 	order: ["stock.reserved", "stock.failed", "stock.committed"],
 };
 const QUEUED_STEPS = new Set<OrderStatus>(["CREATED", "PAYMENT_SUCCESS"]);
+/** The orders whose rows a node keeps as it wrote them: those in checkout now, many times over. */
+const KNOWN_ORDERS_MAX = 20_000;
+const KNOWN_ORDERS_TTL_MS = 10 * 60_000;
 
 /** What this mixin adds to the order service's `this`. */
 export type OrderSagaMethods = {
@@ -125,7 +130,10 @@ export type OrderSagaMethods = {
 	paymentOutcomes: GroupCommit<Step, OrderRow | undefined>;
 	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
+	/** The orders this node wrote last, as written (lockOrders). */
+	knownOrders: RecentMap<string, OrderRow>;
 	lockOrders(orderIds: string[], tx: Transaction): Promise<Map<string, OrderRow>>;
+	rememberOrders(rows: OrderRow[], tx: Transaction): void;
 	applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]): Promise<Map<string, OrderRow>>;
 	takeSteps(steps: Step[], opts?: { tx?: Transaction; ctx?: Context }): Promise<Map<string, OrderRow>>;
 	takeStep(orderId: string, decide: Step["decide"], ctx?: Context): Promise<OrderRow>;
@@ -160,10 +168,25 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 			return runtimeOf(this.broker).config.sagaStepTimeoutMs;
 		},
 
-		/** The orders' rows, locked until the commit (read ahead when `tx` may). */
+		/**
+		 * The orders' rows, locked until the commit (read ahead when `tx` may). Rows this node wrote
+		 * last, with their versions, are not read ahead again: the read's guard checks them all the
+		 * same. They are taken as they are used, so a guard that fails (another node wrote the order
+		 * meanwhile) is followed by a read.
+		 */
 		async lockOrders(orderIds: string[], tx: Transaction) {
-			const [rows] = await this.sqlEach<[OrderRow[]]>([this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: [...new Set(orderIds)] })], tx);
+			const ids = [...new Set(orderIds)];
+			const taken = ids.map(id => this.knownOrders.take(id));
+			const known = taken.every(row => row !== undefined) ? (taken as OrderRow[]).sort((a, b) => (a.id < b.id ? -1 : 1)) : undefined;
+			const [rows] = await this.sqlEach<[OrderRow[]]>([{ ...this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: ids }), known }], tx);
 			return new Map(rows.map(r => [r.id, r]));
+		},
+
+		/** Rows a transaction wrote (with their versions), for lockOrders once it has committed. */
+		rememberOrders(rows: OrderRow[], tx: Transaction) {
+			tx.afterCommit(() => {
+				for (const row of rows) this.knownOrders.set(row.id, row);
+			});
 		},
 
 		/**
@@ -249,9 +272,11 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					                        WHEN v.deadline = 'step' THEN now() + make_interval(secs => :s) WHEN v.deadline = 'none' THEN NULL ELSE o.step_deadline END
 					 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id uuid, status text, payment_status text, payment_method text, payment_session_id text, payment_id uuid, card_token text, payment_failure_reason text, failure_code text,
 					   failure_reason text, failure_details jsonb, courier text, tracking_number text, redrives int, updated_at timestamptz, deadline text, deadline_after timestamptz)
-					 WHERE o.id = v.id AND o.id = ANY(ARRAY[:ids]::uuid[])`,
+					 WHERE o.id = v.id AND o.id = ANY(ARRAY[:ids]::uuid[])
+					 RETURNING o.*, ${WITH_ROW_VERSION}`,
 					{ rows: JSON.stringify(rows), ids: rows.map(r => r.id), s: this.stepTimeoutMs() / 1000 },
 					tx,
+					written => this.rememberOrders(written as OrderRow[], tx),
 				);
 			}
 			if (history.length > 0) {
@@ -314,6 +339,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 		/** How the order's refund ended, if it still waits for it (the payment service answered the request). */
 		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED") {
+			this.knownOrders.delete(orderId);
 			await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
 		},
 
@@ -346,6 +372,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 		/** One overdue order: its step taken again through idempotent actions, or compensated after MAX_REDRIVES. */
 		async redrive(orderId: string) {
+			this.knownOrders.delete(orderId);
 			const [order] = await this.sql<OrderRow>(
 				`UPDATE ${this.table("orders")} SET redrives = redrives + 1, step_deadline = now() + make_interval(secs => :s)
 				 WHERE id = :orderId AND step_deadline <= now() RETURNING *`,
@@ -430,6 +457,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 	created() {
 		this.queueProgress = {};
+		this.knownOrders = new RecentMap(KNOWN_ORDERS_MAX, KNOWN_ORDERS_TTL_MS);
 		// Payment refusals that arrive while others are being applied are applied together next.
 		this.paymentOutcomes = new GroupCommit(async steps => {
 			const orders = await this.takeSteps(steps);

@@ -3,7 +3,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import type { EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
-import { isUniqueViolation } from "../lib/sql";
+import { isUniqueViolation, WITH_ROW_VERSION } from "../lib/sql";
 import { BusinessRuleError, ConflictError, HostedPaymentsDisabledError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { GATEWAY_CALL } from "../lib/timeouts";
@@ -471,12 +471,13 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					   FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(id uuid, user_id text, payment_status text, items jsonb, subtotal bigint, discount bigint, voucher_discount bigint,
 					     total bigint, currency char(3), promo_codes jsonb, voucher_codes jsonb, shipping_address jsonb, customer jsonb, payment_method text, card_token text,
 					     idempotency_key text, request_hash text)
-					   RETURNING *),
+					   RETURNING *, ${WITH_ROW_VERSION}),
 					 history AS (INSERT INTO ${this.table("order_status_history")} (order_id, status, at) SELECT id, 'CREATED', created_at FROM created)
 					 SELECT * FROM created`,
 					{ rows: JSON.stringify(orders.map(o => o.columns)), s: this.stepTimeoutMs() / 1000 },
 					tx,
 				);
+				this.rememberOrders(rows, tx);
 				const byId = new Map(rows.map(r => [r.id, r]));
 				return orders.map(o => byId.get(o.columns.id)!);
 			});

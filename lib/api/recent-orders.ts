@@ -6,57 +6,39 @@
  * that came before the answer, two crossing, one missed) turns it into "unknown", and the stream
  * reads. Entries live `ttlMs`: a snapshot is only ever as fresh as the broadcasts this node heard.
  */
+import { RecentMap } from "../recent-map";
 import { streamMove, type OrderView, type StatusChange } from "./order-view";
 
-type Entry = { view?: OrderView; until: number };
-
 export class RecentOrders {
-	private readonly entries = new Map<string, Entry>();
+	/** An order's view, or `{}` when it changed in a way this node could not follow. */
+	private readonly orders: RecentMap<string, { view?: OrderView }>;
 
-	constructor(
-		private readonly max: number,
-		private readonly ttlMs: number,
-		private readonly now: () => number = Date.now,
-	) {}
+	constructor(max: number, ttlMs: number, now?: () => number) {
+		this.orders = new RecentMap(max, ttlMs, now);
+	}
 
 	/** An order as a create answered it (a replayed create too). */
 	remember(view: OrderView): void {
-		const known = this.live(view.id);
+		const known = this.orders.get(view.id);
 		if (known && (!known.view || known.view.statusHistory.length >= view.statusHistory.length)) return;
-		this.set(view.id, view);
+		this.orders.set(view.id, { view });
 	}
 
 	/** A broadcast transition: the entry moves with it, or is unknown from now on. */
 	apply(change: StatusChange): void {
-		const known = this.live(change.orderId);
-		const move = known?.view ? streamMove(known.view.statusHistory, change) : "read";
+		const known = this.orders.get(change.orderId)?.view;
+		const move = known ? streamMove(known.statusHistory, change) : "read";
 		if (move === "skip") return;
-		this.set(change.orderId, move === "push" ? { ...change.order, statusHistory: [...known!.view!.statusHistory, change.step] } : undefined);
+		this.orders.set(change.orderId, move === "push" ? { view: { ...change.order, statusHistory: [...known!.statusHistory, change.step] } } : {});
 	}
 
 	/** The order as last known here, if it is known and `userId`'s (undefined: anyone's, for an admin). */
 	snapshot(orderId: string, userId?: string): OrderView | undefined {
-		const view = this.live(orderId)?.view;
+		const view = this.orders.get(orderId)?.view;
 		return view && (userId === undefined || view.userId === userId) ? view : undefined;
 	}
 
 	get size(): number {
-		return this.entries.size;
-	}
-
-	private live(orderId: string): Entry | undefined {
-		const entry = this.entries.get(orderId);
-		if (entry && entry.until <= this.now()) {
-			this.entries.delete(orderId);
-			return undefined;
-		}
-		return entry;
-	}
-
-	/** Kept in insertion order, renewed on every change: the oldest goes first when full. */
-	private set(orderId: string, view: OrderView | undefined): void {
-		this.entries.delete(orderId);
-		this.entries.set(orderId, { view, until: this.now() + this.ttlMs });
-		if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
+		return this.orders.size;
 	}
 }

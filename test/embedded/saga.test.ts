@@ -9,6 +9,7 @@ import { divRoundHalfUp } from "../../lib/domain/money";
 import type { MockGateway } from "../../lib/mock-gateway";
 import { ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { watchStatements } from "../../scripts/harness/statements";
 
 const ADDRESS = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London", postalCode: "N1 1AA", country: "gb" };
 // A card call times out after 2.5 s: short enough for tok_timeout's test, long enough that a loaded
@@ -265,6 +266,37 @@ describe("compensations", () => {
 		expect(times).toEqual([...times].sort((a, b) => a - b));
 		expect(Date.parse(cancelled.updatedAt)).toBe(times[2]);
 		expect((await order(o.id)).statusHistory.map((h: { at: string }) => Date.parse(h.at))).toEqual(times);
+	});
+
+	it("steps an order it wrote last without reading it ahead, and reads it again when it changed behind its back", async () => {
+		const p = await product(300, 4);
+		const [a, b] = [await place("uma", [{ productId: p.id, quantity: 1 }]), await place("uma", [{ productId: p.id, quantity: 1 }])];
+		await untilStatus(a.id, ["PAYMENT_PENDING"]);
+		await untilStatus(b.id, ["PAYMENT_PENDING"]);
+		const retries = () => (node.broker.metrics.getMetric("checkout_read_ahead_retries_total")?.get({ service: "order" })?.value as number | undefined) ?? 0;
+		const cancelWatched = async (orderId: string) => {
+			const seen = { readsAhead: 0, guards: 0 };
+			const stop = watchStatements(sql => {
+				if (/^SELECT ctid::text .* AS row_version_, \* FROM "order"\."orders"/.test(sql)) seen.readsAhead++;
+				if (sql.includes(`"order".unchanged_since_read`)) seen.guards++;
+			});
+			try {
+				expect(await call("order.cancel", { orderId, userId: "uma" })).toMatchObject({ status: "CANCELLED" });
+			} finally {
+				stop();
+			}
+			return seen;
+		};
+		const before = retries();
+		// As this node's last step left it: taken from memory, and its guard still checked.
+		expect(await cancelWatched(a.id)).toEqual({ readsAhead: 0, guards: 1 });
+		expect(retries()).toBe(before);
+		// Changed by someone else (another node, an operator): the guard fails, and the step reads it.
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await sequelize.query(`UPDATE "order".orders SET customer = '{"name": "Uma B."}' WHERE id = :id`, { replacements: { id: b.id } });
+		expect((await cancelWatched(b.id)).readsAhead).toBe(1);
+		expect(retries()).toBe(before + 1);
+		expect(await order(b.id)).toMatchObject({ status: "CANCELLED", customer: { name: "Uma B." } });
 	});
 
 	it("re-drives an order whose order.created was lost, and fails one whose stock is gone", async () => {
