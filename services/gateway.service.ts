@@ -89,8 +89,8 @@ function webHeaders(res: ServerResponse, file: string) {
 
 /** The media types parsed as JSON: application/json and every +json type (merge patches, …). */
 const JSON_TYPES = ["application/json", "application/*+json"];
-/** Orders answered lately whose streams start without a read (RecentOrders): a minute of checkouts at a few hundred a second. */
-const RECENT_ORDERS_MAX = 20_000;
+/** Orders answered lately whose streams start without a read (RecentOrders): 30 s of checkouts, at most 10,000 orders. */
+const RECENT_ORDERS_MAX = 10_000;
 const RECENT_ORDERS_TTL_MS = 30_000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH"]);

@@ -118,9 +118,9 @@ const SAGA_CONSUMERS: Record<string, string[]> = {
 	order: ["stock.reserved", "stock.failed", "stock.committed"],
 };
 const QUEUED_STEPS = new Set<OrderStatus>(["CREATED", "PAYMENT_SUCCESS"]);
-/** The orders whose rows a node keeps as it wrote them: those in checkout now, many times over. */
-const KNOWN_ORDERS_MAX = 20_000;
-const KNOWN_ORDERS_TTL_MS = 10 * 60_000;
+/** The orders whose rows a node keeps as it wrote them: a checkout takes well under a second, so these hold the ones under way many times over. */
+const KNOWN_ORDERS_MAX = 5_000;
+const KNOWN_ORDERS_TTL_MS = 60_000;
 
 /** What this mixin adds to the order service's `this`. */
 export type OrderSagaMethods = {
