@@ -316,7 +316,11 @@ describe("compensations", () => {
 		await insert(short, 2);
 		await call("order.watchdog");
 		await untilStatus(lost, ["CONFIRMED"]);
-		expect(await untilStatus(short, ["FAILED"])).toMatchObject({ failureCode: "OUT_OF_STOCK", failureDetails: { lines: [{ productId: p.id, requested: 2, available: 0 }] } });
+		const failed = await untilStatus(short, ["FAILED"]);
+		expect(failed).toMatchObject({ failureCode: "OUT_OF_STOCK", failureDetails: { lines: [{ productId: p.id, requested: 2 }] } });
+		// 0 once `lost` holds the unit; 1 when the watchdog's own timer, running beside this call,
+		// re-drove `short` first (seen in a CI run): not enough either way.
+		expect(failed.failureDetails.lines[0].available).toBeLessThan(2);
 		expect(await balance("wally")).toBe(0);
 	});
 });
