@@ -27,8 +27,11 @@ async function isPublished(outbox: string, id: string): Promise<boolean> {
 	return (await sqlQuery<{ p: boolean }>(sequelize, `SELECT published_at IS NOT NULL AS p FROM ${outbox} WHERE event_id = :id`, { id }))[0].p;
 }
 
+/** The node under test, on `data` (started again on the same directory by the restart tests). */
+const startNode = () => startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300", EMBEDDED_CHECKPOINT_MB: "1" }, [ProbeProducer, ProbeConsumer]);
+
 beforeAll(async () => {
-	node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300", EMBEDDED_CHECKPOINT_MB: "1" }, [ProbeProducer, ProbeConsumer]);
+	node = await startNode();
 });
 
 afterAll(async () => {
@@ -657,7 +660,7 @@ describe("embedded node", () => {
 		await node.stop();
 		process.env.PROBE_CONSUMER_START_DELAY_MS = "1000";
 		try {
-			node = await startTestNode({ DATA_DIR: data.dir, EMBEDDED_VACUUM_MS: "300", EMBEDDED_CHECKPOINT_MB: "1" }, [ProbeProducer, ProbeConsumer]);
+			node = await startNode();
 		} finally {
 			delete process.env.PROBE_CONSUMER_START_DELAY_MS;
 		}
