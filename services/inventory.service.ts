@@ -4,7 +4,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
 import { runtimeOf } from "../lib/runtime";
-import { isUniqueViolation, type LockedRead } from "../lib/sql";
+import { isUniqueViolation, WITH_ROW_VERSION, type LockedRead } from "../lib/sql";
 import { BusinessRuleError, ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { allocate, type RequestedLine, type Shortage, type StockLevel } from "../lib/domain/stock";
@@ -15,6 +15,8 @@ import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
 import { beforeCommit, type Transaction } from "../lib/transactions";
 import { GroupCommit } from "../lib/batch";
+import { KnownRows } from "../lib/known-rows";
+import { RecentMap } from "../lib/recent-map";
 import { CacheVersions, versionedKeygen } from "../lib/cache-versions";
 
 interface ProductRow {
@@ -48,6 +50,10 @@ export type ReserveResult = { ok: true; expiresAt: string } | { ok: false; reaso
 export type CommitResult = { ok: true } | { ok: false; reason: "NO_RESERVATION" | "RESERVATION_GONE" };
 /** A reservation to commit, and the payment it follows when its `payment.authorized` asked (passed on in `stock.committed`). */
 type CommitRequest = { orderId: string; paymentId?: string; cause?: DomainEvent };
+type LineRow = { order_id: string; product_id: string; quantity: number };
+/** What a node keeps of the rows it wrote last (lib/known-rows.ts): the orders in checkout now, and their products. */
+const KNOWN_ROWS_MAX = 5_000;
+const KNOWN_ROWS_TTL_MS = 60_000;
 
 const productKey = (id: string) => `product:${id}`;
 /** Per transaction, the products whose level it changed (the latest row) and the event that caused it. */
@@ -84,6 +90,14 @@ type InventoryThis = EventsService &
 		availabilityReads: GroupCommit<string[], CatalogueEntry[]>;
 		/** The versions the cached reads' keys name: a stock change makes the changed products' entries old. */
 		cacheVersions: CacheVersions;
+		/** Rows this node wrote last, for the next reservation or commit instead of a read ahead. */
+		knownProducts: KnownRows<ProductRow>;
+		knownReservations: KnownRows<ReservationRow>;
+		/** A reservation's lines as it wrote them (they never change), sorted by product. */
+		reservedLines: RecentMap<string, LineRow[]>;
+		/** Orders whose reservation was tried once on the assumption that they had none (a retry reads). */
+		assumedUnreserved: RecentMap<string, true>;
+		soleInventoryNode(): boolean;
 		readAvailability(groups: string[][]): Promise<CatalogueEntry[][]>;
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
@@ -91,8 +105,9 @@ type InventoryThis = EventsService &
 		productsLock(ids: string[]): LockedRead;
 		reservationsLock(orderIds: string[]): LockedRead;
 		stockChanged(rows: ProductRow[], tx: Transaction, cause?: DomainEvent): void;
-		reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>): Promise<Map<string, ReserveResult>>;
+		reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>, opts?: { firstDelivery?: boolean }): Promise<Map<string, ReserveResult>>;
 		commitMany(tx: Transaction, requests: CommitRequest[]): Promise<Map<string, CommitResult>>;
+		toCommit(orderIds: string[], tx: Transaction): Promise<[ReservationRow[], LineRow[], ProductRow[]]>;
 		reservationsFor(orderIds: string[], tx: Transaction): Promise<Map<string, ReservationRow>>;
 		releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus>;
 		releaseExpired(): Promise<number>;
@@ -165,7 +180,11 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				"order.created": typedHandler<"order.created">({
 					lock: event => event.data.items.map(i => productKey(i.productId)),
 					async batch(events, { tx }) {
-						await (this as InventoryThis).reserveMany(tx, events.map(e => ({ orderId: e.data.orderId, items: e.data.items, cause: e })));
+						await (this as InventoryThis).reserveMany(
+							tx,
+							events.map(e => ({ orderId: e.data.orderId, items: e.data.items, cause: e })),
+							{ firstDelivery: true },
+						);
 					},
 				}),
 				"payment.authorized": typedHandler<"payment.authorized">({
@@ -452,6 +471,16 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			return row;
 		},
 
+		/**
+		 * Whether this is the cluster's only inventory node: then every write of a product row is its
+		 * own, and the rows it remembers stay current. With several, a hot product changes on each
+		 * of them, so a remembered row would mostly fail its guard: they read ahead instead.
+		 */
+		soleInventoryNode() {
+			const services = this.broker.registry.getServiceList({ onlyAvailable: true }) as Array<{ name: string }>;
+			return services.filter(s => s.name === this.name).length <= 1;
+		},
+
 		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
 		async lockProducts(ids: string[], tx: Transaction) {
 			const [rows] = await this.sqlEach<[ProductRow[]]>([this.productsLock(ids)], tx);
@@ -487,6 +516,8 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				});
 			}
 			for (const row of rows) changed.set(row.id, { row, cause });
+			// Remembered again only where the write returns its rows' versions (reserve and commit).
+			this.knownProducts.forget(rows.map(r => r.id));
 		},
 
 		/** The orders' reservations, locked (in order id order). */
@@ -505,12 +536,22 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		 * (allocate), then one statement each for the stock levels, the reservations and their lines,
 		 * sent with the commit: the reads and locks are one message, the writes another.
 		 * An order reserved (or failed, or released) before answers as it did, and publishes nothing.
+		 * On an order's first delivery it has no reservation yet, and the products' rows are those
+		 * this node wrote last: nothing to read ahead (the guards check both; a redelivery fails its
+		 * guard once and reads).
 		 */
-		async reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>) {
+		async reserveMany(tx: Transaction, requests: Array<{ orderId: string; items: RequestedLine[]; cause?: DomainEvent }>, { firstDelivery = false } = {}) {
 			const results = new Map<string, ReserveResult>();
+			const orderIds = [...new Set(requests.map(r => r.orderId))];
+			const productIds = [...new Set(requests.flatMap(r => r.items.map(i => i.productId)))];
+			const assumeNone = firstDelivery && orderIds.every(id => this.assumedUnreserved.get(id) === undefined);
+			if (assumeNone) for (const id of orderIds) this.assumedUnreserved.set(id, true);
 			// An order reserved before locks its products needlessly: rare, and harmless.
 			const [reservations, products] = await this.sqlEach<[ReservationRow[], ProductRow[]]>(
-				[this.reservationsLock([...new Set(requests.map(r => r.orderId))]), this.productsLock([...new Set(requests.flatMap(r => r.items.map(i => i.productId)))])],
+				[
+					{ ...this.reservationsLock(orderIds), known: assumeNone ? [] : undefined },
+					{ ...this.productsLock(productIds), known: this.soleInventoryNode() ? this.knownProducts.take(productIds) : undefined },
+				],
 				tx,
 			);
 			const existing = byOrder(reservations);
@@ -539,16 +580,19 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			if (taken.size > 0) {
 				this.queueSql(
 					`UPDATE ${this.table("products")} p SET reserved = p.reserved + l.quantity, updated_at = now()
-					 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id`,
+					 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id
+					 RETURNING p.*, ${WITH_ROW_VERSION}`,
 					{ ids: [...taken.keys()], quantities: [...taken.values()] },
 					tx,
+					written => this.knownProducts.remember(written as ProductRow[], tx),
 				);
 				// The rows are locked: their new levels are known without reading them back.
 				this.stockChanged([...taken].map(([id, quantity]) => ({ ...rows.get(id)!, reserved: rows.get(id)!.reserved + quantity })), tx, fresh[0].cause);
 			}
 			this.queueSql(
 				`INSERT INTO ${this.table("reservations")} (order_id, status, expires_at, shortages)
-				 SELECT * FROM unnest(ARRAY[:orderIds]::uuid[], ARRAY[:statuses]::text[], ARRAY[:expiresAt]::timestamptz[], ARRAY[:shortages]::jsonb[])`,
+				 SELECT * FROM unnest(ARRAY[:orderIds]::uuid[], ARRAY[:statuses]::text[], ARRAY[:expiresAt]::timestamptz[], ARRAY[:shortages]::jsonb[])
+				 RETURNING *, ${WITH_ROW_VERSION}`,
 				{
 					orderIds: allocations.map(a => a.orderId),
 					statuses: allocations.map(a => (a.shortages.length > 0 ? "FAILED" : "RESERVED")),
@@ -556,6 +600,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					shortages: allocations.map(a => (a.shortages.length > 0 ? JSON.stringify(a.shortages) : null)),
 				},
 				tx,
+				written => this.knownReservations.remember(written as ReservationRow[], tx),
 			);
 			const reserved = allocations.filter(a => a.shortages.length === 0).flatMap(a => a.lines.map(l => ({ orderId: a.orderId, ...l })));
 			if (reserved.length > 0) {
@@ -566,7 +611,13 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				);
 			}
 			tx.afterCommit(() => {
-				for (const a of allocations) countMetric(this.broker, "reservations", { outcome: a.shortages.length > 0 ? "OUT_OF_STOCK" : "RESERVED" });
+				for (const a of allocations) {
+					countMetric(this.broker, "reservations", { outcome: a.shortages.length > 0 ? "OUT_OF_STOCK" : "RESERVED" });
+					if (a.shortages.length === 0) {
+						const lines = a.lines.map(l => ({ order_id: a.orderId, product_id: l.productId, quantity: l.quantity }));
+						this.reservedLines.set(a.orderId, lines.sort((x, y) => (x.product_id < y.product_id ? -1 : 1)));
+					}
+				}
 			});
 			return results;
 		},
@@ -575,20 +626,12 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		 * Commits the reservations of many paid orders at once: their lines' stock leaves (onHand and
 		 * reserved down) with one statement each for the levels, the ledger and the reservations, sent
 		 * with the commit: the reads and locks are one message, the writes another. A reservation that
-		 * expired meanwhile is released instead (the payment side refunds).
+		 * expired meanwhile is released instead (the payment side refunds). Reservations this node
+		 * made are not read ahead: their rows, lines and products are as it wrote them last.
 		 */
 		async commitMany(tx: Transaction, requests: CommitRequest[]) {
 			const results = new Map<string, CommitResult>();
-			const requested = [...new Set(requests.map(r => r.orderId))];
-			// The lines and products of every requested order: one committed before locks its products needlessly (rare).
-			const [reservationRows, lineRows, productRows] = await this.sqlEach<[ReservationRow[], Array<{ order_id: string; product_id: string; quantity: number }>, ProductRow[]]>(
-				[
-					this.reservationsLock(requested),
-					[`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`, { orderIds: requested }],
-					this.lockedRead("products", `id IN (SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]))`, "id", { orderIds: requested }),
-				],
-				tx,
-			);
+			const [reservationRows, lineRows, productRows] = await this.toCommit([...new Set(requests.map(r => r.orderId))].sort(), tx);
 			const reservations = byOrder(reservationRows);
 			let released = false;
 			const now = new Date();
@@ -619,9 +662,11 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const products = released ? await this.lockProducts([...leaving.keys()], tx) : byId(productRows);
 			this.queueSql(
 				`UPDATE ${this.table("products")} p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity, updated_at = now()
-				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id`,
+				 FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:quantities]::int[]) AS l(product_id, quantity) WHERE p.id = l.product_id
+				 RETURNING p.*, ${WITH_ROW_VERSION}`,
 				{ ids: [...leaving.keys()], quantities: [...leaving.values()] },
 				tx,
+				written => this.knownProducts.remember(written as ProductRow[], tx),
 			);
 			this.queueSql(
 				`INSERT INTO ${this.table("stock_movements")} (product_id, kind, quantity, order_id) SELECT product_id, 'COMMIT', -quantity, order_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`,
@@ -644,7 +689,33 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			return results;
 		},
 
+		/**
+		 * What commitMany decides from, for orders sorted by id: their reservations, their lines (by
+		 * order, then product) and their products, locked. One committed before locks its products
+		 * needlessly (rare). Reservations this node made are taken as it wrote them, unread.
+		 */
+		async toCommit(orderIds: string[], tx: Transaction): Promise<[ReservationRow[], LineRow[], ProductRow[]]> {
+			const reservations = { ...this.reservationsLock(orderIds), known: this.knownReservations.take(orderIds) };
+			const known = orderIds.map(id => this.reservedLines.take(id));
+			if (known.every(lines => lines !== undefined)) {
+				const lines = (known as LineRow[][]).flat();
+				const productIds = [...new Set(lines.map(l => l.product_id))];
+				const products = { ...this.productsLock(productIds), known: this.soleInventoryNode() ? this.knownProducts.take(productIds) : undefined };
+				const [reservationRows, productRows] = await this.sqlEach<[ReservationRow[], ProductRow[]]>([reservations, products], tx);
+				return [reservationRows, lines, productRows];
+			}
+			return this.sqlEach<[ReservationRow[], LineRow[], ProductRow[]]>(
+				[
+					reservations,
+					[`SELECT order_id, product_id, quantity FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) ORDER BY order_id, product_id`, { orderIds }],
+					this.lockedRead("products", `id IN (SELECT product_id FROM ${this.table("reservation_lines")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]))`, "id", { orderIds }),
+				],
+				tx,
+			);
+		},
+
 		async releaseIn(tx: Transaction, orderId: string, reason: ReleaseReason, cause?: DomainEvent): Promise<ReservationStatus> {
+			this.knownReservations.forget([orderId]);
 			const r = (await this.reservationsFor([orderId], tx)).get(orderId);
 			if (!r) {
 				// Released before it was reserved (e.g. cancelled first): a tombstone keeps a late reserve from taking stock.
@@ -725,6 +796,10 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 
 	created() {
 		this.cacheVersions = new CacheVersions();
+		this.knownProducts = new KnownRows<ProductRow>(row => row.id, KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
+		this.knownReservations = new KnownRows<ReservationRow>(row => row.order_id, KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
+		this.reservedLines = new RecentMap(KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
+		this.assumedUnreserved = new RecentMap(KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
 		this.availabilityReads = new GroupCommit(groups => this.readAvailability(groups), runtimeOf(this.broker).config.eventBatchMax);
 	},
 

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
 import { WITH_ROW_VERSION } from "../lib/sql";
-import { RecentMap } from "../lib/recent-map";
+import { KnownRows } from "../lib/known-rows";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { contextOf } from "../mixins/db.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -131,9 +131,8 @@ export type OrderSagaMethods = {
 	sagaQueueMoving(): Promise<boolean>;
 	stepTimeoutMs(): number;
 	/** The orders this node wrote last, as written (lockOrders). */
-	knownOrders: RecentMap<string, OrderRow>;
+	knownOrders: KnownRows<OrderRow>;
 	lockOrders(orderIds: string[], tx: Transaction): Promise<Map<string, OrderRow>>;
-	rememberOrders(rows: OrderRow[], tx: Transaction): void;
 	applySteps(tx: Transaction, orders: Map<string, OrderRow>, steps: Step[]): Promise<Map<string, OrderRow>>;
 	takeSteps(steps: Step[], opts?: { tx?: Transaction; ctx?: Context }): Promise<Map<string, OrderRow>>;
 	takeStep(orderId: string, decide: Step["decide"], ctx?: Context): Promise<OrderRow>;
@@ -176,17 +175,8 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 		 */
 		async lockOrders(orderIds: string[], tx: Transaction) {
 			const ids = [...new Set(orderIds)];
-			const taken = ids.map(id => this.knownOrders.take(id));
-			const known = taken.every(row => row !== undefined) ? (taken as OrderRow[]).sort((a, b) => (a.id < b.id ? -1 : 1)) : undefined;
-			const [rows] = await this.sqlEach<[OrderRow[]]>([{ ...this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: ids }), known }], tx);
+			const [rows] = await this.sqlEach<[OrderRow[]]>([{ ...this.lockedRead("orders", "id = ANY(ARRAY[:orderIds]::uuid[])", "id", { orderIds: ids }), known: this.knownOrders.take(ids) }], tx);
 			return new Map(rows.map(r => [r.id, r]));
-		},
-
-		/** Rows a transaction wrote (with their versions), for lockOrders once it has committed. */
-		rememberOrders(rows: OrderRow[], tx: Transaction) {
-			tx.afterCommit(() => {
-				for (const row of rows) this.knownOrders.set(row.id, row);
-			});
 		},
 
 		/**
@@ -276,7 +266,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 					 RETURNING o.*, ${WITH_ROW_VERSION}`,
 					{ rows: JSON.stringify(rows), ids: rows.map(r => r.id), s: this.stepTimeoutMs() / 1000 },
 					tx,
-					written => this.rememberOrders(written as OrderRow[], tx),
+					written => this.knownOrders.remember(written as OrderRow[], tx),
 				);
 			}
 			if (history.length > 0) {
@@ -339,7 +329,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 		/** How the order's refund ended, if it still waits for it (the payment service answered the request). */
 		async recordRefundEnd(orderId: string, status: "REFUNDED" | "REFUND_FAILED") {
-			this.knownOrders.delete(orderId);
+			this.knownOrders.forget([orderId]);
 			await this.sql(`UPDATE ${this.table("orders")} SET payment_status = :status, step_deadline = NULL, updated_at = now() WHERE id = :orderId AND payment_status = 'REFUND_PENDING'`, { orderId, status });
 		},
 
@@ -372,7 +362,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 		/** One overdue order: its step taken again through idempotent actions, or compensated after MAX_REDRIVES. */
 		async redrive(orderId: string) {
-			this.knownOrders.delete(orderId);
+			this.knownOrders.forget([orderId]);
 			const [order] = await this.sql<OrderRow>(
 				`UPDATE ${this.table("orders")} SET redrives = redrives + 1, step_deadline = now() + make_interval(secs => :s)
 				 WHERE id = :orderId AND step_deadline <= now() RETURNING *`,
@@ -457,7 +447,7 @@ const saga: ServiceSchema<ServiceSettingSchema, Record<string, any>, Record<stri
 
 	created() {
 		this.queueProgress = {};
-		this.knownOrders = new RecentMap(KNOWN_ORDERS_MAX, KNOWN_ORDERS_TTL_MS);
+		this.knownOrders = new KnownRows<OrderRow>(row => row.id, KNOWN_ORDERS_MAX, KNOWN_ORDERS_TTL_MS);
 		// Payment refusals that arrive while others are being applied are applied together next.
 		this.paymentOutcomes = new GroupCommit(async steps => {
 			const orders = await this.takeSteps(steps);

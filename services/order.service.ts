@@ -477,7 +477,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 					{ rows: JSON.stringify(orders.map(o => o.columns)), s: this.stepTimeoutMs() / 1000 },
 					tx,
 				);
-				this.rememberOrders(rows, tx);
+				this.knownOrders.remember(rows, tx);
 				const byId = new Map(rows.map(r => [r.id, r]));
 				return orders.map(o => byId.get(o.columns.id)!);
 			});

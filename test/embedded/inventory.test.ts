@@ -3,6 +3,7 @@ import { QueryTypes } from "sequelize";
 import { runtimeOf } from "../../lib/runtime";
 import { ProbeProducer } from "../fixtures/probe.services";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { watchStatements } from "../../scripts/harness/statements";
 
 let node: TestNode;
 const data = tempDir();
@@ -253,6 +254,52 @@ describe("the saga's stock steps, driven by events", () => {
 		const released = await eventually("stock.released", async () => (await timeline(orderId)).find(e => e.eventName === "stock.released"));
 		expect(released.data).toEqual({ orderId, reason: "PAYMENT_FAILED" });
 		expect(await levels(p.id)).toMatchObject({ reserved: 0, available: 3 });
+	});
+
+	it("reserves and commits from the rows it wrote last, unread, and reads a row changed behind its back", async () => {
+		const p = await product(10);
+		const retries = () => (node.broker.metrics.getMetric("checkout_read_ahead_retries_total")?.get({ service: "inventory" })?.value as number | undefined) ?? 0;
+		const sent = (name: string, data: Record<string, unknown>) => call("probe-producer.emit", { eventName: name, data });
+		const published = (orderId: string, name: string) => eventually(name, async () => (await timeline(orderId)).some(e => e.eventName === name));
+		const checkout = async () => {
+			const orderId = randomUUID();
+			await sent("order.created", { orderId, userId: "u", items: [{ productId: p.id, quantity: 1 }] });
+			await published(orderId, "stock.reserved");
+			await sent("payment.authorized", { orderId, paymentId: randomUUID(), method: "WALLET", amount: 1000, currency: "EUR" });
+			await published(orderId, "stock.committed");
+		};
+		let seen = { reads: [] as string[], guards: 0 };
+		const stop = watchStatements(sql => {
+			const read = /^SELECT (?:ctid::text .* AS row_version_, \*|order_id, product_id, quantity) FROM "inventory"\."(\w+)"/.exec(sql);
+			if (read) seen.reads.push(read[1]);
+			if (sql.includes(`"inventory".unchanged_since_read`)) seen.guards++;
+		});
+		const watched = async (step: () => Promise<unknown>) => {
+			seen = { reads: [], guards: 0 };
+			await step();
+			return seen;
+		};
+		try {
+			const before = retries();
+			// A new order has no reservation to read; the product's row is read once (this node never wrote it).
+			expect((await watched(checkout)).reads).toEqual(["products"]);
+			// Then nothing is read ahead, and each of the four reads' guards still runs.
+			expect(await watched(checkout)).toEqual({ reads: [], guards: 4 });
+			expect(retries()).toBe(before);
+			// Changed behind its back (another node, an operator): the guard fails once, and the step reads.
+			const { sequelize } = await runtimeOf(node.broker).database();
+			await sequelize.query(`UPDATE inventory.products SET description = 'Changed elsewhere' WHERE id = :id`, { replacements: { id: p.id } });
+			expect((await watched(checkout)).reads).toEqual(["reservations", "products"]);
+			expect(retries()).toBe(before + 1);
+			// An order.created that comes after its reservation (a redelivery): the assumption fails its guard, and nothing is reserved twice.
+			const orderId = randomUUID();
+			expect(await call("inventory.reserve", { orderId, items: [{ productId: p.id, quantity: 1 }] })).toMatchObject({ ok: true });
+			await sent("order.created", { orderId, userId: "u", items: [{ productId: p.id, quantity: 1 }] });
+			await eventually("the redelivery's retry", async () => retries() === before + 2);
+		} finally {
+			stop();
+		}
+		expect(await levels(p.id)).toMatchObject({ onHand: 7, reserved: 1 });
 	});
 });
 
