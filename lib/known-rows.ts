@@ -39,3 +39,23 @@ export class KnownRows<R> {
 		for (const key of keys) this.rows.delete(key);
 	}
 }
+
+/**
+ * Keys (orders) whose rows a step assumes absent the first time it meets them on this node (an
+ * order's first delivery has none yet): a LockedRead's `known: []`, guarded like any. Each key is
+ * assumed so once, so a guard that fails (a redelivery) is followed by a read.
+ */
+export class FirstTries {
+	private readonly tried: RecentMap<string, true>;
+
+	constructor(max: number, ttlMs: number) {
+		this.tried = new RecentMap(max, ttlMs);
+	}
+
+	/** No rows (`[]`) when none of `keys` was tried here before, else undefined (read them); all are tried from now on. */
+	noRowsYet(keys: string[]): [] | undefined {
+		const first = keys.every(key => this.tried.get(key) === undefined);
+		for (const key of keys) this.tried.set(key, true);
+		return first ? [] : undefined;
+	}
+}

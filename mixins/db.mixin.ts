@@ -39,6 +39,8 @@ export interface DbMethods {
 	/** `R` names the rows of each read, e.g. `[OrderRow[], LineRow[]]`. */
 	sqlEach<R extends unknown[][] = unknown[][]>(reads: Array<Statement | LockedRead>, tx: Transaction): Promise<R>;
 	lockedRead(table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns?: string): LockedRead;
+	/** Whether this node is the only one running this service now (Moleculer's registry). */
+	soleNode(): boolean;
 	queueSql(sql: string, replacements: Record<string, unknown>, tx: Transaction, onRows?: (rows: unknown[]) => void): void;
 	transaction<T>(fn: (tx: Transaction) => Promise<T>, ctx?: Context, opts?: TransactionOptions): Promise<T>;
 	paged<T extends object, R>(query: PageQuery, replacements: Record<string, unknown>, paging: { page: number; pageSize: number }, map: (row: T) => R | Promise<R>): Promise<Page<R>>;
@@ -116,6 +118,15 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			/** Rows of this service's `table` to decide writes from, locked until the commit (`orderBy` unique; lib/sql LockedRead). */
 			lockedRead(this: DbService, table: string, where: string, orderBy: string, replacements: Record<string, unknown>, columns = "*"): LockedRead {
 				return { schema: this.name, table: this.table(table), where, orderBy, columns, replacements };
+			},
+			/**
+			 * Whether this node is the only one running this service now: then every write of the
+			 * service's shared rows (products, wallets) is its own, and rows it remembers writing
+			 * (lib/known-rows.ts) stay current.
+			 */
+			soleNode(this: DbService): boolean {
+				const services = this.broker.registry.getServiceList({ onlyAvailable: true }) as Array<{ name: string }>;
+				return services.filter(s => s.name === this.name).length <= 1;
 			},
 			/**
 			 * A write in `tx` whose result nobody waits for: sent with the transaction's next statement or

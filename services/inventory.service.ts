@@ -15,7 +15,7 @@ import { runEvery, type Periodic } from "../lib/periodic";
 import { countMetric } from "../lib/metrics";
 import { beforeCommit, type Transaction } from "../lib/transactions";
 import { GroupCommit } from "../lib/batch";
-import { KnownRows } from "../lib/known-rows";
+import { FirstTries, KnownRows } from "../lib/known-rows";
 import { RecentMap } from "../lib/recent-map";
 import { CacheVersions, versionedKeygen } from "../lib/cache-versions";
 
@@ -95,9 +95,9 @@ type InventoryThis = EventsService &
 		knownReservations: KnownRows<ReservationRow>;
 		/** A reservation's lines as it wrote them (they never change), sorted by product. */
 		reservedLines: RecentMap<string, LineRow[]>;
-		/** Orders whose reservation was tried once on the assumption that they had none (a retry reads). */
-		assumedUnreserved: RecentMap<string, true>;
-		soleInventoryNode(): boolean;
+		/** Orders whose first reservation assumes none was made before. */
+		firstReservations: FirstTries;
+		knownProductRows(ids: string[]): ProductRow[] | undefined;
 		readAvailability(groups: string[][]): Promise<CatalogueEntry[][]>;
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
@@ -472,13 +472,12 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		},
 
 		/**
-		 * Whether this is the cluster's only inventory node: then every write of a product row is its
-		 * own, and the rows it remembers stay current. With several, a hot product changes on each
-		 * of them, so a remembered row would mostly fail its guard: they read ahead instead.
+		 * The products' rows as this node wrote them last, if it is the cluster's only inventory node.
+		 * With several, a hot product changes on each of them, so a remembered row would mostly fail
+		 * its guard: they are read ahead instead.
 		 */
-		soleInventoryNode() {
-			const services = this.broker.registry.getServiceList({ onlyAvailable: true }) as Array<{ name: string }>;
-			return services.filter(s => s.name === this.name).length <= 1;
+		knownProductRows(ids: string[]) {
+			return this.soleNode() ? this.knownProducts.take(ids) : undefined;
 		},
 
 		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
@@ -544,13 +543,11 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const results = new Map<string, ReserveResult>();
 			const orderIds = [...new Set(requests.map(r => r.orderId))];
 			const productIds = [...new Set(requests.flatMap(r => r.items.map(i => i.productId)))];
-			const assumeNone = firstDelivery && orderIds.every(id => this.assumedUnreserved.get(id) === undefined);
-			if (assumeNone) for (const id of orderIds) this.assumedUnreserved.set(id, true);
 			// An order reserved before locks its products needlessly: rare, and harmless.
 			const [reservations, products] = await this.sqlEach<[ReservationRow[], ProductRow[]]>(
 				[
-					{ ...this.reservationsLock(orderIds), known: assumeNone ? [] : undefined },
-					{ ...this.productsLock(productIds), known: this.soleInventoryNode() ? this.knownProducts.take(productIds) : undefined },
+					{ ...this.reservationsLock(orderIds), known: firstDelivery ? this.firstReservations.noRowsYet(orderIds) : undefined },
+					{ ...this.productsLock(productIds), known: this.knownProductRows(productIds) },
 				],
 				tx,
 			);
@@ -700,7 +697,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			if (known.every(lines => lines !== undefined)) {
 				const lines = (known as LineRow[][]).flat();
 				const productIds = [...new Set(lines.map(l => l.product_id))];
-				const products = { ...this.productsLock(productIds), known: this.soleInventoryNode() ? this.knownProducts.take(productIds) : undefined };
+				const products = { ...this.productsLock(productIds), known: this.knownProductRows(productIds) };
 				const [reservationRows, productRows] = await this.sqlEach<[ReservationRow[], ProductRow[]]>([reservations, products], tx);
 				return [reservationRows, lines, productRows];
 			}
@@ -799,7 +796,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		this.knownProducts = new KnownRows<ProductRow>(row => row.id, KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
 		this.knownReservations = new KnownRows<ReservationRow>(row => row.order_id, KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
 		this.reservedLines = new RecentMap(KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
-		this.assumedUnreserved = new RecentMap(KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
+		this.firstReservations = new FirstTries(KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
 		this.availabilityReads = new GroupCommit(groups => this.readAvailability(groups), runtimeOf(this.broker).config.eventBatchMax);
 	},
 

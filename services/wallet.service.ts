@@ -4,10 +4,11 @@ import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
-import { isUniqueViolation } from "../lib/sql";
+import { isUniqueViolation, WITH_ROW_VERSION } from "../lib/sql";
 import { BusinessRuleError } from "../lib/errors";
 import { pageParams } from "../lib/paging";
 import { GroupCommit } from "../lib/batch";
+import { FirstTries, KnownRows } from "../lib/known-rows";
 import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { applyDebits } from "../lib/domain/wallet";
 
@@ -54,6 +55,11 @@ type Moved = { transaction: LedgerEntry; balance: number };
 const amountRule = { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER } as const;
 const userIdRule = { type: "string", min: 1, max: 200 } as const;
 
+type WalletRow = { user_id: string; balance: string };
+/** What a node keeps of the wallets it debited last and the orders it debited for: those in checkout now. */
+const KNOWN_ROWS_MAX = 5_000;
+const KNOWN_ROWS_TTL_MS = 60_000;
+
 type WalletThis = EventsService & {
 	currency(): string;
 	ensureWallet(userId: string, tx?: Transaction): Promise<void>;
@@ -62,6 +68,10 @@ type WalletThis = EventsService & {
 	/** Order payments, debited in groups (debitPayments). */
 	payments: GroupCommit<Movement, Moved>;
 	debitPayments(debits: Movement[]): Promise<Array<Moved | Error>>;
+	/** The wallets this node debited last, as written (used while it is the only wallet node). */
+	knownWallets: KnownRows<WalletRow>;
+	/** Orders whose first debit here assumes none was made before. */
+	firstDebits: FirstTries;
 	walletOf(userId: string): Promise<{ userId: string; balance: number; currency: string }>;
 };
 
@@ -110,6 +120,8 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 
 	created() {
 		this.payments = new GroupCommit(debits => this.debitPayments(debits), runtimeOf(this.broker).config.eventBatchMax);
+		this.knownWallets = new KnownRows<WalletRow>(row => row.user_id, KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
+		this.firstDebits = new FirstTries(KNOWN_ROWS_MAX, KNOWN_ROWS_TTL_MS);
 	},
 
 	actions: {
@@ -213,15 +225,20 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 		 * refused), then one statement each for the balances, the ledger rows and their events, sent
 		 * with the commit (the ledger rows are written as answered: their time is this node's). A
 		 * repeated debit answers the first one's result; a refused one is INSUFFICIENT_FUNDS alone.
+		 * Not read ahead (the guards check them all the same): the earlier debits of orders this node
+		 * meets first (none), and the wallets it debited last, while it is the only wallet node.
 		 */
 		debitPayments(debits: Movement[]) {
 			const t = (name: string) => this.table(name);
+			const orderIds = [...new Set(debits.map(d => d.orderId!))];
+			const users = [...new Set(debits.map(d => d.userId))];
 			const run = async (tx: Transaction) => {
 				// One message, read ahead: the wallets of every debit, a repeated one's too (rare, and harmless).
-				const [earlier, wallets] = await this.sqlEach<[LedgerRow[], Array<{ user_id: string; balance: string }>]>(
+				// Wallets in byte order (COLLATE "C"), as remembered ones are sorted, whatever the database's collation.
+				const [earlier, wallets] = await this.sqlEach<[LedgerRow[], WalletRow[]]>(
 					[
-						[`SELECT * FROM ${t("wallet_transactions")} WHERE order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'`, { orderIds: debits.map(d => d.orderId) }],
-						this.lockedRead("wallets", "user_id = ANY(ARRAY[:users]::text[])", "user_id", { users: [...new Set(debits.map(d => d.userId))] }, "user_id, balance"),
+						{ ...this.lockedRead("wallet_transactions", "order_id = ANY(ARRAY[:orderIds]::uuid[]) AND reason = 'PAYMENT'", "order_id", { orderIds }), known: this.firstDebits.noRowsYet(orderIds) },
+						{ ...this.lockedRead("wallets", "user_id = ANY(ARRAY[:users]::text[])", `user_id COLLATE "C"`, { users }, "user_id, balance"), known: this.soleNode() ? this.knownWallets.take(users) : undefined },
 					],
 					tx,
 				);
@@ -231,7 +248,13 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				const { after, changed } = applyDebits(new Map(wallets.map(w => [w.user_id, Number(w.balance)])), fresh);
 				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
 				if (taken.length > 0) {
-					this.queueSql(`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id`, { users: [...changed.keys()], balances: [...changed.values()] }, tx);
+					this.queueSql(
+						`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id
+						 RETURNING w.user_id, w.balance, ${WITH_ROW_VERSION}`,
+						{ users: [...changed.keys()], balances: [...changed.values()] },
+						tx,
+						written => this.knownWallets.remember(written as WalletRow[], tx),
+					);
 					const at = new Date();
 					this.queueSql(
 						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, created_at)
@@ -256,6 +279,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 
 		async move(m: Movement, ctx?: Context) {
 			const t = (name: string) => this.table(name);
+			this.knownWallets.forget([m.userId]); // a debit group reads it again
 			try {
 				return await this.transaction(async tx => {
 					await this.ensureWallet(m.userId, tx);

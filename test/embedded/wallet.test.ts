@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { eventually, startTestNode, tempDir, type TestNode } from "../../scripts/harness/node";
+import { watchStatements } from "../../scripts/harness/statements";
+import { runtimeOf } from "../../lib/runtime";
 
 const data = tempDir();
 let node: TestNode;
@@ -61,6 +63,48 @@ describe("wallet", () => {
 		expect(taken.map(t => t.balance).sort((a, b) => b - a)).toEqual([700, 400, 100]);
 		for (const r of results.filter(r => r.status === "rejected")) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 422, type: "INSUFFICIENT_FUNDS" });
 		expect(await balance("u4b")).toBe(100);
+	});
+
+	it("debits from the wallet row it wrote last and a new order's none, unread, and reads what it cannot know", async () => {
+		await topUp("u-known", 5000);
+		const retries = () => (node.broker.metrics.getMetric("checkout_read_ahead_retries_total")?.get({ service: "wallet" })?.value as number | undefined) ?? 0;
+		const debit = (orderId: string) => call("wallet.debit", { userId: "u-known", amount: 100, orderId });
+		let reads: string[] = [];
+		const stop = watchStatements(sql => {
+			const read = /^SELECT ctid::text .* AS row_version_, .* FROM "wallet"\."(\w+)"/.exec(sql);
+			if (read) reads.push(read[1]);
+		});
+		const readBy = async (step: () => Promise<unknown>) => {
+			reads = [];
+			const result = await step();
+			return { reads, result };
+		};
+		try {
+			const before = retries();
+			const first = randomUUID();
+			// A new order has no debit to read; the wallet was last written by the top-up.
+			const paid = await readBy(() => debit(first));
+			expect(paid.reads).toEqual(["wallets"]);
+			// The wallet as this node's last debit left it: nothing read ahead.
+			expect((await readBy(() => debit(randomUUID()))).reads).toEqual([]);
+			// A credit in between is not remembered: the wallet is read.
+			await topUp("u-known", 1000);
+			expect((await readBy(() => debit(randomUUID()))).reads).toEqual(["wallets"]);
+			// An order tried before is read, and answers its first debit.
+			const again = await readBy(() => debit(first));
+			expect(again).toEqual({ reads: ["wallet_transactions"], result: paid.result });
+			// That debit wrote nothing, so the wallet it took is not remembered again.
+			expect((await readBy(() => debit(randomUUID()))).reads).toEqual(["wallets"]);
+			expect(retries()).toBe(before);
+			// Changed behind its back (another node, an operator): the guard fails once, and the debit reads.
+			const { sequelize } = await runtimeOf(node.broker).database();
+			await sequelize.query(`UPDATE wallet.wallets SET updated_at = now() WHERE user_id = 'u-known'`);
+			expect((await readBy(() => debit(randomUUID()))).reads).toEqual(["wallet_transactions", "wallets"]);
+			expect(retries()).toBe(before + 1);
+		} finally {
+			stop();
+		}
+		expect(await balance("u-known")).toBe(5000 - 100 + 1000 - 100 - 100 - 100 - 100);
 	});
 
 	it("refunds an order's payment once, never more than was paid, never without a payment", async () => {
