@@ -330,25 +330,31 @@ const selectOf = (r: LockedRead, what: string, lock: string) => `SELECT ${what} 
 /**
  * Reads that do not depend on each other's results, in one message: the rows of each. Locked
  * reads lock their rows in the transaction, or, while it may still read ahead (TransactionOptions),
- * are sent before it without locks, each with its rows' versions (or taken from its `known`
- * rows, unsent), and queue a guard that locks the same rows and fails the transaction if their
- * versions are no longer those read.
+ * are sent before it without locks, each with its rows' versions, and queue a guard that locks the
+ * same rows and fails the transaction if their versions are no longer those read. A locked read's
+ * `known` rows are taken instead of reading, before the transaction or within it, and guarded the
+ * same, on every try that may fail (not the last, which locks as it reads).
  */
 export async function sqlQueryEach(sequelize: Sequelize, reads: Array<Statement | LockedRead>, tx: Transaction): Promise<unknown[][]> {
 	const render = ([sql, replacements]: Statement) => statementFor(sequelize, tx.connection, sql, replacements);
-	if (!tx.mayReadAhead) return tx.queryEach(reads.map(r => render(Array.isArray(r) ? r : [selectOf(r, r.columns, " FOR UPDATE"), r.replacements])));
-	const sent = reads.filter(r => Array.isArray(r) || !r.known);
-	const fetched = sent.length > 0 ? await tx.readAhead(sent.map(r => render(Array.isArray(r) ? r : [selectOf(r, `${WITH_ROW_VERSION}, ${r.columns}`, ""), r.replacements]))) : [];
-	const results = reads.map(r => (Array.isArray(r) || !r.known ? fetched.shift()! : r.known));
-	return results.map((rows, i) => {
-		const read = reads[i];
-		if (Array.isArray(read)) return rows;
-		const versions = (rows as Array<Record<string, unknown>>).map(row => row[VERSION_COLUMN] as string);
-		const plain = (rows as Array<Record<string, unknown>>).map(({ [VERSION_COLUMN]: _version, ...row }) => row);
-		const guard = `SELECT ${quoteIdent(read.schema)}.unchanged_since_read(ARRAY(${selectOf(read, VERSION, " FOR UPDATE")}) = ARRAY[:readVersions]::text[])`;
-		tx.queue(statementFor(sequelize, tx.connection, guard, { ...read.replacements, readVersions: versions }, false), "check");
-		return plain;
+	const ahead = tx.mayReadAhead;
+	const taken = (r: Statement | LockedRead): r is LockedRead & { known: object[] } => !Array.isArray(r) && r.known !== undefined && tx.optimistic;
+	const sent = reads.filter(r => !taken(r));
+	const texts = sent.map(r => render(Array.isArray(r) ? r : [ahead ? selectOf(r, `${WITH_ROW_VERSION}, ${r.columns}`, "") : selectOf(r, r.columns, " FOR UPDATE"), r.replacements]));
+	const fetched = texts.length === 0 ? [] : ahead ? await tx.readAhead(texts) : await tx.queryEach(texts);
+	return reads.map(read => {
+		if (taken(read)) return guarded(sequelize, read, read.known, tx);
+		const rows = fetched.shift()!;
+		return ahead && !Array.isArray(read) ? guarded(sequelize, read, rows, tx) : rows;
 	});
+}
+
+/** Queues the guard of `read`, whose rows (with their versions) were read ahead or known: the rows without their versions. */
+function guarded(sequelize: Sequelize, read: LockedRead, rows: unknown[], tx: Transaction): unknown[] {
+	const versions = (rows as Array<Record<string, unknown>>).map(row => row[VERSION_COLUMN] as string);
+	const guard = `SELECT ${quoteIdent(read.schema)}.unchanged_since_read(ARRAY(${selectOf(read, VERSION, " FOR UPDATE")}) = ARRAY[:readVersions]::text[])`;
+	tx.queue(statementFor(sequelize, tx.connection, guard, { ...read.replacements, readVersions: versions }, false), "check");
+	return (rows as Array<Record<string, unknown>>).map(({ [VERSION_COLUMN]: _version, ...row }) => row);
 }
 
 /** A write sent with the transaction's next statement or its COMMIT (Transaction.queue); `onRows` gets its rows then. */

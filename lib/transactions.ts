@@ -28,6 +28,8 @@ export interface Transaction {
 	queue(text: string, kind?: "write" | "check", onRows?: (rows: unknown[]) => void): void;
 	/** Whether reads may still be sent ahead of the transaction (readAhead). */
 	readonly mayReadAhead: boolean;
+	/** Whether this try may fail on a guard and run again (readAhead, before the last try, which locks as it reads). */
+	readonly optimistic: boolean;
 	/** Reads sent outside the transaction, before it begins: the rows of each (only while mayReadAhead). */
 	readAhead(texts: string[]): Promise<unknown[][]>;
 	/**
@@ -58,6 +60,9 @@ class PgTransaction implements Transaction {
 
 	get mayReadAhead(): boolean {
 		return this.readsAhead && !this.begun && !this.wrote;
+	}
+	get optimistic(): boolean {
+		return this.readsAhead;
 	}
 	async readAhead(texts: string[]): Promise<unknown[][]> {
 		if (!this.mayReadAhead) throw new Error("readAhead after the transaction began or wrote");

@@ -98,6 +98,7 @@ type InventoryThis = EventsService &
 		/** Orders whose first reservation assumes none was made before. */
 		firstReservations: FirstTries;
 		knownProductRows(ids: string[]): ProductRow[] | undefined;
+		productsToDecide(ids: string[], tx: Transaction): { read: LockedRead; changed: ProductRow[] };
 		readAvailability(groups: string[][]): Promise<CatalogueEntry[][]>;
 		ttlMs(): number;
 		productRow(id: string): Promise<ProductRow>;
@@ -480,6 +481,20 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			return this.soleNode() ? this.knownProducts.take(ids) : undefined;
 		},
 
+		/**
+		 * The products' rows to decide from, locked: `read` (in id order; remembered when it can be)
+		 * for those this transaction has not changed yet, and `changed`, those it has (an earlier run
+		 * of its batch), as it left them: stockChanged keeps them, and the transaction holds their locks.
+		 */
+		productsToDecide(ids: string[], tx: Transaction) {
+			const latest = levelsChanged.get(tx);
+			const rest = ids.filter(id => !latest?.has(id));
+			return {
+				read: { ...this.productsLock(rest), known: rest.length === 0 ? [] : this.knownProductRows(rest) },
+				changed: ids.flatMap(id => latest?.get(id)?.row ?? []),
+			};
+		},
+
 		/** Row locks in id order (the same order everywhere, so transactions never deadlock). */
 		async lockProducts(ids: string[], tx: Transaction) {
 			const [rows] = await this.sqlEach<[ProductRow[]]>([this.productsLock(ids)], tx);
@@ -544,11 +559,9 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const orderIds = [...new Set(requests.map(r => r.orderId))];
 			const productIds = [...new Set(requests.flatMap(r => r.items.map(i => i.productId)))];
 			// An order reserved before locks its products needlessly: rare, and harmless.
-			const [reservations, products] = await this.sqlEach<[ReservationRow[], ProductRow[]]>(
-				[
-					{ ...this.reservationsLock(orderIds), known: firstDelivery ? this.firstReservations.noRowsYet(orderIds) : undefined },
-					{ ...this.productsLock(productIds), known: this.knownProductRows(productIds) },
-				],
+			const products = this.productsToDecide(productIds, tx);
+			const [reservations, read] = await this.sqlEach<[ReservationRow[], ProductRow[]]>(
+				[{ ...this.reservationsLock(orderIds), known: firstDelivery ? this.firstReservations.noRowsYet(orderIds) : undefined }, products.read],
 				tx,
 			);
 			const existing = byOrder(reservations);
@@ -560,7 +573,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			const seen = new Set(existing.keys());
 			const fresh = requests.filter(r => !seen.has(r.orderId) && seen.add(r.orderId)); // an order named twice is reserved once
 			if (fresh.length === 0) return results;
-			const rows = byId(products);
+			const rows = byId([...read, ...products.changed]);
 			const levels = new Map<string, StockLevel>([...rows.values()].map(r => [r.id, { productId: r.id, onHand: r.on_hand, reserved: r.reserved, active: r.active }]));
 			const { allocations, taken } = allocate(fresh.map(r => ({ orderId: r.orderId, lines: r.items })), levels);
 			const expiresAt = new Date(Date.now() + this.ttlMs()).toISOString();
@@ -697,9 +710,9 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 			if (known.every(lines => lines !== undefined)) {
 				const lines = (known as LineRow[][]).flat();
 				const productIds = [...new Set(lines.map(l => l.product_id))];
-				const products = { ...this.productsLock(productIds), known: this.knownProductRows(productIds) };
-				const [reservationRows, productRows] = await this.sqlEach<[ReservationRow[], ProductRow[]]>([reservations, products], tx);
-				return [reservationRows, lines, productRows];
+				const products = this.productsToDecide(productIds, tx);
+				const [reservationRows, productRows] = await this.sqlEach<[ReservationRow[], ProductRow[]]>([reservations, products.read], tx);
+				return [reservationRows, lines, [...productRows, ...products.changed]];
 			}
 			return this.sqlEach<[ReservationRow[], LineRow[], ProductRow[]]>(
 				[

@@ -303,6 +303,34 @@ describe("the saga's stock steps, driven by events", () => {
 	});
 });
 
+describe("a batch of both steps", () => {
+	it("reserves and commits in one transaction of one message, deciding the commits from the levels its reservations left", async () => {
+		const p = await product(40);
+		const paid = Array.from({ length: 8 }, () => randomUUID());
+		for (const orderId of paid) await call("inventory.reserve", { orderId, items: [{ productId: p.id, quantity: 1 }] });
+		const fresh = Array.from({ length: 8 }, () => randomUUID());
+		const messages: string[][] = [];
+		const stop = watchStatements((sql, opens) => {
+			if (opens) messages.push([]);
+			messages.at(-1)?.push(sql);
+		});
+		try {
+			// Sent at once, they queue behind the first batch and are taken together.
+			await Promise.all([
+				...fresh.map(orderId => call("probe-producer.emit", { eventName: "order.created", data: { orderId, userId: "u", items: [{ productId: p.id, quantity: 1 }] } })),
+				...paid.map(orderId => call("probe-producer.emit", { eventName: "payment.authorized", data: { orderId, paymentId: randomUUID(), method: "WALLET", amount: 1000, currency: "EUR" } })),
+			]);
+			await eventually("every step taken", async () => (await levels(p.id)).onHand === 32 && (await levels(p.id)).reserved === 8);
+		} finally {
+			stop();
+		}
+		const both = messages.filter(m => m.some(sql => sql.startsWith(`INSERT INTO "inventory"."reservations"`)) && m.some(sql => sql.startsWith(`UPDATE "inventory"."reservations" SET status`)));
+		expect(both.length).toBeGreaterThan(0);
+		// No product read inside a transaction: the later run takes the rows the earlier one left.
+		expect(messages.filter(m => m.some(sql => /^SELECT \* FROM "inventory"\."products" .*FOR UPDATE/.test(sql)))).toEqual([]);
+	});
+});
+
 describe("stock conservation", () => {
 	it("holds for every product: initial + restocks = onHand + units committed and not returned", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();

@@ -310,6 +310,37 @@ describe("embedded node", () => {
 		expect((await sqlQuery<{ n: number }>(sequelize, 'SELECT n FROM "knownprobe".c WHERE id = 1'))[0].n).toBe(11);
 	});
 
+	it("takes known rows within a transaction that wrote already (a batch's later run): a guard, no read; the last try reads them locked", async () => {
+		const { sequelize } = await runtimeOf(node.broker).database();
+		await runMigrations(sequelize, "midprobe", [UNCHANGED_SINCE_READ, { id: "midprobe-001", sql: "CREATE TABLE c (id int PRIMARY KEY, n int NOT NULL); CREATE TABLE log (note text NOT NULL)" }]);
+		const read: LockedRead = { schema: "midprobe", table: '"midprobe".c', where: "id = ANY(ARRAY[:ids]::int[])", orderBy: "id", columns: "id, n", replacements: { ids: [1] } };
+		const written = () => sqlQuery<{ id: number; n: number }>(sequelize, `INSERT INTO "midprobe".c VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET n = 0 RETURNING *, ${WITH_ROW_VERSION}`);
+		// A write, then an increment decided from the rows given on every try; `meddle` changes them behind its back.
+		const increment = (known: object[], meddle: (attempt: number) => Promise<unknown> = async () => undefined) => {
+			let attempt = 0;
+			return inTransaction(
+				sequelize,
+				async tx => {
+					queueSql(sequelize, tx, 'INSERT INTO "midprobe".log (note) VALUES (:note)', { note: `try ${++attempt}` });
+					const [rows] = (await sqlQueryEach(sequelize, [{ ...read, known }], tx)) as [Array<{ id: number; n: number }>];
+					await meddle(attempt);
+					queueSql(sequelize, tx, 'UPDATE "midprobe".c SET n = :n WHERE id = 1', { n: rows[0].n + 1 });
+					return { attempt, optimistic: tx.optimistic, rows };
+				},
+				{ readAhead: true },
+			);
+		};
+		const { result, messages } = await messagesWhile(async () => increment(await written()), 200);
+		expect(result).toEqual({ attempt: 1, optimistic: true, rows: [{ id: 1, n: 0 }] });
+		const own = messages.filter(m => m.some(sql => sql.includes("midprobe")) && !m[0].startsWith("PREPARE") && !m[0].startsWith("INSERT INTO \"midprobe\".c"));
+		expect(own.map(m => m.map(sql => sql.slice(0, 26)))).toEqual([["BEGIN", 'INSERT INTO "midprobe".log', 'SELECT "midprobe".unchange', 'UPDATE "midprobe".c SET n ', "COMMIT"]]);
+		// Changed on every optimistic try: the last try ignores what it was given and reads, locked.
+		const contended = await increment(await written(), attempt => (attempt < 3 ? sqlQuery(sequelize, 'UPDATE "midprobe".c SET n = n + 10 WHERE id = 1') : Promise.resolve()));
+		expect(contended).toEqual({ attempt: 3, optimistic: false, rows: [{ id: 1, n: 20 }] });
+		expect((await sqlQuery<{ n: number }>(sequelize, 'SELECT n FROM "midprobe".c WHERE id = 1'))[0].n).toBe(21);
+		expect(await sqlQuery<{ note: string }>(sequelize, 'SELECT note FROM "midprobe".log ORDER BY note')).toEqual([{ note: "try 1" }, { note: "try 3" }]);
+	});
+
 	it("sends a transaction's last statement with its finishers' writes and its COMMIT, and answers its rows", async () => {
 		const { sequelize } = await runtimeOf(node.broker).database();
 		const { result, messages } = await messagesWhile(
