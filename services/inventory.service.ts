@@ -548,7 +548,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		 * Reserves for many orders at once (a batch of order.created, or one re-driven order): the
 		 * union of their products locked once, each order decided all or nothing in arrival order
 		 * (allocate), then one statement each for the stock levels, the reservations and their lines,
-		 * sent with the commit: the reads and locks are one message, the writes another.
+		 * sent with the commit and the reads' guards: one message, after a read ahead when one is needed.
 		 * An order reserved (or failed, or released) before answers as it did, and publishes nothing.
 		 * On an order's first delivery it has no reservation yet, and the products' rows are those
 		 * this node wrote last: nothing to read ahead (the guards check both; a redelivery fails its
@@ -635,9 +635,10 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 		/**
 		 * Commits the reservations of many paid orders at once: their lines' stock leaves (onHand and
 		 * reserved down) with one statement each for the levels, the ledger and the reservations, sent
-		 * with the commit: the reads and locks are one message, the writes another. A reservation that
-		 * expired meanwhile is released instead (the payment side refunds). Reservations this node
-		 * made are not read ahead: their rows, lines and products are as it wrote them last.
+		 * with the commit and the reads' guards: one message, after a read ahead when one is needed.
+		 * A reservation that expired meanwhile is released instead (the payment side refunds).
+		 * Reservations this node made are not read ahead: their rows, lines and products are as it
+		 * wrote them last.
 		 */
 		async commitMany(tx: Transaction, requests: CommitRequest[]) {
 			const results = new Map<string, CommitResult>();
