@@ -1,5 +1,4 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService } from "../mixins/events.mixin";
 import { RedlockMixin, type RedlockMethods } from "../mixins/redlock.mixin";
@@ -18,6 +17,7 @@ import { GroupCommit } from "../lib/batch";
 import { FirstTries, KnownRows } from "../lib/known-rows";
 import { RecentMap } from "../lib/recent-map";
 import { CacheVersions, versionedKeygen } from "../lib/cache-versions";
+import { newId } from "../lib/ids";
 
 interface ProductRow {
 	id: string;
@@ -274,7 +274,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 				const p = ctx.params;
 				const currency = runtimeOf(this.broker).config.storeCurrency;
 				if (p.currency && p.currency !== currency) throw new BusinessRuleError("CURRENCY_MISMATCH", `Prices are in the store currency ${currency}`, { currency: p.currency });
-				const id = randomUUID();
+				const id = newId();
 				try {
 					const row = await this.transaction(async tx => {
 						const [created] = await this.sql<ProductRow>(
@@ -792,7 +792,7 @@ const InventoryService: ServiceSchema<ServiceSettingSchema, Record<string, any>,
 					const [row] = await this.sql<ProductRow>(
 						`INSERT INTO ${this.table("products")} (id, sku, name, description, category, price, currency, on_hand)
 						 VALUES (:id, :sku, :name, :description, :category, :price, :currency, :stock) ON CONFLICT (sku) DO NOTHING RETURNING *`,
-						{ ...p, id: randomUUID(), currency },
+						{ ...p, id: newId(), currency },
 						tx,
 					);
 					if (!row) continue;

@@ -1,6 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
-import { randomUUID } from "node:crypto";
 import nodemailer, { type Transporter } from "nodemailer";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type BatchHandler, type EventsService } from "../mixins/events.mixin";
@@ -11,6 +10,7 @@ import { claimSql, runSweep } from "../lib/sweep";
 import { formatMoney } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
 import type { DomainEvent } from "../lib/events/envelope";
+import { newId } from "../lib/ids";
 
 type NotificationType = "ORDER" | "PAYMENT" | "DISPATCH" | "VOUCHER" | "REFUND";
 
@@ -241,7 +241,7 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 				// older producer's may not, and is retried until order.created has told the owner.
 				const userId = toUser ? (d.userId ?? contact?.user_id) : null;
 				if (toUser && !userId) throw new Error(`owner of order ${d.orderId} not known yet`);
-				return { id: randomUUID(), event_id: event.eventId, audience: text.audience ?? "USER", user_id: userId, type: text.type, title: text.title, message: text.message, order_id: d.orderId ?? null, toUser, contact };
+				return { id: newId(), event_id: event.eventId, audience: text.audience ?? "USER", user_id: userId, type: text.type, title: text.title, message: text.message, order_id: d.orderId ?? null, toUser, contact };
 			});
 			const insert = `INSERT INTO ${this.table("notifications")} (id, event_id, audience, user_id, type, title, message, order_id)
 				 SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS n(id uuid, event_id uuid, audience text, user_id text, type text, title text, message text, order_id uuid)
@@ -254,7 +254,7 @@ const NotificationService: ServiceSchema<ServiceSettingSchema, Record<string, an
 			const emails = notifications
 				.filter(n => fresh.has(n.id) && n.toUser && (!n.contact || n.contact.email))
 				.map(n => ({
-					id: randomUUID(),
+					id: newId(),
 					notification_id: n.id,
 					order_id: n.order_id,
 					recipient: n.contact?.email ?? null,

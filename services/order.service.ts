@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import type { EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -20,6 +20,7 @@ import { CART_ITEMS_RULE } from "../lib/domain/cart";
 import type { AuthorizeResult, PaymentMethod, PaymentSession } from "./payment.service";
 import { OrderSagaMixin, paymentDecision, stateOf, type OrderRow, type OrderSagaMethods } from "./order.saga";
 import { Errors } from "moleculer";
+import { newId } from "../lib/ids";
 
 /** An order for the intake's next group commit. */
 interface NewOrder {
@@ -182,7 +183,7 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 				const check = await ctx.call<CartValidation, Record<string, unknown>>("validation.validate", { items: body.items, promoCodes: body.promoCodes, voucherCodes: body.voucherCodes, userId });
 				if (!check.valid) throw new BusinessRuleError("CART_INVALID", "The cart is not valid", { errors: check.errors });
 
-				const orderId = randomUUID();
+				const orderId = newId();
 				const holds: Array<() => Promise<unknown>> = [];
 				try {
 					if (body.promoCodes.length > 0) {

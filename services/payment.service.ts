@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
 import { WITH_ROW_VERSION } from "../lib/sql";
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -17,6 +17,7 @@ import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { GroupCommit } from "../lib/batch";
 import { consumeOnce } from "../lib/events/inbox";
 import { Errors } from "moleculer";
+import { newId } from "../lib/ids";
 
 export type PaymentStatus = "PENDING" | "AUTHORIZED" | "FAILED" | "REFUND_PENDING" | "REFUNDED" | "REFUND_FAILED";
 export type PaymentMethod = "WALLET" | "CARD";
@@ -254,7 +255,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const p = ctx.params;
 				if (p.method === "CARD" && !p.cardToken) throw new BusinessRuleError("CARD_TOKEN_REQUIRED", "A card payment needs a cardToken");
 				// The order's one payment: this one, or the one an earlier try made (its row either way).
-				const payment = await this.openings.submit({ id: randomUUID(), order_id: p.orderId, user_id: p.userId, method: p.method, amount: p.amount, currency: p.currency, card_token: p.cardToken ?? null });
+				const payment = await this.openings.submit({ id: newId(), order_id: p.orderId, user_id: p.userId, method: p.method, amount: p.amount, currency: p.currency, card_token: p.cardToken ?? null });
 				if (payment.status !== "PENDING") return resultOf(payment);
 				const amount = Number(payment.amount);
 				if (amount === 0) return resultOf(await this.settle(payment, { ok: true }, ctx)); // vouchers paid it all
@@ -433,7 +434,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const hash = createHash("sha256").update(JSON.stringify({ amount, cardToken })).digest("hex");
 				await this.sql(
 					`INSERT INTO ${this.table("top_ups")} (id, user_id, idempotency_key, request_hash, amount, status) VALUES (:id, :userId, :idempotencyKey, :hash, :amount, 'PENDING') ON CONFLICT DO NOTHING`,
-					{ id: randomUUID(), userId, idempotencyKey, hash, amount },
+					{ id: newId(), userId, idempotencyKey, hash, amount },
 				);
 				const [topUp] = await this.sql<{ id: string; request_hash: string; status: string; failure_code: string | null }>(
 					`SELECT * FROM ${this.table("top_ups")} WHERE user_id = :userId AND idempotency_key = :idempotencyKey`,
@@ -626,7 +627,7 @@ const PaymentService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 				const [payment] = await this.sql<PaymentRow>(
 					`INSERT INTO ${this.table("payments")} (id, order_id, user_id, method, amount, currency, status, charge_id)
 					 VALUES (:id, :orderId, :userId, 'CARD', :amount, :currency, 'AUTHORIZED', :chargeId) ON CONFLICT (order_id) DO NOTHING RETURNING *`,
-					{ id: randomUUID(), orderId: row.order_id, userId: row.user_id, amount: row.amount, currency: row.currency, chargeId: session.chargeId },
+					{ id: newId(), orderId: row.order_id, userId: row.user_id, amount: row.amount, currency: row.currency, chargeId: session.chargeId },
 					tx,
 				);
 				if (payment) {

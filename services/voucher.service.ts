@@ -1,6 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
-import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, typedHandler, type EventsService, type HandlerWithOptions } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -9,6 +8,7 @@ import { pageParams } from "../lib/paging";
 import { generateVoucherCode, mayHoldVouchers, qualifiesForVoucher, voucherExpiry } from "../lib/domain/voucher";
 import type { DomainEvent } from "../lib/events/envelope";
 import type { EventPayloads } from "../lib/events/catalogue";
+import { newId } from "../lib/ids";
 
 interface VoucherRow {
 	id: string;
@@ -193,7 +193,7 @@ const VoucherService: ServiceSchema<ServiceSettingSchema, Record<string, any>, R
 			const { orderId, userId } = event.data as { orderId: string; userId: string };
 			const issuedAt = new Date();
 			for (let attempt = 1; ; attempt++) {
-				const id = randomUUID();
+				const id = newId();
 				const code = generateVoucherCode();
 				const inserted = await this.sql<VoucherRow>(
 					`INSERT INTO ${this.table("vouchers")} (id, code, user_id, order_id, amount, currency, status, expires_at)

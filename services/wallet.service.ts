@@ -1,6 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Transaction } from "../lib/transactions";
-import { randomUUID } from "node:crypto";
 import { DbMixin } from "../mixins/db.mixin";
 import { EventsMixin, type EventsService } from "../mixins/events.mixin";
 import { runtimeOf } from "../lib/runtime";
@@ -11,6 +10,7 @@ import { GroupCommit } from "../lib/batch";
 import { FirstTries, KnownRows } from "../lib/known-rows";
 import { traceOf, type TraceRef } from "../lib/events/envelope";
 import { applyDebits } from "../lib/domain/wallet";
+import { newId } from "../lib/ids";
 
 type Reason = "PAYMENT" | "REFUND" | "TOP_UP" | "ADJUSTMENT";
 
@@ -246,7 +246,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 				const seen = new Set<string>();
 				const fresh = debits.filter(d => !repeated.has(d.orderId!) && !seen.has(d.orderId!) && seen.add(d.orderId!));
 				const { after, changed } = applyDebits(new Map(wallets.map(w => [w.user_id, Number(w.balance)])), fresh);
-				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: randomUUID(), balance: after[i]! }]));
+				const taken = fresh.flatMap((d, i) => (after[i] === undefined ? [] : [{ ...d, id: newId(), balance: after[i]! }]));
 				if (taken.length > 0) {
 					this.queueSql(
 						`UPDATE ${t("wallets")} w SET balance = v.balance, updated_at = now() FROM unnest(ARRAY[:users]::text[], ARRAY[:balances]::bigint[]) AS v(user_id, balance) WHERE w.user_id = v.user_id
@@ -306,7 +306,7 @@ const WalletService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Re
 						`INSERT INTO ${t("wallet_transactions")} (id, user_id, type, reason, amount, balance_after, order_id, idempotency_key, note)
 						 VALUES (:id, :userId, :type, :reason, :amount, :balance, :orderId, :key, :note) RETURNING *`,
 						{
-							id: randomUUID(),
+							id: newId(),
 							userId: m.userId,
 							type: m.type,
 							reason: m.reason,

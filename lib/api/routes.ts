@@ -1,6 +1,6 @@
-import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import type { ApiUser } from "./auth";
+import { newId } from "../ids";
 
 /** Who may call a route: anyone, any signed-in user (customer or admin), or admins only. */
 export type Access = "public" | "user" | "admin";
@@ -118,7 +118,7 @@ export const API_ROUTES: ApiRoute[] = [
 		headers: ["Idempotency-Key"],
 		response: "Wallet",
 		// Without a key every request is its own top-up.
-		params: r => ({ ...pick(r.body, ["amount", "cardToken"]), userId: r.user!.sub, idempotencyKey: idempotencyKey(r.headers) ?? randomUUID() }),
+		params: r => ({ ...pick(r.body, ["amount", "cardToken"]), userId: r.user!.sub, idempotencyKey: idempotencyKey(r.headers) ?? newId() }),
 	},
 	{ method: "GET", path: "/wallet/transactions", action: "wallet.transactions", access: "user", tag: "Wallet", summary: "My wallet's ledger", query: PAGE, response: "LedgerPage", params: r => ({ ...pick(r.query, PAGE), userId: r.user!.sub }) },
 	{ method: "POST", path: "/admin/wallets/:userId/adjustments", action: "wallet.adjust", access: "admin", tag: "Wallet", summary: "Adjust a wallet", body: ["amount", "reason"], response: "Wallet", params: r => ({ ...pick(r.body, ["amount", "reason"]), userId: r.params.userId }) },

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { newId } from "../ids";
 
 /** The one envelope of every domain event (SPEC section 7). */
 export interface DomainEvent<D = Record<string, any>> {
@@ -40,7 +40,7 @@ export function createEnvelope(
 	opts: PublishOptions = {},
 ): DomainEvent {
 	return {
-		eventId: randomUUID(),
+		eventId: newId(),
 		eventName,
 		version: 1,
 		occurredAt: new Date().toISOString(),
