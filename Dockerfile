@@ -23,4 +23,4 @@ COPY --from=build /app/web/dist ./web/dist
 USER node
 EXPOSE 3000 3030
 # SIGTERM reaches node directly: readiness turns 503, in-flight work finishes, then exit.
-CMD ["node", "dist/bin/node.js"]
+CMD ["node", "--max-semi-space-size=32", "dist/bin/node.js"]

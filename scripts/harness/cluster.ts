@@ -9,6 +9,7 @@ import type { ServiceBroker } from "moleculer";
 import { loadConfig, postgresServer } from "../../lib/config";
 import { createNode } from "../../lib/node";
 import { TEST_ENV, eventually } from "./node";
+import { NODE_FLAGS } from "../../lib/node-flags";
 
 export const ROOT = path.resolve(__dirname, "../..");
 
@@ -144,7 +145,7 @@ export interface NodeProcess {
 /** Starts a node as its own process (bin/node.ts, or the probe node when PROBES is set) and waits until it is up. */
 export async function spawnNode(name: string, env: Record<string, string>): Promise<NodeProcess> {
 	const entry = env.PROBES ? "test/fixtures/probe-node.ts" : "bin/node.ts";
-	const child = spawn(process.execPath, ["--import", "tsx", entry], {
+	const child = spawn(process.execPath, [...NODE_FLAGS, "--import", "tsx", entry], {
 		cwd: ROOT,
 		env: { ...process.env, NODE_OPTIONS: "", NODE_ID: name, ...env },
 		stdio: ["ignore", "pipe", "pipe"],

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import { ALL_SERVICES } from "../../lib/config";
+import { NODE_FLAGS } from "../../lib/node-flags";
 
 const ROOT = path.resolve(__dirname, "../..");
 const read = (file: string) => readFileSync(path.join(ROOT, file), "utf8");
@@ -131,7 +132,7 @@ describe("deployment descriptions", () => {
 		it("copies only files that exist and starts the compiled entry point", () => {
 			const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap(m => m[1].split(/\s+/));
 			for (const f of copies) expect([f, existsSync(path.join(ROOT, f))]).toEqual([f, true]);
-			expect(dockerfile).toContain('CMD ["node", "dist/bin/node.js"]');
+			expect(dockerfile).toContain(`CMD ${JSON.stringify(["node", ...NODE_FLAGS, "dist/bin/node.js"]).replace(/,/g, ", ")}`);
 			expect(existsSync(path.join(ROOT, "bin/node.ts"))).toBe(true);
 			const build = JSON.parse(read("tsconfig.build.json"));
 			expect(build.include).toEqual(expect.arrayContaining(["bin", "lib", "mixins", "services", "moleculer.config.ts"]));
@@ -141,5 +142,11 @@ describe("deployment descriptions", () => {
 			expect(dockerfile).toMatch(/^USER node$/m);
 			expect(dockerfile).not.toMatch(/^CMD (?!\[)/m);
 		});
+	});
+
+	it("starts every node with the node's V8 flags: npm start, the image, the scripts that spawn nodes", () => {
+		const scripts = JSON.parse(read("package.json")).scripts;
+		for (const name of ["start", "start:node"]) expect(scripts[name]).toBe(`exec node ${NODE_FLAGS.join(" ")} --import tsx bin/node.ts`);
+		expect(read("scripts/harness/cluster.ts")).toContain('spawn(process.execPath, [...NODE_FLAGS, "--import", "tsx", entry]');
 	});
 });
