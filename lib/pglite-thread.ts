@@ -41,12 +41,15 @@ export interface PgliteThread {
 const PORT = 5432; // only names the socket file: `<dir>/.s.PGSQL.5432`, where `pg` looks for it
 
 /** The worker's file beside this one: `.ts` when run from source (through tsx's loader), `.js` when built. */
-function workerFile(): { file: string; execArgv?: string[] } {
+function workerFile(): { file: string; execArgv: string[] } {
 	const ext = path.extname(__filename);
 	const file = path.join(__dirname, `pglite-worker${ext}`);
-	if (ext !== ".ts") return { file };
-	return { file, execArgv: [...process.execArgv, "--import", pathToFileURL(require.resolve("tsx")).href] };
+	// A worker refuses V8's heap-size flags (ERR_WORKER_INVALID_EXEC_ARGV): they are the process's
+	// (lib/node-flags.ts), so the worker gets the node's other options only.
+	const execArgv = process.execArgv.filter(a => !HEAP_FLAG.test(a));
+	return { file, execArgv: ext === ".ts" ? [...execArgv, "--import", pathToFileURL(require.resolve("tsx")).href] : execArgv };
 }
+const HEAP_FLAG = /^--(max|min)-(old|semi)-space-size(=|$)|^--max-heap-size(=|$)/;
 
 const SOCKET_DIR_PREFIX = "checkout-pglite-";
 

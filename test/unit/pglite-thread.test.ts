@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { sweepStaleSocketDirs } from "../../lib/pglite-thread";
+import { NODE_FLAGS } from "../../lib/node-flags";
 
 it("removes the socket directories of processes that are gone, and only those", () => {
 	const parent = mkdtempSync(path.join(tmpdir(), "sweep-"));
@@ -21,3 +22,11 @@ it("removes the socket directories of processes that are gone, and only those", 
 		rmSync(parent, { recursive: true, force: true });
 	}
 });
+
+it("starts in a node started with the node's V8 flags, which a worker would refuse", () => {
+	const script = `const { startPgliteThread } = require(${JSON.stringify(path.resolve(__dirname, "../../lib/pglite-thread.ts"))});
+		startPgliteThread({ dataDir: "memory://", maxConnections: 1 }).then(t => t.stop()).then(() => console.log("started and stopped"));`;
+	const run = spawnSync(process.execPath, [...NODE_FLAGS, "--import", "tsx", "-e", script], { cwd: path.resolve(__dirname, "../.."), env: { ...process.env, NODE_OPTIONS: "" }, encoding: "utf8", timeout: 60_000 });
+	expect(run.stderr).not.toMatch(/ERR_WORKER_INVALID_EXEC_ARGV/);
+	expect(run.stdout).toContain("started and stopped");
+}, 70_000);
