@@ -9,3 +9,10 @@ import { v7 } from "uuid";
  * no easier to guess.
  */
 export const newId = (): string => v7();
+
+/**
+ * The short form of an order's ID that people see (notifications, the web front, the REPL's
+ * `order` command): its last 8 characters. Those are random in v7 and v4 alike; the first 8 of a
+ * v7 ID are the time, the same for every order placed within the same minute or so.
+ */
+export const shortId = (id: string): string => id.slice(-8);

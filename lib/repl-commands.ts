@@ -25,13 +25,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const REPL_COMMANDS: ReplCommand[] = [
 	{
 		command: "order <id>",
-		description: "An order with its history and its domain events (the id, or its first 8 characters as notifications show it)",
+		description: "An order with its history and its domain events (the id, or its last 8 characters as notifications show it)",
 		async action(broker, args) {
 			await report("order", async () => {
 				let orderId = String(args.id);
 				if (!UUID.test(orderId)) {
-					const ids = await broker.call<string[], Record<string, unknown>>("order.idsStartingWith", { prefix: orderId });
-					if (ids.length !== 1) return print(ids.length === 0 ? `no order starts with ${orderId}` : `${orderId} is ambiguous: ${ids.join(", ")}`);
+					const ids = await broker.call<string[], Record<string, unknown>>("order.idsEndingWith", { suffix: orderId });
+					if (ids.length !== 1) return print(ids.length === 0 ? `no order ends with ${orderId}` : `${orderId} is ambiguous: ${ids.join(", ")}`);
 					orderId = ids[0];
 				}
 				const o = await broker.call<any, Record<string, unknown>>("order.get", { orderId });

@@ -10,7 +10,7 @@ import { claimSql, runSweep } from "../lib/sweep";
 import { formatMoney } from "../lib/domain/money";
 import { runEvery, type Periodic } from "../lib/periodic";
 import type { DomainEvent } from "../lib/events/envelope";
-import { newId } from "../lib/ids";
+import { newId, shortId } from "../lib/ids";
 
 type NotificationType = "ORDER" | "PAYMENT" | "DISPATCH" | "VOUCHER" | "REFUND";
 
@@ -58,7 +58,6 @@ const toNotification = (r: NotificationRow) => ({
 });
 
 const EMAIL_MAX_ATTEMPTS = 5;
-const short = (orderId: string) => orderId.slice(0, 8);
 const letterParts = (name: string | null) => ({ greeting: `Hello${name ? ` ${name}` : ""},\n\n`, ending: "\n" });
 /** The e-mail body of a notification's message. */
 const letter = (name: string | null, message: string) => {
@@ -68,20 +67,20 @@ const letter = (name: string | null, message: string) => {
 
 /** What each step tells the order's owner (SPEC section 6, Notifications). */
 const MESSAGES: Record<string, (d: Record<string, any>) => Message> = {
-	"order.created": d => ({ type: "ORDER", title: "Order placed", message: `We received your order ${short(d.orderId)} of ${formatMoney(d.total, d.currency)}.` }),
-	"payment.authorized": d => ({ type: "PAYMENT", title: "Payment received", message: `Your payment of ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)} went through.` }),
-	"payment.failed": d => ({ type: "PAYMENT", title: "Payment failed", message: `The payment for order ${short(d.orderId)} failed: ${d.reason} (${d.code}).` }),
+	"order.created": d => ({ type: "ORDER", title: "Order placed", message: `We received your order ${shortId(d.orderId)} of ${formatMoney(d.total, d.currency)}.` }),
+	"payment.authorized": d => ({ type: "PAYMENT", title: "Payment received", message: `Your payment of ${formatMoney(d.amount, d.currency)} for order ${shortId(d.orderId)} went through.` }),
+	"payment.failed": d => ({ type: "PAYMENT", title: "Payment failed", message: `The payment for order ${shortId(d.orderId)} failed: ${d.reason} (${d.code}).` }),
 	"payment.session_created": d => ({
 		type: "PAYMENT",
 		title: "Payment page ready",
-		message: `Pay ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)} on the payment page before ${new Date(d.expiresAt).toISOString().slice(11, 16)} UTC.`,
+		message: `Pay ${formatMoney(d.amount, d.currency)} for order ${shortId(d.orderId)} on the payment page before ${new Date(d.expiresAt).toISOString().slice(11, 16)} UTC.`,
 	}),
-	"payment.session_expired": d => ({ type: "PAYMENT", title: "Payment page expired", message: `The payment page for order ${short(d.orderId)} expired unpaid; you can open a new one while the order waits for payment.` }),
-	"order.confirmed": d => ({ type: "ORDER", title: "Order confirmed", message: `Your order ${short(d.orderId)} is confirmed and will be prepared for shipping.` }),
-	"order.dispatched": d => ({ type: "DISPATCH", title: "Order dispatched", message: `Your order ${short(d.orderId)} is on its way with ${d.courier}, tracking number ${d.trackingNumber}.` }),
-	"order.completed": d => ({ type: "ORDER", title: "Order delivered", message: `Your order ${short(d.orderId)} was delivered.` }),
-	"order.cancelled": d => ({ type: "ORDER", title: "Order cancelled", message: `Your order ${short(d.orderId)} was cancelled (${d.reason}).` }),
-	"payment.refunded": d => ({ type: "REFUND", title: "Refund issued", message: `We refunded ${formatMoney(d.amount, d.currency)} for order ${short(d.orderId)}.` }),
+	"payment.session_expired": d => ({ type: "PAYMENT", title: "Payment page expired", message: `The payment page for order ${shortId(d.orderId)} expired unpaid; you can open a new one while the order waits for payment.` }),
+	"order.confirmed": d => ({ type: "ORDER", title: "Order confirmed", message: `Your order ${shortId(d.orderId)} is confirmed and will be prepared for shipping.` }),
+	"order.dispatched": d => ({ type: "DISPATCH", title: "Order dispatched", message: `Your order ${shortId(d.orderId)} is on its way with ${d.courier}, tracking number ${d.trackingNumber}.` }),
+	"order.completed": d => ({ type: "ORDER", title: "Order delivered", message: `Your order ${shortId(d.orderId)} was delivered.` }),
+	"order.cancelled": d => ({ type: "ORDER", title: "Order cancelled", message: `Your order ${shortId(d.orderId)} was cancelled (${d.reason}).` }),
+	"payment.refunded": d => ({ type: "REFUND", title: "Refund issued", message: `We refunded ${formatMoney(d.amount, d.currency)} for order ${shortId(d.orderId)}.` }),
 	"voucher.issued": d => ({ type: "VOUCHER", title: "A voucher for you", message: `Thank you for your order: voucher ${d.code} is worth ${formatMoney(d.amount, d.currency)} on your next one.` }),
 	"payment.refund_failed": d => ({
 		type: "REFUND",

@@ -416,11 +416,14 @@ const OrderService: ServiceSchema<ServiceSettingSchema, Record<string, any>, Rec
 			},
 		},
 
-		/** Operators: the ids that start with `prefix` (the 8-character short id notifications show), at most 5. */
-		idsStartingWith: {
-			params: { prefix: { type: "string", pattern: /^[0-9a-f-]{4,36}$/i } },
-			async handler(ctx: Context<{ prefix: string }>) {
-				const rows = await this.sql<{ id: string }>(`SELECT id FROM ${this.table("orders")} WHERE id::text LIKE :prefix ORDER BY created_at DESC LIMIT 5`, { prefix: `${ctx.params.prefix.toLowerCase()}%` });
+		/**
+		 * Operators: the ids that end with `suffix` (the short id notifications show, lib/ids.ts), at
+		 * most 5, newest first. It reads the whole table: a REPL command's lookup, not a request's.
+		 */
+		idsEndingWith: {
+			params: { suffix: { type: "string", pattern: /^[0-9a-f-]{4,36}$/i } },
+			async handler(ctx: Context<{ suffix: string }>) {
+				const rows = await this.sql<{ id: string }>(`SELECT id FROM ${this.table("orders")} WHERE id::text LIKE :pattern ORDER BY created_at DESC LIMIT 5`, { pattern: `%${ctx.params.suffix.toLowerCase()}` });
 				return rows.map(r => r.id);
 			},
 		},

@@ -1,4 +1,4 @@
-import { newId } from "../../lib/ids";
+import { newId, shortId } from "../../lib/ids";
 import { createEnvelope, isDomainEvent } from "../../lib/events/envelope";
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -19,5 +19,14 @@ describe("newId", () => {
 		const event = createEnvelope("order.created", { orderId: newId() }, { service: "order", nodeID: "n1" });
 		expect(event.eventId).toMatch(UUID_V7);
 		expect(isDomainEvent(event)).toBe(true);
+	});
+});
+
+describe("shortId", () => {
+	it("is an ID's last 8 characters, which differ between orders made in the same millisecond", () => {
+		const ids = Array.from({ length: 200 }, newId);
+		expect(shortId(ids[0])).toBe(ids[0].slice(-8));
+		expect(new Set(ids.map(id => id.slice(0, 8))).size).toBeLessThan(5); // the time: shared
+		expect(new Set(ids.map(shortId)).size).toBe(200);
 	});
 });

@@ -7,7 +7,8 @@ export function money(cents: number, currency = "EUR"): string {
 	return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(cents / 100);
 }
 export const when = (iso: string) => new Date(iso).toLocaleString();
-export const shortId = (id: string) => id.slice(0, 8);
+/** An order's short ID, as notifications write it (lib/ids.ts): its last 8 characters, the random ones. */
+export const shortId = (id: string) => id.slice(-8);
 
 /** Loads something for a page: its data, a problem, whether it is loading, and a reload. */
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data?: T; problem?: ApiProblem; loading: boolean; reload: () => void } {
