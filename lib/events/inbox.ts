@@ -69,12 +69,14 @@ const mayBeSeenBefore = (err: unknown) => isUniqueViolation(err) || (err as { co
 
 /**
  * A set-based handler's SQL for events whose inbox records are already written: `inbox` holds one
- * row `(event_id, envelope)` per event (replacements `ids`, `envelopes`).
+ * row `(event_id, envelope)` per event (replacement `envelopes`: the events as one JSON array,
+ * as writeToOutbox in lib/events/relay.ts sends them).
  */
-export const knownNewSet = (statement: string) => `WITH inbox AS (SELECT * FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:envelopes]::jsonb[]) AS inbox (event_id, envelope)) ${statement}`;
+export const knownNewSet = (statement: string) =>
+	`WITH inbox AS (SELECT (envelope->>'eventId')::uuid AS event_id, envelope FROM jsonb_array_elements(CAST(:envelopes AS jsonb)) AS inbox (envelope)) ${statement}`;
 
 /** The replacements of knownNewSet's `inbox` for these events. */
-export const inboxRows = (events: DomainEvent[]) => ({ ids: events.map(e => e.eventId), envelopes: events.map(e => JSON.stringify(e)) });
+export const inboxRows = (events: DomainEvent[]) => ({ envelopes: JSON.stringify(events) });
 
 /** A set statement that is its own inbox (see consumeBatchOnce), for any events, seen before or not: one statement, no records. */
 export async function applyOwnInboxSet(sequelize: Sequelize, events: DomainEvent[], statement: string): Promise<void> {

@@ -640,6 +640,20 @@ describe("embedded node", () => {
 		await expect(call("audit.timeline", { orderId: "not-a-uuid" })).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
 	});
 
+	it("carries any text of an event's data through the outbox, a consumer and the audit log unchanged", async () => {
+		const orderId = "5b1d7c3e-2a40-4c1e-8d65-0a6f6c1f2e12";
+		const note = `it's "quoted", back\\slash \\" and \\', ünïcödé 🛒, a tab\tand a\nline, '' -- ; $1 E'x'`;
+		const [probe] = await call<string[]>("probe-producer.emit", { data: { note } });
+		const seen = await eventually("the consumer's effect", async () => (await effects()).find(r => r.eventId === probe));
+		expect(seen.note).toBe(note);
+		const [id] = await call<string[]>("probe-producer.emit", { eventName: "order.created", data: { orderId, note } });
+		const timeline = await eventually("the timeline entry", async () => {
+			const rows = await call<any[]>("audit.timeline", { orderId });
+			return rows.length === 1 && rows;
+		});
+		expect(timeline[0]).toMatchObject({ eventId: id, data: { orderId, note } });
+	});
+
 	it("writes a batch of events into the audit log with one statement and no inbox record (the log is its own), each once across batches and with its fields", async () => {
 		const audit = node.broker.getLocalService("audit") as any;
 		const orderId = "7d0c1c52-2f4b-4b0e-9d43-54a3b1f0a001";
