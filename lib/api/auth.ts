@@ -35,28 +35,30 @@ function keyFor(secret: string): KeyObject {
 }
 
 /**
- * Tokens verified lately, by the whole token string, with the time they stop being valid: a
- * customer sends the same token with each request (three per checkout), and its HMAC and JSON were
- * 3 % of the embedded node's thread under load. A hit is checked against its expiry as
- * jsonwebtoken checks it; a token that differs in any byte is verified anew. Per secret, so a
- * token verified under one secret never passes under another.
+ * Tokens verified lately, by the whole token string, with the secret they were verified under and
+ * the time they stop being valid: a customer sends the same token with each request (three per
+ * checkout), and its HMAC and JSON were 3 % of the embedded node's thread under load. A hit is
+ * checked against its expiry as jsonwebtoken checks it; a token that differs in any byte, or a
+ * verification under another secret, is verified anew.
  */
-const VERIFIED_FOR_MS = 60_000;
-const verified = new Map<string, RecentMap<string, { user: ApiUser; expiresAt: number }>>();
+const verified = new RecentMap<string, Verified>(10_000, 60_000);
+interface Verified {
+	secret: string;
+	user: ApiUser;
+	expiresAt: number;
+}
 
 /** Verifies an HS256 token and its claims; 401 with a reason otherwise. */
 export function verifyToken(token: string | undefined, secret: string, now = Date.now()): ApiUser {
 	if (!token) throw new ApiError(401, "UNAUTHORIZED", "A Bearer token is required");
-	let recent = verified.get(secret);
-	if (!recent) verified.set(secret, (recent = new RecentMap(10_000, VERIFIED_FOR_MS)));
-	const hit = recent.get(token);
-	if (hit && now < hit.expiresAt) return hit.user;
-	const user = checkClaims(token, secret, now);
-	recent.set(token, user);
-	return user.user;
+	const hit = verified.get(token);
+	if (hit && hit.secret === secret && now < hit.expiresAt) return hit.user;
+	const entry = checkClaims(token, secret, now);
+	verified.set(token, entry);
+	return entry.user;
 }
 
-function checkClaims(token: string, secret: string, now: number): { user: ApiUser; expiresAt: number } {
+function checkClaims(token: string, secret: string, now: number): Verified {
 	let claims: jwt.JwtPayload;
 	try {
 		claims = jwt.verify(token, keyFor(secret), { algorithms: ["HS256"], clockTimestamp: Math.floor(now / 1000) }) as jwt.JwtPayload;
@@ -69,7 +71,7 @@ function checkClaims(token: string, secret: string, now: number): { user: ApiUse
 	if (role !== "customer" && role !== "admin") throw new ApiError(401, "UNAUTHORIZED", "The token has no valid role");
 	const user = { sub, role, name: typeof name === "string" ? name : undefined, email: typeof email === "string" ? email : undefined };
 	// jsonwebtoken refuses a token once the clock's second reaches exp; no exp, valid while remembered.
-	return { user, expiresAt: typeof exp === "number" ? exp * 1000 : Number.POSITIVE_INFINITY };
+	return { secret, user, expiresAt: typeof exp === "number" ? exp * 1000 : Number.POSITIVE_INFINITY };
 }
 
 /**
