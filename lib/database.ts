@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { Sequelize } from "sequelize";
 import type { Config } from "./config";
 import { lockDataDir } from "./data-dir-lock";
-import { startPgliteThread } from "./pglite-thread";
+import { startPgliteThread, type PgliteFailureHandler } from "./pglite-thread";
 import { shareOneSession } from "./sql";
 
 /** The node's one Sequelize instance (one pool) and, in embedded mode, the PGlite behind it. */
@@ -37,7 +37,7 @@ function redact(url: string): string {
  * dialect everywhere. The socket server queues statements and keeps a transaction's statements on
  * its connection.
  */
-async function openEmbedded(config: Config): Promise<Database> {
+async function openEmbedded(config: Config, onFailure?: PgliteFailureHandler): Promise<Database> {
 	const inMemory = config.dataDir.startsWith("memory://");
 	if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
 	const unlock = inMemory ? () => undefined : lockDataDir(config.dataDir);
@@ -45,7 +45,7 @@ async function openEmbedded(config: Config): Promise<Database> {
 		dataDir: inMemory ? config.dataDir : `${config.dataDir}/pgdata`,
 		maxConnections: config.dbPoolMax + 2,
 		profileFile: config.pgliteProfile,
-	}).catch(err => {
+	}, onFailure).catch(err => {
 		unlock();
 		throw err;
 	});
@@ -62,8 +62,9 @@ async function openEmbedded(config: Config): Promise<Database> {
 	};
 }
 
-export async function openDatabase(config: Config): Promise<Database> {
-	if (!config.databaseUrl) return openEmbedded(config);
+/** `onFailure`: the embedded database failed after it started (a server's failures reach the pool's clients as errors). */
+export async function openDatabase(config: Config, onFailure?: PgliteFailureHandler): Promise<Database> {
+	if (!config.databaseUrl) return openEmbedded(config, onFailure);
 	const sequelize = sequelizeFor(config.databaseUrl, config.dbPoolMax);
 	return { sequelize, describe: redact(config.databaseUrl), close: () => sequelize.close() };
 }

@@ -12,7 +12,7 @@ import OpsService from "../services/ops.service";
  */
 export function createNode(config: Config, extra: ServiceSchema<any, any, any, any>[] = []): ServiceBroker {
 	const options = createBrokerOptions(config);
-	const runtime = new Runtime(config, options.nodeID!);
+	const runtime = new Runtime(config, options.nodeID!, (message, err) => broker.fatal(message, err));
 	const broker = new ServiceBroker({
 		...options,
 		// bin/node.ts owns the signals: it drains (readiness 503) before stopping the broker.

@@ -22,6 +22,9 @@ export interface PgliteThreadOptions {
 	profileFile?: string;
 }
 
+/** What the node is told, once, when the thread fails after it started (PGlite threw, or the thread ended): nothing it serves can be trusted to answer again. */
+export type PgliteFailureHandler = (err: Error) => void;
+
 /** What the worker is given. */
 export interface PgliteWorkerData extends PgliteThreadOptions {
 	socketPath: string;
@@ -77,7 +80,7 @@ export function sweepStaleSocketDirs(parent = tmpdir()): string[] {
 	return stale;
 }
 
-export async function startPgliteThread(options: PgliteThreadOptions): Promise<PgliteThread> {
+export async function startPgliteThread(options: PgliteThreadOptions, onFailure?: PgliteFailureHandler): Promise<PgliteThread> {
 	sweepStaleSocketDirs();
 	const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
 	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`) };
@@ -107,6 +110,15 @@ export async function startPgliteThread(options: PgliteThreadOptions): Promise<P
 		throw err;
 	}
 	let stopped: Promise<void> | undefined;
+	let failed = false;
+	const fail = (err: Error) => {
+		if (stopped || failed) return;
+		failed = true;
+		onFailure?.(err);
+	};
+	worker.on("message", (m: PgliteWorkerMessage) => "failed" in m && fail(new Error(m.failed)));
+	worker.on("error", fail);
+	worker.on("exit", code => fail(new Error(`the PGlite thread exited (${code})`)));
 	return {
 		socketDir,
 		port: PORT,

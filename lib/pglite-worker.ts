@@ -14,6 +14,7 @@ async function main(): Promise<void> {
 	// 16 MB copied out of WASM and written from JavaScript, a segment every few seconds under load,
 	// for a guarantee (space allocated ahead) that only matters with fsync, which PGlite runs without.
 	const pglite = await PGlite.create(dataDir, { startParams: [...PGlite.defaultStartParams, "-c", "wal_init_zero=off"] });
+	reportFailures(pglite);
 	const endProfile = profileFile ? profileStatements(pglite, profileFile) : undefined;
 	const server = new PGLiteSocketServer({ db: pglite, path: socketPath, maxConnections });
 	try {
@@ -32,6 +33,24 @@ async function main(): Promise<void> {
 		})().catch((err: Error) => send({ failed: err.message }));
 	});
 	send({ ready: true });
+}
+
+/**
+ * A message PGlite throws on (rather than answering with an error) ends its WASM PostgreSQL, and
+ * pglite-socket then serves no connection again: its queue stays marked busy for good
+ * (electric-sql/pglite#1046), so every request would wait for ever. The node is told instead, and
+ * stops (lib/pglite-thread.ts `onFailure`); restarted, it recovers from its files.
+ */
+function reportFailures(pglite: PGlite): void {
+	const exec = pglite.execProtocolRawStream.bind(pglite);
+	pglite.execProtocolRawStream = async (...args) => {
+		try {
+			return await exec(...args);
+		} catch (err) {
+			send({ failed: `PGlite failed: ${(err as Error).message}` });
+			throw err;
+		}
+	};
 }
 
 main().catch((err: Error) => send({ failed: err.message }));

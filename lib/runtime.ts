@@ -43,10 +43,12 @@ export class Runtime {
 	constructor(
 		readonly config: Config,
 		readonly nodeID: string,
+		/** What can no longer work (the embedded database failed): the node stops, so that it is restarted. */
+		private readonly fatal: (message: string, err: Error) => void,
 	) {}
 
 	database(): Promise<Database> {
-		this.db ??= openDatabase(this.config);
+		this.db ??= openDatabase(this.config, err => this.fatal("The embedded database failed; the node stops, to be restarted on its files", err));
 		return this.db;
 	}
 

@@ -31,6 +31,10 @@ async function start(name: string, extra: Record<string, string>): Promise<NodeP
 	return node;
 }
 
+/** These runtimes use no database, so nothing they hold can fail fatally. */
+const noFatal = (message: string, err: Error) => {
+	throw new Error(`${message}: ${err.message}`);
+};
 const call = <T = any>(action: string, params: Record<string, any> = {}) => client.call<T, Record<string, any>>(action, params);
 /** Read straight from the consumer's table: it must be checkable while no consumer node runs. */
 async function effectsOf(eventId: string): Promise<Array<{ eventId: string; nodeID: string }>> {
@@ -135,7 +139,7 @@ describe("a cluster of node processes", () => {
 	});
 
 	it("sends what the node's relays hand over while a produce request is in flight in the next request, each key in order", async () => {
-		const runtime = new Runtime(loadConfig(env), "coalescing-test");
+		const runtime = new Runtime(loadConfig(env), "coalescing-test", noFatal);
 		const topic = `${env.KAFKA_TOPIC_PREFIX}coalescing.${Date.now()}`;
 		try {
 			await runtime.ensureTopics([topic]);
@@ -161,7 +165,7 @@ describe("a cluster of node processes", () => {
 		// kafkajs winds back the sequence numbers of every partition of a failed request: a producer
 		// kept after the failure had its next record on the written partition taken for a duplicate
 		// and dropped by the broker, though acknowledged (a chaos run lost a payment.authorized so).
-		const runtime = new Runtime(loadConfig(env), "partial-failure-test");
+		const runtime = new Runtime(loadConfig(env), "partial-failure-test", noFatal);
 		const admin = kafka.admin();
 		const written = `${env.KAFKA_TOPIC_PREFIX}written.${Date.now()}`;
 		const refusing = `${env.KAFKA_TOPIC_PREFIX}refusing.${Date.now()}`;

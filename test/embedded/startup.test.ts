@@ -2,12 +2,15 @@
  * The real entry point (`npm start` = bin/node.ts) as a child process: it comes up on embedded
  * defaults, is ready only when it can serve, shuts down once on SIGTERM or SIGINT however it is
  * signalled (npm, its process group, a stalled client connected), keeps its data directory to
- * itself, keeps tokens out of its logs and traces, refuses bad settings with one clear line, and
- * killed mid-work loses nothing.
+ * itself, keeps tokens out of its logs and traces, refuses bad settings with one clear line, stops
+ * (exit 1) when its embedded database fails, and killed mid-work loses nothing.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { Client } from "pg";
 import { tempDir, eventually, freePort } from "../../scripts/harness/node";
 import { http, tokenFor } from "../../scripts/harness/http";
 
@@ -97,6 +100,43 @@ describe("npm start (bin/node.ts)", () => {
 			});
 			expect(res.status).toBe(201);
 		} finally {
+			node.child.kill("SIGKILL");
+			await node.exit;
+			data.remove();
+		}
+	});
+
+	it("stops with one fatal line when its embedded database fails, instead of leaving every request to wait; restarted, it serves its data", async () => {
+		const data = tempDir();
+		const port = await freePort();
+		const base = `http://127.0.0.1:${port}`;
+		const ready = async () => (await fetch(`${base}/health/ready`).catch(() => undefined))?.status === 200;
+		const env = { DATA_DIR: data.dir, PORT: String(port) };
+		let node = startNode(env);
+		let client: Client | undefined;
+		try {
+			await eventually("readiness", ready, 60000);
+			const product = await http(base, "POST", "/api/products", { token: tokenFor("ops", "admin"), body: { sku: "FAIL-1", name: "Kept", category: "f", price: 100, stock: 5 } });
+			expect(product.status).toBe(201);
+			// A message PGlite throws on instead of answering (COPY from the client): its WASM
+			// PostgreSQL ends, and the socket server would serve no one again (electric-sql/pglite#1046).
+			const socketDir = readdirSync(tmpdir()).find(name => name.startsWith(`checkout-pglite-${node.child.pid}-`));
+			expect(socketDir).toBeDefined();
+			client = new Client({ host: path.join(tmpdir(), socketDir!), port: 5432, user: "postgres", database: "postgres" });
+			client.on("error", () => undefined);
+			await client.connect();
+			void client.query("COPY inventory.products FROM STDIN").catch(() => undefined);
+			// Bounded: without the fix the node lives on, its requests waiting for ever.
+			expect(await Promise.race([node.exit, new Promise(resolve => setTimeout(resolve, 30000, "still running"))])).toBe(1);
+			expect(node.output()).toMatch(/FATAL.*The embedded database failed; the node stops, to be restarted on its files.*PGlite failed/s);
+
+			node = startNode(env);
+			await eventually("readiness after the restart", ready, 60000);
+			const again = await http(base, "GET", `/api/products/${product.body.id}`, {});
+			expect(again.status).toBe(200);
+			expect(again.body).toMatchObject({ sku: "FAIL-1", available: 5 });
+		} finally {
+			client?.end().catch(() => undefined);
 			node.child.kill("SIGKILL");
 			await node.exit;
 			data.remove();
