@@ -36,16 +36,25 @@ async function main(): Promise<void> {
 }
 
 /**
+ * The first byte of each message pglite-socket hands over (one message at a time): the types
+ * PostgreSQL reads from a client (src/backend/tcop/postgres.c, SocketBackend, and `p` while it
+ * authenticates), or 0 for the startup packet, which has no type and whose length's first byte is 0.
+ */
+const CLIENT_MESSAGE_TYPES = new Set([0, ...Buffer.from("QFXBCDEHPSdcfp")]);
+
+/**
  * A message PGlite throws on (rather than answering with an error) ends its WASM PostgreSQL, and
  * pglite-socket then serves no connection again: its queue stays marked busy for good
- * (electric-sql/pglite#1046), so every request would wait for ever. The node is told instead, and
- * stops (lib/pglite-thread.ts `onFailure`); restarted, it recovers from its files.
+ * (electric-sql/pglite#1046), so every request would wait for ever. A message of a type PostgreSQL
+ * does not know is worse: PGlite spins on it for ever, so it is never passed on. Either way the node
+ * is told, and stops (lib/pglite-thread.ts `onFailure`); restarted, it recovers from its files.
  */
 function reportFailures(pglite: PGlite): void {
 	const exec = pglite.execProtocolRawStream.bind(pglite);
-	pglite.execProtocolRawStream = async (...args) => {
+	pglite.execProtocolRawStream = async (message, options) => {
 		try {
-			return await exec(...args);
+			if (!CLIENT_MESSAGE_TYPES.has(message[0])) throw new Error(`a client sent a message of unknown type '${String.fromCharCode(message[0])}'`);
+			return await exec(message, options);
 		} catch (err) {
 			send({ failed: `PGlite failed: ${(err as Error).message}` });
 			throw err;
