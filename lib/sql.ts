@@ -166,9 +166,28 @@ const sharedSessions = new WeakMap<Sequelize, Session>();
 const clientSessions = new WeakMap<PgClient, Session>();
 const newSession = (perClient: boolean): Session => ({ prepared: new Set(), probing: new Set(), perClient });
 
-/** Embedded: every pooled client of `sequelize` speaks to one PostgreSQL session. */
+/**
+ * Embedded: every pooled client of `sequelize` speaks to one PostgreSQL session, so each may use
+ * the simple query protocol only. PGlite's socket server keeps one client's messages together only
+ * inside a transaction: another client's Parse or Bind could come between a Parse, its Bind and its
+ * Execute, which share the session's unnamed statement and portal (electric-sql/pglite#1046). The
+ * hot path writes values as literals (inlineSql); a query with bound values or a name is refused
+ * here, before anything is sent.
+ */
 export function shareOneSession(sequelize: Sequelize): void {
 	sharedSessions.set(sequelize, newSession(false));
+	sequelize.addHook("afterConnect", connection => {
+		type Query = (this: unknown, ...args: unknown[]) => unknown;
+		const client = connection as { query: Query };
+		// The class's query looked up at each call, so whoever wraps it (the statement counter) still sees every call.
+		const proto = Object.getPrototypeOf(client) as { query: Query };
+		client.query = function (...args) {
+			const [config, values] = args as [{ values?: unknown[]; name?: string; queryMode?: string } | string, unknown];
+			const extended = (Array.isArray(values) && values.length > 0) || (typeof config === "object" && (Boolean(config.name) || Boolean(config.values?.length) || config.queryMode === "extended"));
+			if (extended) throw new Error("The embedded database takes the simple query protocol only: write values as literals (lib/sql.ts inlineSql), not as bound parameters");
+			return proto.query.apply(this, args);
+		};
+	});
 }
 
 function sessionOf(sequelize: Sequelize, client: PgClient): Session {

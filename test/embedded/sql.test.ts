@@ -6,7 +6,9 @@
 import fc from "fast-check";
 import { PGlite } from "@electric-sql/pglite";
 import { escapeLiteral } from "pg";
-import { inlineSql, isUniqueViolation, preparedStatement } from "../../lib/sql";
+import { inlineSql, isUniqueViolation, preparedStatement, withConnection } from "../../lib/sql";
+import { openDatabase } from "../../lib/database";
+import type { Config } from "../../lib/config";
 
 let db: PGlite;
 const one = async <T>(sql: string, replacements: Record<string, unknown>) => (await db.query<{ v: T }>(inlineSql(sql, replacements))).rows[0].v;
@@ -121,5 +123,23 @@ describe("preparedStatement", () => {
 		expect(preparedStatement("SELECT :a::int[]", { a: [1, 2] })).toBeUndefined();
 		expect(preparedStatement("SELECT :a::int + :a + :b::int", { a: 1, b: 2 })).toMatchObject({ execute: expect.stringMatching(/^EXECUTE stmt_\d+\(1, 2\)$/) });
 		expect(preparedStatement("SELECT :a::int + :a + :b::int", { a: 1, b: 2 })!.prepare).toMatch(/ AS SELECT \$1::int \+ \$1 \+ \$2::int$/);
+	});
+});
+
+describe("the embedded database's pooled clients", () => {
+	it("refuse bound parameters and named statements before sending them (the one session would interleave them), and serve simple queries", async () => {
+		const db = await openDatabase({ dataDir: "memory://", dbPoolMax: 2 } as Config);
+		try {
+			const refused = /simple query protocol only/;
+			await expect(db.sequelize.query("SELECT $1::int AS n", { bind: [1] })).rejects.toThrow(refused);
+			await withConnection(db.sequelize, async client => {
+				const pg = client as unknown as { query(config: object): Promise<unknown> };
+				await expect(async () => pg.query({ text: "SELECT 1", name: "one" })).rejects.toThrow(refused);
+				await expect(async () => pg.query({ text: "SELECT $1::int", values: [1] })).rejects.toThrow(refused);
+			});
+			expect(await db.sequelize.query("SELECT 2 AS n", { plain: true })).toEqual({ n: 2 });
+		} finally {
+			await db.close();
+		}
 	});
 });
