@@ -76,7 +76,11 @@ async function onPostgres(): Promise<Floor> {
 /** On disk, as the embedded default keeps its data. */
 async function onPglite(): Promise<Floor> {
 	const dataDir = mkdtempSync(path.join(tmpdir(), "floor-pglite-"));
-	const pglite = await startPgliteThread({ dataDir, maxConnections: CLIENTS + 2 });
+	// A PGlite that fails serves no client again (lib/pglite-worker.ts): end the run rather than wait on it.
+	const pglite = await startPgliteThread({ dataDir, maxConnections: CLIENTS + 2 }, err => {
+		console.error(`floor: PGlite failed: ${err.message}`);
+		process.exit(1);
+	});
 	const url = `postgres://postgres@${encodeURIComponent(pglite.socketDir)}:${pglite.port}/postgres`;
 	try {
 		const version = await applySchema(url);
