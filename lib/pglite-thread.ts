@@ -80,6 +80,17 @@ export function sweepStaleSocketDirs(parent = tmpdir()): string[] {
 	return stale;
 }
 
+/**
+ * The worker's messages to `message`, and its failures to `failed`: a `failed` message, an error,
+ * or the thread's end. Returns what stops listening.
+ */
+function listen(worker: Worker, message: (m: PgliteWorkerMessage) => void, failed: (err: Error) => void): () => void {
+	const onMessage = (m: PgliteWorkerMessage) => ("failed" in m ? failed(new Error(m.failed)) : message(m));
+	const onExit = (code: number) => failed(new Error(`the PGlite thread exited (${code})`));
+	worker.on("message", onMessage).on("error", failed).on("exit", onExit);
+	return () => void worker.off("message", onMessage).off("error", failed).off("exit", onExit);
+}
+
 export async function startPgliteThread(options: PgliteThreadOptions, onFailure?: PgliteFailureHandler): Promise<PgliteThread> {
 	sweepStaleSocketDirs();
 	const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
@@ -97,11 +108,7 @@ export async function startPgliteThread(options: PgliteThreadOptions, onFailure?
 	// The next message from the worker, or its failure.
 	const next = () =>
 		new Promise<PgliteWorkerMessage>((resolve, reject) => {
-			const onMessage = (m: PgliteWorkerMessage) => (off(), "failed" in m ? reject(new Error(m.failed)) : resolve(m));
-			const onError = (err: Error) => (off(), reject(err));
-			const onExit = (code: number) => (off(), reject(new Error(`the PGlite thread exited (${code})`)));
-			const off = () => worker.off("message", onMessage).off("error", onError).off("exit", onExit);
-			worker.on("message", onMessage).on("error", onError).on("exit", onExit);
+			const off = listen(worker, m => (off(), resolve(m)), err => (off(), reject(err)));
 		});
 	try {
 		await next();
@@ -116,9 +123,7 @@ export async function startPgliteThread(options: PgliteThreadOptions, onFailure?
 		failed = true;
 		onFailure?.(err);
 	};
-	worker.on("message", (m: PgliteWorkerMessage) => "failed" in m && fail(new Error(m.failed)));
-	worker.on("error", fail);
-	worker.on("exit", code => fail(new Error(`the PGlite thread exited (${code})`)));
+	listen(worker, () => undefined, fail);
 	return {
 		socketDir,
 		port: PORT,
