@@ -182,12 +182,18 @@ export function shareOneSession(sequelize: Sequelize): void {
 		// The class's query looked up at each call, so whoever wraps it (the statement counter) still sees every call.
 		const proto = Object.getPrototypeOf(client) as { query: Query };
 		client.query = function (...args) {
-			const [config, values] = args as [{ values?: unknown[]; name?: string; queryMode?: string } | string, unknown];
-			const extended = (Array.isArray(values) && values.length > 0) || (typeof config === "object" && (Boolean(config.name) || Boolean(config.values?.length) || config.queryMode === "extended"));
-			if (extended) throw new Error("The embedded database takes the simple query protocol only: write values as literals (lib/sql.ts inlineSql), not as bound parameters");
+			if (usesExtendedProtocol(args)) throw new Error("The embedded database takes the simple query protocol only: write values as literals (lib/sql.ts inlineSql), not as bound parameters");
 			return proto.query.apply(this, args);
 		};
 	});
+}
+
+/** Whether `pg`'s `query(config, values)` would send Parse/Bind/Execute: values to bind, a statement name, or the extended mode asked for. */
+function usesExtendedProtocol([config, values]: unknown[]): boolean {
+	if (Array.isArray(values) && values.length > 0) return true;
+	if (typeof config !== "object" || config === null) return false;
+	const { name, values: bound, queryMode } = config as { name?: string; values?: unknown[]; queryMode?: string };
+	return Boolean(name) || Boolean(bound?.length) || queryMode === "extended";
 }
 
 function sessionOf(sequelize: Sequelize, client: PgClient): Session {
