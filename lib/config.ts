@@ -94,6 +94,8 @@ export interface Config {
 	embeddedVacuumMs: number;
 	/** Embedded only: WAL written since the last checkpoint (MB) that makes the housekeeping take one (PGlite has no checkpointer). */
 	embeddedCheckpointMb: number;
+	/** Embedded only: PGlite working this long on one message counts as hung, and the node stops (PostgreSQL's statement_timeout does not work in PGlite). */
+	embeddedStuckMs: number;
 	lockTtlMs: number;
 	lockWaitMs: number;
 	shutdownDrainMs: number;
@@ -267,6 +269,7 @@ export function loadConfig(env: Env = process.env): Config {
 		outboxPollMs: integer(env, "OUTBOX_POLL_MS", 1000, 10, 60000),
 		embeddedVacuumMs: integer(env, "EMBEDDED_VACUUM_MS", 10000, 100, 3600 * 1000),
 		embeddedCheckpointMb: integer(env, "EMBEDDED_CHECKPOINT_MB", 256, 1, 64 * 1024),
+		embeddedStuckMs: integer(env, "EMBEDDED_STUCK_MS", 60000, 1000, 24 * 3600 * 1000),
 		lockTtlMs: integer(env, "LOCK_TTL_MS", 10000, 100, 600000),
 		lockWaitMs: integer(env, "LOCK_WAIT_MS", 5000, 0, 600000),
 		shutdownDrainMs: integer(env, "SHUTDOWN_DRAIN_MS", 0, 0, 60000),

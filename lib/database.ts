@@ -45,6 +45,7 @@ async function openEmbedded(config: Config, onFailure?: PgliteFailureHandler): P
 		dataDir: inMemory ? config.dataDir : `${config.dataDir}/pgdata`,
 		maxConnections: config.dbPoolMax + 2,
 		profileFile: config.pgliteProfile,
+		stuckMs: config.embeddedStuckMs,
 	}, onFailure).catch(err => {
 		unlock();
 		throw err;

@@ -20,6 +20,8 @@ export interface PgliteThreadOptions {
 	maxConnections: number;
 	/** Where to keep the time each statement takes on PGlite's thread (lib/pglite-profile.ts), if anywhere. */
 	profileFile?: string;
+	/** PGlite working longer than this on one message counts as a hang, reported as a failure (none: no watch). */
+	stuckMs?: number;
 }
 
 /** What the node is told, once, when the thread fails after it started (PGlite threw, or the thread ended): nothing it serves can be trusted to answer again. */
@@ -28,6 +30,8 @@ export type PgliteFailureHandler = (err: Error) => void;
 /** What the worker is given. */
 export interface PgliteWorkerData extends PgliteThreadOptions {
 	socketPath: string;
+	/** When PGlite began the message it works on (ms since the epoch), 0 between messages: written by the worker, watched here. */
+	busySince: BigInt64Array;
 }
 
 /** Messages from the worker. */
@@ -91,10 +95,28 @@ function listen(worker: Worker, message: (m: PgliteWorkerMessage) => void, faile
 	return () => void worker.off("message", onMessage).off("error", failed).off("exit", onExit);
 }
 
+/**
+ * A message PGlite never finishes (a bug that spins, a statement that never ends) blocks its thread,
+ * so it can report nothing itself, and every request of the node waits behind it while the process
+ * lives on. So this thread reads when the message began, and reports a failure once it has run
+ * past `stuckMs`: the node then stops, to be restarted on its files, as when PGlite throws.
+ */
+function watchForHang(busySince: BigInt64Array, stuckMs: number, fail: (err: Error) => void): NodeJS.Timeout {
+	const timer = setInterval(() => {
+		const since = Number(Atomics.load(busySince, 0));
+		if (since > 0 && Date.now() - since > stuckMs) {
+			clearInterval(timer);
+			fail(new Error(`PGlite has worked on one message for over ${stuckMs} ms (EMBEDDED_STUCK_MS)`));
+		}
+	}, Math.min(1000, stuckMs / 4));
+	return timer.unref();
+}
+
 export async function startPgliteThread(options: PgliteThreadOptions, onFailure?: PgliteFailureHandler): Promise<PgliteThread> {
 	sweepStaleSocketDirs();
 	const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`) };
+	const busySince = new BigInt64Array(new SharedArrayBuffer(8));
+	const data: PgliteWorkerData = { ...options, socketPath: path.join(socketDir, `.s.PGSQL.${PORT}`), busySince };
 	const { file, execArgv } = workerFile();
 	const worker = new Worker(file, { workerData: data, execArgv });
 	// Also when the process exits without stopping it (a SIGKILL leaves it to the next start's sweep).
@@ -124,11 +146,13 @@ export async function startPgliteThread(options: PgliteThreadOptions, onFailure?
 		onFailure?.(err);
 	};
 	listen(worker, () => undefined, fail);
+	const watch = options.stuckMs ? watchForHang(busySince, options.stuckMs, fail) : undefined;
 	return {
 		socketDir,
 		port: PORT,
 		stop: () =>
 			(stopped ??= (async () => {
+				clearInterval(watch);
 				const closed = next();
 				worker.postMessage("close");
 				try {

@@ -5,7 +5,7 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { PgliteWorkerData, PgliteWorkerMessage } from "./pglite-thread";
 import { profileStatements } from "./pglite-profile";
 
-const { dataDir, socketPath, maxConnections, profileFile } = workerData as PgliteWorkerData;
+const { dataDir, socketPath, maxConnections, profileFile, busySince } = workerData as PgliteWorkerData;
 const port = parentPort!;
 const send = (m: PgliteWorkerMessage) => port.postMessage(m);
 
@@ -47,17 +47,22 @@ const CLIENT_MESSAGE_TYPES = new Set([0, ...Buffer.from("QFXBCDEHPSdcfp")]);
  * pglite-socket then serves no connection again: its queue stays marked busy for good
  * (electric-sql/pglite#1046), so every request would wait for ever. A message of a type PostgreSQL
  * does not know is worse: PGlite spins on it for ever, so it is never passed on. Either way the node
- * is told, and stops (lib/pglite-thread.ts `onFailure`); restarted, it recovers from its files.
+ * is told, and stops (lib/pglite-thread.ts `onFailure`); restarted, it recovers from its files. A
+ * message that never ends blocks this thread, so it cannot be told from here: the node watches
+ * `busySince` for it.
  */
 function reportFailures(pglite: PGlite): void {
 	const exec = pglite.execProtocolRawStream.bind(pglite);
 	pglite.execProtocolRawStream = async (message, options) => {
 		try {
 			if (!CLIENT_MESSAGE_TYPES.has(message[0])) throw new Error(`a client sent a message of unknown type '${String.fromCharCode(message[0])}'`);
+			Atomics.store(busySince, 0, BigInt(Date.now())); // watched by lib/pglite-thread.ts for a hang
 			return await exec(message, options);
 		} catch (err) {
 			send({ failed: `PGlite failed: ${(err as Error).message}` });
 			throw err;
+		} finally {
+			Atomics.store(busySince, 0, 0n);
 		}
 	};
 }

@@ -109,16 +109,23 @@ describe("npm start (bin/node.ts)", () => {
 	// Two messages PGlite cannot serve. COPY from the client makes it throw: its WASM PostgreSQL
 	// ends, and the socket server would serve no one again (electric-sql/pglite#1046). A message of a
 	// type PostgreSQL does not know makes it spin for ever instead: the node must refuse to pass it on.
-	const failures: Array<[string, (client: Client) => void, RegExp]> = [
+	const failures: Array<[string, (client: Client) => void, RegExp, Record<string, string>?]> = [
 		["COPY from the client", client => void client.query("COPY inventory.products FROM STDIN").catch(() => undefined), /PGlite failed/],
 		["a message of an unknown type", client => (client as unknown as { connection: { stream: net.Socket } }).connection.stream.write(Buffer.from([0x7a, 0, 0, 0, 4])), /unknown type 'z'/],
+		// A statement that would run for hours (PGlite ignores statement_timeout) holds its thread.
+		[
+			"a message it works on past EMBEDDED_STUCK_MS",
+			client => void client.query("SELECT count(*) FROM generate_series(1, 1000000000000)").catch(() => undefined),
+			/PGlite has worked on one message for over 3000 ms \(EMBEDDED_STUCK_MS\)/,
+			{ EMBEDDED_STUCK_MS: "3000" },
+		],
 	];
-	it.each(failures)("stops with one fatal line when its embedded database fails (%s), instead of leaving every request to wait; restarted, it serves its data", async (_, fail, reason) => {
+	it.each(failures)("stops with one fatal line when its embedded database fails (%s), instead of leaving every request to wait; restarted, it serves its data", async (_, fail, reason, extraEnv = {}) => {
 		const data = tempDir();
 		const port = await freePort();
 		const base = `http://127.0.0.1:${port}`;
 		const ready = async () => (await fetch(`${base}/health/ready`).catch(() => undefined))?.status === 200;
-		const env = { DATA_DIR: data.dir, PORT: String(port) };
+		const env = { DATA_DIR: data.dir, PORT: String(port), ...extraEnv };
 		let node = startNode(env);
 		let client: Client | undefined;
 		try {
