@@ -94,7 +94,7 @@ export interface Config {
 	embeddedVacuumMs: number;
 	/** Embedded only: WAL written since the last checkpoint (MB) that makes the housekeeping take one (PGlite has no checkpointer). */
 	embeddedCheckpointMb: number;
-	/** Embedded only: PGlite working this long on one message counts as hung, and the node stops (PostgreSQL's statement_timeout does not work in PGlite). */
+	/** Embedded only: once the node has started, PGlite working this long on one message counts as hung, and the node stops (PostgreSQL's statement_timeout does not work in PGlite). */
 	embeddedStuckMs: number;
 	lockTtlMs: number;
 	lockWaitMs: number;

@@ -10,6 +10,8 @@ export interface Database {
 	sequelize: Sequelize;
 	/** Where it lives, without credentials, for logs. */
 	describe: string;
+	/** The node has started (its migrations ran): embedded, PGlite's thread is watched for hangs from now on (EMBEDDED_STUCK_MS). */
+	started(): void;
 	close(): Promise<void>;
 }
 
@@ -45,7 +47,6 @@ async function openEmbedded(config: Config, onFailure?: PgliteFailureHandler): P
 		dataDir: inMemory ? config.dataDir : `${config.dataDir}/pgdata`,
 		maxConnections: config.dbPoolMax + 2,
 		profileFile: config.pgliteProfile,
-		stuckMs: config.embeddedStuckMs,
 	}, onFailure).catch(err => {
 		unlock();
 		throw err;
@@ -55,6 +56,7 @@ async function openEmbedded(config: Config, onFailure?: PgliteFailureHandler): P
 	return {
 		sequelize,
 		describe: `embedded PGlite (${config.dataDir})`,
+		started: () => pglite.watchForHangs(config.embeddedStuckMs),
 		async close() {
 			await sequelize.close();
 			await pglite.stop();
@@ -67,5 +69,5 @@ async function openEmbedded(config: Config, onFailure?: PgliteFailureHandler): P
 export async function openDatabase(config: Config, onFailure?: PgliteFailureHandler): Promise<Database> {
 	if (!config.databaseUrl) return openEmbedded(config, onFailure);
 	const sequelize = sequelizeFor(config.databaseUrl, config.dbPoolMax);
-	return { sequelize, describe: redact(config.databaseUrl), close: () => sequelize.close() };
+	return { sequelize, describe: redact(config.databaseUrl), started: () => undefined, close: () => sequelize.close() };
 }

@@ -17,6 +17,7 @@ export function createNode(config: Config, extra: ServiceSchema<any, any, any, a
 		...options,
 		// bin/node.ts owns the signals: it drains (readiness 503) before stopping the broker.
 		skipProcessEventRegistration: true,
+		started: () => runtime.started(),
 		stopped: () => runtime.close(),
 	});
 	attachRuntime(broker, runtime);

@@ -20,8 +20,6 @@ export interface PgliteThreadOptions {
 	maxConnections: number;
 	/** Where to keep the time each statement takes on PGlite's thread (lib/pglite-profile.ts), if anywhere. */
 	profileFile?: string;
-	/** PGlite working longer than this on one message counts as a hang, reported as a failure (none: no watch). */
-	stuckMs?: number;
 }
 
 /** What the node is told, once, when the thread fails after it started (PGlite threw, or the thread ended): nothing it serves can be trusted to answer again. */
@@ -41,6 +39,12 @@ export type PgliteWorkerMessage = { ready: true } | { closed: true } | { failed:
 export interface PgliteThread {
 	socketDir: string;
 	port: number;
+	/**
+	 * From now on, PGlite working longer than `stuckMs` on one message counts as a hang, reported as
+	 * a failure. Armed once the node has started: a start-up's migrations may rightly run longer, and
+	 * a node stopped in one would run it again on every restart.
+	 */
+	watchForHangs(stuckMs: number): void;
 	/** Stops the server and closes PGlite (its files flushed), then the thread ends. */
 	stop(): Promise<void>;
 }
@@ -146,10 +150,14 @@ export async function startPgliteThread(options: PgliteThreadOptions, onFailure?
 		onFailure?.(err);
 	};
 	listen(worker, () => undefined, fail);
-	const watch = options.stuckMs ? watchForHang(busySince, options.stuckMs, fail) : undefined;
+	let watch: NodeJS.Timeout | undefined;
 	return {
 		socketDir,
 		port: PORT,
+		watchForHangs(stuckMs) {
+			clearInterval(watch);
+			if (!stopped && !failed) watch = watchForHang(busySince, stuckMs, fail);
+		},
 		stop: () =>
 			(stopped ??= (async () => {
 				clearInterval(watch);

@@ -198,6 +198,11 @@ export class Runtime {
 		return this.lockerInstance;
 	}
 
+	/** The broker has started every local service (their migrations ran). */
+	async started(): Promise<void> {
+		(await this.db)?.started();
+	}
+
 	async close(): Promise<void> {
 		const producer = this.producer;
 		this.producer = undefined;

@@ -1,12 +1,14 @@
 /**
- * The embedded database's socket directories: one per process, named after it, so that one a
- * killed process left behind is removed by the next start (lib/pglite-thread.ts).
+ * The embedded database's thread (lib/pglite-thread.ts): its socket directories, one per process,
+ * named after it, so that one a killed process left behind is removed by the next start; and the
+ * watch for a message PGlite never finishes, armed only once the node has started.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { sweepStaleSocketDirs } from "../../lib/pglite-thread";
+import { Client } from "pg";
+import { startPgliteThread, sweepStaleSocketDirs } from "../../lib/pglite-thread";
 import { NODE_FLAGS } from "../../lib/node-flags";
 
 it("removes the socket directories of processes that are gone, and only those", () => {
@@ -30,3 +32,23 @@ it("starts in a node started with the node's V8 flags, which a worker would refu
 	expect(run.stderr).not.toMatch(/ERR_WORKER_INVALID_EXEC_ARGV/);
 	expect(run.stdout).toContain("started and stopped");
 }, 70_000);
+
+it("reports a message that runs past the bound only once the watch is armed: a start-up's long migration runs to its end", async () => {
+	const failures: Error[] = [];
+	const thread = await startPgliteThread({ dataDir: "memory://", maxConnections: 2 }, err => failures.push(err));
+	const client = new Client({ host: thread.socketDir, port: thread.port, user: "postgres", database: "postgres" });
+	client.on("error", () => undefined);
+	try {
+		await client.connect();
+		// Before the node has started (its migrations): three times the bound, and nothing reported.
+		await client.query("SELECT pg_sleep(1.5)");
+		thread.watchForHangs(500);
+		await client.query("SELECT pg_sleep(0.1)");
+		expect(failures).toEqual([]);
+		await client.query("SELECT pg_sleep(1.5)");
+		expect(failures.map(e => e.message)).toEqual(["PGlite has worked on one message for over 500 ms (EMBEDDED_STUCK_MS)"]);
+	} finally {
+		await client.end().catch(() => undefined);
+		await thread.stop();
+	}
+}, 30_000);
