@@ -115,6 +115,8 @@ export class OutboxRelay {
 	/** Direct: event ids whose hand-over has not settled yet. */
 	private readonly inFlight = new Set<string>();
 	private readonly table: string;
+	/** The advisory lock one relay of the schema holds at a time, cluster-wide. */
+	private readonly lockName: string;
 	/** A statement's CTE that marks published the rows handled since the last round (`:handled`). */
 	private readonly markHandled: string;
 
@@ -130,6 +132,7 @@ export class OutboxRelay {
 	) {
 		if (mode === "direct" && typeof publisher === "function") throw new Error("direct hand-over is for the bus");
 		this.table = `${quoteIdent(schema)}.outbox`;
+		this.lockName = `outbox:${schema}`;
 		this.markHandled = `handled AS (UPDATE ${this.table} SET published_at = now() WHERE event_id = ANY(ARRAY[:handled]::uuid[]) AND published_at IS NULL)`;
 	}
 
@@ -221,11 +224,6 @@ export class OutboxRelay {
 			const published =
 				typeof publisher === "function"
 					? await inTransaction(this.sequelize, async tx => {
-							// The batch is read through the unpublished index in seq order, which marks the entries
-							// of rows published since the last vacuum dead as it passes them. A bitmap scan, which
-							// the planner picks on a young table (no statistics yet), marks none, so every round read
-							// them all again: on a new cluster's first minute a round read over 2,000 pages (bench/ANALYSIS.md).
-							tx.queue("SET LOCAL enable_bitmapscan = off", "check");
 							const messages = await this.markBatch("published_at", tx);
 							// A failed publish rolls the mark back with the transaction.
 							if (messages.length > 0) await publisher(messages);
@@ -312,17 +310,30 @@ export class OutboxRelay {
 	 * when another node holds the lock (a CTE with a volatile function is evaluated once, before the
 	 * rows are read); the lock lasts as long as `tx`, or this statement without one. Kafka marks its
 	 * batch `published_at`; the bus marks it `handed_at`, and in the same statement marks published
-	 * the rows whose hand-over resolved since the last round. The statement's snapshot is taken
-	 * before the lock: a relay that got the lock just as another committed its batch still sees
-	 * that batch unmarked, so the UPDATE checks the mark again on the row's latest version.
+	 * the rows whose hand-over resolved since the last round. Without `tx` the statement's snapshot
+	 * is taken before the lock: a relay that got the lock just as another committed its batch still
+	 * sees that batch unmarked, so the UPDATE checks the mark again on the row's latest version.
 	 */
 	private async markBatch(mark: "published_at" | "handed_at", tx?: Transaction, take = BATCH): Promise<OutboxMessage[]> {
 		const bus = mark === "handed_at";
+		if (tx) {
+			// In a transaction, the lock is taken by a statement of its own, before the claim, so that the
+			// claim's snapshot is taken once it is held: a claim whose snapshot predated the last holder's
+			// commit read that holder's batch as unpublished, marked none of it, and ended the drain
+			// with rows left for the next sweep.
+			queueSql(this.sequelize, tx, "SELECT set_config('outbox_relay.locked', pg_try_advisory_xact_lock(hashtext(:name))::text, true)", { name: this.lockName }, "check");
+			// The batch is then read through the unpublished index in seq order, which marks the entries
+			// of rows published since the last vacuum dead as it passes them. A bitmap scan, which the
+			// planner picks on a young table (no statistics yet), marks none, so every round read them
+			// all again: in a new cluster's first minute a round read over 2,000 pages (bench/ANALYSIS.md).
+			tx.queue("SET LOCAL enable_bitmapscan = off", "check");
+		}
+		const locked = tx ? "current_setting('outbox_relay.locked')::boolean" : "pg_try_advisory_xact_lock(hashtext(:name))";
 		const run = async (handled: string[]) => {
 			// One row at least: whether the lock was had, and the marked rows beside it.
 			const rows = await sqlQuery<{ ok: boolean } & Partial<OutboxRow>>(
 				this.sequelize,
-				`WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext(:name)) AS ok),
+				`WITH relay AS (SELECT ${locked} AS ok),
 				      ${bus ? `${this.markHandled},` : ""}
 				      batch AS (SELECT seq FROM relay, ${this.table} WHERE relay.ok AND published_at IS NULL ${bus ? "AND handed_at IS NULL" : ""} ORDER BY seq LIMIT ${take}),
 				      marked AS (
@@ -330,7 +341,7 @@ export class OutboxRelay {
 				        WHERE o.seq = batch.seq AND o.published_at IS NULL ${bus ? "AND o.handed_at IS NULL" : ""}
 				        RETURNING o.seq, o.aggregate_key, o.envelope)
 				 SELECT relay.ok, marked.* FROM relay LEFT JOIN marked ON true`,
-				{ name: `outbox:${this.schema}`, ...(bus ? { handled } : {}) },
+				{ name: this.lockName, ...(bus ? { handled } : {}) },
 				tx,
 			);
 			if (!rows[0]?.ok) this.lockedOut = true;
