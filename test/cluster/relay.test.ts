@@ -29,9 +29,9 @@ afterAll(async () => {
 	await db?.drop();
 });
 
-/** `n` events in one transaction through node `on`'s connection; their ids. */
-const write = (n: number, on: Sequelize = a) =>
-	inTransaction(on, async tx => Array.from({ length: n }, (_, i) => writeToOutbox(on, "relayed", tx, "probe.happened", { i }, { service: "relayed", nodeID: "t" }, { key: "k" }).eventId));
+/** `n` events in one transaction through node `on`'s connection, into `schema`'s outbox; their ids. */
+const write = (n: number, on: Sequelize = a, schema = "relayed") =>
+	inTransaction(on, async tx => Array.from({ length: n }, (_, i) => writeToOutbox(on, schema, tx, "probe.happened", { i }, { service: schema, nodeID: "t" }, { key: "k" }).eventId));
 const unpublished = async () => Number(((await a.query(`SELECT count(*) AS n FROM relayed.outbox WHERE published_at IS NULL`, { plain: true })) as any).n);
 
 it("publishes in commit order, and only one of two nodes' relays publishes at a time", async () => {
@@ -131,12 +131,11 @@ it("a round passes over the rows published before it only once: their entries in
 	await a.query(`ALTER TABLE young.outbox SET (autovacuum_enabled = false)`);
 	await a.query(`CREATE EXTENSION IF NOT EXISTS pageinspect`);
 	const relay = new OutboxRelay(a, "young", async () => undefined, quiet, 60000);
-	const writeYoung = (n: number) => inTransaction(a, async tx => void Array.from({ length: n }, (_, i) => writeToOutbox(a, "young", tx, "probe.happened", { i }, { service: "young", nodeID: "t" })));
 	for (let round = 0; round < 100; round++) {
-		await writeYoung(10);
+		await write(10, a, "young");
 		await relay.drain();
 	}
-	// Index entries not marked dead, on the index's leaf pages (its root, page 0 is the metapage).
+	// Index entries not marked dead, on the index's leaf pages (page 0 is the metapage; the root is not a leaf once the index has several pages).
 	const { live } = (await a.query(
 		`SELECT count(*)::int AS live FROM generate_series(1, pg_relation_size('young.outbox_unpublished') / current_setting('block_size')::int - 1) AS page,
 		   LATERAL bt_page_items('young.outbox_unpublished', page::int) AS item
