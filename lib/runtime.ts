@@ -1,6 +1,7 @@
 import type { ServiceBroker } from "moleculer";
 import Redis from "ioredis";
 import { Kafka, logLevel as KafkaLogLevel, type Admin, type Message, type Producer } from "kafkajs";
+import { patchKafkajs } from "./kafkajs-patch";
 import type { Config } from "./config";
 import { openDatabase, type Database } from "./database";
 import { LocalLocker, RedisLocker, type Locker } from "./locks";
@@ -67,6 +68,7 @@ export class Runtime {
 
 	kafka(): Kafka | undefined {
 		if (!this.config.kafkaBrokers) return undefined;
+		patchKafkajs();
 		this.kafkaClient ??= new Kafka({
 			clientId: `${this.config.namespace}-${this.nodeID}`,
 			brokers: this.config.kafkaBrokers,
