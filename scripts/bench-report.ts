@@ -22,6 +22,8 @@ export interface Run {
 	stepsMs?: Record<string, Trio>;
 	errors: Record<string, number>;
 	cpuPercent: { avg: number; max: number };
+	/** The machine's speed during the run (scripts/speed-probe.ts: CPU ms per unit of work, lower is faster); runs before 2026-12-08 have none. */
+	machineProbeMs?: { p50: number; min: number; max: number; samples: number };
 	processes: Record<string, { cpuAvg: number; cpuMax: number; rssMaxMb: number; system: boolean }>;
 	/** PGlite's time by statement (BENCH_PGLITE_PROF). */
 	pglite?: { ms: number; msPerCheckout: number; statements: Array<{ statements: string; perCheckout: number; msPerCheckout: number; percent: number }> };
@@ -51,13 +53,16 @@ export function writeReport(ROOT: string): void {
 Written by \`npm run bench\` from the results kept in \`bench/results/\` (the latest run of each target,
 profile and rate), on this 2-core machine, the load generator on the same cores. Reproduce:
 \`npm run bench\` (embedded), \`BENCH_TARGET=cluster npm run bench\` (local cluster on NATS,
-PostgreSQL, Redis, Kafka), \`npm run bench:floor\` (the pgbench floor), \`BENCH_CPU_PROF=1\` (profiles).
+PostgreSQL, Redis, Kafka), \`npm run bench:floor\` (the pgbench floor), \`BENCH_CPU_PROF=1\` (profiles). The machine probe
+is the CPU time a fixed piece of work took on a thread of the load generator's, once a second
+during the run (\`scripts/speed-probe.ts\`): it moves with the machine's speed, not with the load, so
+runs whose probes differ much ran on a faster or slower machine.
 
 ## Results
 
-| target | profile | customers, payments / rate | date | confirmed checkouts/s | of the floor | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | system CPU % of one core, avg / max |
-|---|---|---|---|---|---|---|---|---|---|
-${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}, ${r.payment ?? (r.profile === "burst" ? "wallet" : "mixed")}${r.rate ? ` / ${r.rate} per s` : ""} | ${r.date?.slice(0, 16).replace("T", " ") ?? ""} | ${r.confirmedPerSecond} | ${ofFloor(r)} | ${trio(r.postOrdersMs)} | ${trio(r.orderToConfirmedMs)} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} |`).join("\n")}
+| target | profile | customers, payments / rate | date | confirmed checkouts/s | of the floor | POST /orders p50 / p95 / p99 ms | order → CONFIRMED p50 / p95 / p99 ms | errors | system CPU % of one core, avg / max | machine probe, CPU ms (p50) |
+|---|---|---|---|---|---|---|---|---|---|---|
+${runs.map(r => `| ${r.target} | ${r.profile} | ${r.concurrency}, ${r.payment ?? (r.profile === "burst" ? "wallet" : "mixed")}${r.rate ? ` / ${r.rate} per s` : ""} | ${r.date?.slice(0, 16).replace("T", " ") ?? ""} | ${r.confirmedPerSecond} | ${ofFloor(r)} | ${trio(r.postOrdersMs)} | ${trio(r.orderToConfirmedMs)} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} | ${r.cpuPercent.avg} / ${r.cpuPercent.max} | ${r.machineProbeMs?.p50 ?? ""} |`).join("\n")}
 
 ### Bursts
 

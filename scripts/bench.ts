@@ -32,6 +32,7 @@ import { summarizeProfile, type CpuProfile } from "./cpu-profile";
 import { writeReport } from "./bench-report";
 import { addSteps, stepsLine, type StepTimes } from "./order-steps";
 import { postBurst } from "./burst";
+import { speedOf, startSpeedProbe } from "./speed-probe";
 import { profileBetween, type StatementProfile } from "../lib/pglite-profile";
 
 const { http, readEvents } = loadClient;
@@ -156,6 +157,7 @@ function runResult(r: {
 	watched: Watched[];
 	samples: Sample[];
 	window: { fromUs: number; toUs: number };
+	probe: number[];
 }) {
 	return {
 		target: TARGET,
@@ -173,6 +175,7 @@ function runResult(r: {
 		errors: r.errors,
 		errorSamples: r.errorSamples,
 		...usageOf(r.watched, r.samples),
+		machineProbeMs: speedOf(r.probe),
 		window: r.window,
 		samples: r.samples,
 	};
@@ -288,17 +291,19 @@ async function runProfile(base: string, watched: Watched[], profile: string, pgl
 		samples.push({ second: s, confirmed: b?.confirmed ?? 0, orderP95: summarize(b?.latencies ?? []).p95, cpuPercent, usage });
 	}, 1000);
 	const loadFromUs = monotonicUs();
+	const probe = startSpeedProbe();
 	const pgliteBefore = readPglite();
 	const load = Promise.all(users.map(worker));
 	await sleep(SECONDS * 1000);
 	running = false;
 	await load;
 	const loadToUs = monotonicUs();
+	const probed = await probe.stop();
 	await sleep(300); // PGlite's profile is written every quarter second
 	const pglite = pgliteProfile ? profileBetween(pgliteBefore, readPglite()) : undefined;
 	clearInterval(ticker);
 	const elapsed = (Date.now() - start) / 1000;
-	const result = runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, steps, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } });
+	const result = runResult({ profile, seconds: elapsed, rate: RATE ?? null, orderLatency, confirmLatency, steps, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs }, probe: probed });
 	return pglite ? { ...result, pglite: pgliteSummary(pglite, result.confirmed) } : result;
 }
 
@@ -336,11 +341,13 @@ async function runBurst(base: string, watched: Watched[]) {
 			.finally(() => (reading = false));
 	}, 1000);
 	const loadFromUs = monotonicUs();
+	const probe = startSpeedProbe();
 	const { orders, latencies: orderLatency, errors, errorSamples } = await postBurst(base, users, products.map(p => p.id), BURST_ORDERS);
 	const postedSeconds = (Date.now() - start) / 1000;
 	const deadline = Date.now() + BURST_TIMEOUT_S * 1000;
 	while ((await pendingNow()) > pendingBefore && Date.now() < deadline) await sleep(500);
 	const loadToUs = monotonicUs();
+	const probed = await probe.stop();
 	clearInterval(ticker);
 	// Every order's outcome and its time to CONFIRMED, from its own status history.
 	const confirmLatency: number[] = [];
@@ -381,7 +388,7 @@ async function runBurst(base: string, watched: Watched[]) {
 		quiet = Math.max(quiet, run);
 	}
 	return {
-		...runResult({ profile: "burst", seconds: drainSeconds, rate: null, orderLatency, confirmLatency, steps, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs } }),
+		...runResult({ profile: "burst", seconds: drainSeconds, rate: null, orderLatency, confirmLatency, steps, errors, errorSamples, watched, samples, window: { fromUs: loadFromUs, toUs: loadToUs }, probe: probed }),
 		burst: {
 			orders: BURST_ORDERS,
 			accepted: orders.length,
@@ -533,7 +540,7 @@ async function main() {
 		for (const profile of PROFILES) {
 			console.log(`bench: ${TARGET} ${profile} for ${SECONDS}s with ${CONCURRENCY} customers (${PAYMENT} payments)${RATE ? ` at ${RATE} checkouts/s` : ""} against ${system.base}`);
 			const r = await runProfile(system.base, system.watched, profile, system.pgliteProfile);
-			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core)`);
+			console.log(`  confirmed ${r.confirmedPerSecond}/s; POST /orders p50/p95/p99 ${r.postOrdersMs.p50}/${r.postOrdersMs.p95}/${r.postOrdersMs.p99} ms; to CONFIRMED ${r.orderToConfirmedMs.p50}/${r.orderToConfirmedMs.p95}/${r.orderToConfirmedMs.p99} ms; errors ${JSON.stringify(r.errors)}; system CPU avg ${r.cpuPercent.avg}% max ${r.cpuPercent.max}% (of one core); machine probe ${r.machineProbeMs?.p50 ?? "-"} ms`);
 			console.log(`  steps of a confirmed order, p50/p95 ms: ${stepsLine(r.stepsMs)}`);
 			for (const [code, sample] of Object.entries(r.errorSamples ?? {})) console.log(`  ${code}, e.g.: ${sample}`);
 			const { burst } = r as Partial<Awaited<ReturnType<typeof runBurst>>>;
