@@ -68,14 +68,16 @@ export class Runtime {
 
 	kafka(): Kafka | undefined {
 		if (!this.config.kafkaBrokers) return undefined;
-		patchKafkajs();
-		this.kafkaClient ??= new Kafka({
-			clientId: `${this.config.namespace}-${this.nodeID}`,
-			brokers: this.config.kafkaBrokers,
-			logLevel: KafkaLogLevel.NOTHING,
-			retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2000 },
-			connectionTimeout: 3000,
-		});
+		if (!this.kafkaClient) {
+			patchKafkajs(); // before the node's first connection to the broker
+			this.kafkaClient = new Kafka({
+				clientId: `${this.config.namespace}-${this.nodeID}`,
+				brokers: this.config.kafkaBrokers,
+				logLevel: KafkaLogLevel.NOTHING,
+				retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2000 },
+				connectionTimeout: 3000,
+			});
+		}
 		return this.kafkaClient;
 	}
 
