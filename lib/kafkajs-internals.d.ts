@@ -5,6 +5,7 @@ declare module "kafkajs/src/network/requestQueue" {
 		pending: unknown[];
 		throttledUntil: number;
 		throttleCheckTimeoutId: NodeJS.Timeout | null;
+		checkPendingRequests(): void;
 		scheduleCheckPendingRequests(): void;
 		destroy(): void;
 	}

@@ -6,7 +6,7 @@ const queue = () => new RequestQueue({ maxInFlightRequests: null, requestTimeout
 
 /** How often a queue with nothing to send checks for pending requests in `ms` of fake time. */
 function checksIn(q: RequestQueue, ms: number): number {
-	const check = jest.spyOn(q as unknown as { checkPendingRequests(): void }, "checkPendingRequests");
+	const check = jest.spyOn(q, "checkPendingRequests");
 	q.scheduleCheckPendingRequests();
 	jest.advanceTimersByTime(ms);
 	const n = check.mock.calls.length;
@@ -39,7 +39,7 @@ describe("patchKafkajs", () => {
 		const q = queue();
 		q.throttledUntil = Date.now() + 50;
 		q.pending.push({});
-		const check = jest.spyOn(q as unknown as { checkPendingRequests(): void }, "checkPendingRequests").mockImplementation(() => undefined);
+		const check = jest.spyOn(q, "checkPendingRequests").mockImplementation(() => undefined);
 		q.scheduleCheckPendingRequests();
 		jest.advanceTimersByTime(49);
 		expect(check).not.toHaveBeenCalled();
