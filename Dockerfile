@@ -1,5 +1,5 @@
 # One image for every node group; SERVICES picks what a container runs.
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # The install's own build of the web front (prepare) waits for the sources: run below.
@@ -13,7 +13,7 @@ COPY scripts ./scripts
 COPY web ./web
 RUN npm run build && npm run build:web && npm prune --omit=dev
 
-FROM node:22-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production PORT=3000 METRICS_PORT=3030
 WORKDIR /app
 COPY --from=build /app/package.json ./

@@ -142,6 +142,19 @@ describe("deployment descriptions", () => {
 			expect(dockerfile).toMatch(/^USER node$/m);
 			expect(dockerfile).not.toMatch(/^CMD (?!\[)/m);
 		});
+
+		it("builds and runs on the Node that .nvmrc names, one package.json's engines allow", () => {
+			const major = Number(read(".nvmrc").trim());
+			const bases = [...dockerfile.matchAll(/^FROM node:(\d+)-/gm)].map(m => Number(m[1]));
+			expect(bases.length).toBeGreaterThanOrEqual(2);
+			expect(bases.every(b => b === major)).toBe(true);
+			const [, oldest, below] = /^>=(\d+) <(\d+)$/.exec(JSON.parse(read("package.json")).engines.node)!.map(Number);
+			expect(oldest).toBeLessThanOrEqual(major);
+			expect(major).toBeLessThan(below);
+			// CI installs the .nvmrc version and also runs npm test on the oldest the engines allow.
+			expect(read(".ci/run")).toContain("< .nvmrc");
+			expect(read(".ci/run")).toContain("engines.node");
+		});
 	});
 
 	it("starts every node with the node's V8 flags: npm start, the image, the scripts that spawn nodes", () => {
