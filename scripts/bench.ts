@@ -33,6 +33,7 @@ import { writeReport } from "./bench-report";
 import { addSteps, stepsLine, type StepTimes } from "./order-steps";
 import { postBurst } from "./burst";
 import { speedOf, startSpeedProbe } from "./speed-probe";
+import { percentile } from "./percentile";
 import { profileBetween, type StatementProfile } from "../lib/pglite-profile";
 
 const { http, readEvents } = loadClient;
@@ -54,7 +55,6 @@ const ADDRESS = { name: "B", line1: "L", city: "C", postalCode: "P", country: "D
 const ADMIN = tokenFor("bench-admin", "admin");
 const ENDED = ["FAILED", "PAYMENT_FAILED", "CANCELLED"];
 
-const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : 0);
 const summarize = (values: number[]) => {
 	const s = [...values].sort((a, b) => a - b);
 	return { count: s.length, p50: percentile(s, 50), p95: percentile(s, 95), p99: percentile(s, 99) };

@@ -1,4 +1,5 @@
 import { Worker } from "node:worker_threads";
+import { percentile } from "./percentile";
 
 /**
  * How fast this machine's cores run during a benchmark, so that runs an hour (or a minute) apart
@@ -68,5 +69,5 @@ export function startSpeedProbe(intervalMs = 1000, window = WINDOW): SpeedProbe 
 export function speedOf(samples: number[]): { p50: number; min: number; max: number; samples: number } | undefined {
 	if (samples.length === 0) return undefined;
 	const sorted = [...samples].sort((a, b) => a - b);
-	return { p50: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1], samples: sorted.length };
+	return { p50: percentile(sorted, 50), min: sorted[0], max: sorted[sorted.length - 1], samples: sorted.length };
 }
